@@ -1,0 +1,393 @@
+"""Input coercion and checks: turn what a user passes to :func:`vtamiq_metric.score` into image batches.
+
+Every public entry point calls :func:`prepare_pair` (or :func:`to_batch`) first. The result is a
+``(B, 3, H, W)`` floating-point RGB tensor with values in ``[0, 1]``. Bad input raises ``TypeError`` (wrong kind
+or dtype), ``ValueError`` (wrong shape, size or values) or ``FileNotFoundError`` (missing file), and the message
+says what was expected and what was received. Nothing is resized, clamped or rescaled silently.
+
+Accepted inputs and the rules applied to each:
+
+* **Paths** (``str`` or ``os.PathLike``) are decoded with Pillow, then follow the PIL rules below. A missing path
+  raises ``FileNotFoundError`` naming it; a directory, or a file Pillow cannot decode (unknown format, truncated
+  or corrupt data), raises ``ValueError`` naming the file and the decoder's reason. Only the first frame of a
+  multi-frame file is used. EXIF orientation and ICC profiles are ignored: pixels are used as stored.
+* **PIL images**, by mode:
+
+  - ``RGB`` and ``L`` (8 bit): divided by 255. ``1`` (bilevel): 0 or 1.
+  - ``RGBA``, ``LA``, ``RGBX``: the extra channel is dropped, not composited over a background
+    (``RGBa``/``La``, premultiplied, are un-premultiplied first).
+  - ``P`` and ``PA`` (palette): converted to RGBA through the palette, then the alpha is dropped, so palette
+    transparency is ignored.
+  - ``I;16``, ``I;16L``, ``I;16B``, ``I;16N`` (16 bit): divided by 65535. ``I`` (32-bit integer, which Pillow uses
+    for some 16-bit files) is read as 16-bit data: values must lie in ``[0, 65535]`` and are divided by 65535.
+  - ``F`` (32-bit float): used as is, so values must already lie in ``[0, 1]``.
+  - Any other mode (``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ...) is converted with Pillow's ``convert("RGB")``,
+    with a ``UserWarning``, because that conversion is not colour-managed.
+
+  Note that Pillow decodes 16-bit-per-channel RGB files to 8 bits per channel.
+* **numpy arrays** are channel-last: ``(H, W)``, ``(H, W, C)`` or a batch ``(B, H, W, C)``, with ``C`` in
+  ``{1, 2, 3, 4}`` (1 = gray, 2 = gray + alpha, 3 = RGB, 4 = RGBA; alpha is dropped). By dtype: ``uint8`` is
+  divided by 255, ``uint16`` by 65535, ``bool`` gives 0 or 1, and ``float16``/``float32``/``float64`` must already
+  lie in ``[0, 1]``. Any other dtype (signed integers, ``uint32``, complex, object, ...) raises ``TypeError``.
+  A 3-D array whose last axis is not a channel axis (e.g. ``(3, H, W)``) raises ``ValueError`` suggesting HWC.
+* **torch tensors** are channel-first: ``(C, H, W)`` or ``(B, C, H, W)`` with ``C`` in ``{1, 3}``. They must be
+  floating point (``float16``, ``bfloat16``, ``float32`` or ``float64``) with values in ``[0, 1]``; integer and
+  bool tensors raise ``TypeError`` and 4-channel tensors raise ``ValueError`` (drop or composite the alpha
+  yourself). A tensor keeps its dtype, its device and its autograd graph: nothing is detached or modified in
+  place, so gradients flow back to a tensor that requires grad. The result may share memory with the input.
+* **Lists and tuples** of any of the above form one batch, in order (a batched array or tensor contributes all
+  its images). All images must have the same height and width; a mismatch raises ``ValueError`` naming the index.
+  Tensors in one list must share a device, and the batch takes their common dtype (``torch.promote_types``).
+  An empty list raises ``ValueError``.
+
+Everything that is not a tensor (paths, PIL images, numpy arrays) becomes ``float32`` on the CPU.
+
+Grayscale becomes RGB by replicating the channel. Values may exceed ``[0, 1]`` by at most
+``max(1e-6, torch.finfo(dtype).eps)`` (rounding slack: 1e-6 for float32 and float64, 2**-10 for float16, 2**-7 for
+bfloat16); such values are clamped to ``[0, 1]``. Anything further out raises ``ValueError`` reporting the observed
+minimum and maximum, with a hint when the values look like 0-255 data, [-1, 1] data or resampling overshoot.
+NaN or infinite values raise ``ValueError``.
+
+:func:`prepare_pair` then checks the pair: the same number of images, the same height and width (no resizing
+is ever done), both sides at least ``patch_size`` pixels high and wide, and one device. A side that came from
+paths, PIL images or numpy arrays moves to the device of the other side when that side is made of tensors; two
+tensors on different devices raise ``ValueError``. If the two sides' dtypes differ, both take the common dtype.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeAlias
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["ImageLike", "prepare_pair", "to_batch"]
+
+_logger = logging.getLogger(__name__)
+
+ImageLike: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray | torch.Tensor
+
+_ACCEPTED_IMAGE = "a path (str or os.PathLike), a PIL image, a numpy array or a torch tensor"
+_ACCEPTED_KINDS = f"{_ACCEPTED_IMAGE}, or a list/tuple of them"
+_FLOAT_TENSOR_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_ACCEPTED_NUMPY_DTYPES = "uint8 (0-255), uint16 (0-65535), bool (0/1), or float16/float32/float64 in [0, 1]"
+_ACCEPTED_TENSOR_DTYPES = "float16, bfloat16, float32 or float64 with values in [0, 1]"
+
+# PIL modes whose pixels numpy reads directly (np.asarray gives uint8, bool, uint16, int32 or float32).
+_PIL_DIRECT_MODES = frozenset({"1", "L", "LA", "RGB", "RGBA", "RGBX", "I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+# PIL modes converted losslessly by Pillow before reading: palettes keep their colours, premultiplied alpha is undone.
+_PIL_LOSSLESS_CONVERSIONS = {"P": "RGBA", "PA": "RGBA", "RGBa": "RGBA", "La": "LA"}
+
+
+def to_batch(images: ImageLike | Sequence[ImageLike], *, name: str = "ref") -> torch.Tensor:
+    """Coerce one image, a batch, or a list of images into a ``(B, 3, H, W)`` RGB tensor in ``[0, 1]``.
+
+    The rules for every accepted kind (paths, PIL images, numpy arrays, tensors, lists of them) are listed in the
+    module docstring of :mod:`vtamiq_metric._validation`.
+
+    Args:
+        images: a path, PIL image, channel-last numpy array ``(H, W)``, ``(H, W, C)`` or ``(B, H, W, C)``,
+            channel-first tensor ``(C, H, W)`` or ``(B, C, H, W)``, or a list/tuple of those (all the same size).
+        name: what to call the input in error messages, e.g. ``"ref"`` or ``"dist"``.
+
+    Returns:
+        ``(B, 3, H, W)`` tensor with values in ``[0, 1]``. Tensor inputs keep their floating dtype, device and
+        autograd graph (the result may share memory with them; treat it as read-only); everything else gives
+        ``float32`` on the CPU.
+
+    Raises:
+        TypeError: unsupported input kind or dtype.
+        ValueError: bad shape or channel count, empty input, mixed sizes in a list, NaN/inf, values outside
+            ``[0, 1]``, or a file that cannot be decoded.
+        FileNotFoundError: a path that does not exist.
+
+    Example:
+        >>> import numpy as np
+        >>> to_batch(np.full((4, 5, 3), 255, dtype=np.uint8)).shape
+        torch.Size([1, 3, 4, 5])
+    """
+    batch, _ = _to_batch(images, name)
+    return batch
+
+
+def prepare_pair(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequence[ImageLike], *,
+                 patch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coerce and check a (reference, distorted) pair of image batches.
+
+    Both sides go through :func:`to_batch`. Then the pair must hold the same number of images with the same height
+    and width (nothing is resized), at least ``patch_size`` pixels in each direction. A side built from paths, PIL
+    images or numpy arrays moves to the other side's device when the other side is made of tensors; differing
+    dtypes are promoted to the common one (``torch.promote_types``), keeping autograd.
+
+    Args:
+        ref: the reference image(s); any input :func:`to_batch` accepts.
+        dist: the distorted image(s), aligned with ``ref``; any input :func:`to_batch` accepts.
+        patch_size: the model's patch size; both images must be at least this many pixels high and wide.
+
+    Returns:
+        ``(ref, dist)``, each ``(B, 3, H, W)`` with values in ``[0, 1]``, on one device and of one dtype.
+
+    Raises:
+        TypeError: unsupported input kind or dtype, or a non-integer ``patch_size``.
+        ValueError: any :func:`to_batch` error, different batch lengths or sizes, images smaller than
+            ``patch_size``, or two tensors on different devices.
+        FileNotFoundError: a path that does not exist.
+
+    Example:
+        >>> import torch
+        >>> ref, dist = prepare_pair(torch.rand(2, 3, 32, 48), torch.rand(2, 1, 32, 48))
+        >>> dist.shape
+        torch.Size([2, 3, 32, 48])
+    """
+    if isinstance(patch_size, bool) or not isinstance(patch_size, int):
+        raise TypeError(f"patch_size must be an int, got {type(patch_size).__name__}")
+    if patch_size < 1:
+        raise ValueError(f"patch_size must be at least 1, got {patch_size}")
+
+    ref_batch, ref_from_tensor = _to_batch(ref, "ref")
+    dist_batch, dist_from_tensor = _to_batch(dist, "dist")
+
+    if ref_batch.shape[0] != dist_batch.shape[0]:
+        raise ValueError(
+            f"ref and dist must hold the same number of images, got {ref_batch.shape[0]} ref and "
+            f"{dist_batch.shape[0]} dist; to compare one reference with several distorted images, repeat it "
+            f"(e.g. ref.expand(B, -1, -1, -1))"
+        )
+    ref_size, dist_size = tuple(ref_batch.shape[-2:]), tuple(dist_batch.shape[-2:])
+    if ref_size != dist_size:
+        raise ValueError(
+            f"ref and dist must have the same size, got ref {ref_size} and dist {dist_size} (height, width); "
+            f"images are never resized here, so crop or resize one of them first"
+        )
+    if min(ref_size) < patch_size:
+        raise ValueError(
+            f"ref and dist must be at least {patch_size}x{patch_size} pixels (the patch size), "
+            f"got {ref_size} (height, width)"
+        )
+
+    if ref_batch.device != dist_batch.device:
+        if ref_from_tensor and dist_from_tensor:
+            raise ValueError(
+                f"ref and dist must be on the same device, got ref on {ref_batch.device} and dist on "
+                f"{dist_batch.device}"
+            )
+        if ref_from_tensor:
+            dist_batch = dist_batch.to(ref_batch.device)
+        else:
+            ref_batch = ref_batch.to(dist_batch.device)
+
+    if ref_batch.dtype != dist_batch.dtype:
+        common = torch.promote_types(ref_batch.dtype, dist_batch.dtype)
+        _logger.debug("promoting ref (%s) and dist (%s) to %s", ref_batch.dtype, dist_batch.dtype, common)
+        ref_batch, dist_batch = ref_batch.to(common), dist_batch.to(common)
+    return ref_batch, dist_batch
+
+
+def _to_batch(images: object, name: str) -> tuple[torch.Tensor, bool]:
+    """:func:`to_batch`, also telling whether the batch came from tensors (and so is bound to their device)."""
+    if not isinstance(images, (list, tuple)):
+        return _single_to_batch(images, name), isinstance(images, torch.Tensor)
+    if len(images) == 0:
+        raise ValueError(f"{name} must hold at least one image, got an empty {type(images).__name__}")
+
+    parts: list[torch.Tensor] = []
+    tensor_device: torch.device | None = None
+    tensor_index = 0
+    for index, item in enumerate(images):
+        item_name = f"{name}[{index}]"
+        if isinstance(item, (list, tuple)):
+            raise TypeError(f"{item_name}: expected {_ACCEPTED_IMAGE}, got a nested {type(item).__name__}")
+        part = _single_to_batch(item, item_name)
+        if parts and part.shape[-2:] != parts[0].shape[-2:]:
+            raise ValueError(
+                f"all images in {name} must have the same size, got {tuple(part.shape[-2:])} at {item_name} and "
+                f"{tuple(parts[0].shape[-2:])} at {name}[0] (height, width)"
+            )
+        if isinstance(item, torch.Tensor):
+            if tensor_device is None:
+                tensor_device, tensor_index = part.device, index
+            elif part.device != tensor_device:
+                raise ValueError(
+                    f"all tensors in {name} must be on the same device, got {part.device} at {item_name} and "
+                    f"{tensor_device} at {name}[{tensor_index}]"
+                )
+        parts.append(part)
+
+    dtype = parts[0].dtype
+    for part in parts[1:]:
+        dtype = torch.promote_types(dtype, part.dtype)
+    device = tensor_device if tensor_device is not None else torch.device("cpu")
+    batch = torch.cat([part.to(device=device, dtype=dtype) for part in parts])  # (B, 3, H, W)
+    return batch, tensor_device is not None
+
+
+def _single_to_batch(image: object, name: str) -> torch.Tensor:
+    """One input (not a list) to ``(b, 3, H, W)``."""
+    if isinstance(image, torch.Tensor):
+        return _tensor_to_batch(image, name)
+    if isinstance(image, np.ndarray):
+        return _array_to_batch(image, name)
+    if isinstance(image, Image.Image):
+        return _pil_to_batch(image, name)
+    if isinstance(image, (str, os.PathLike)):
+        return _path_to_batch(image, name)
+    kind = type(image)
+    kind_name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    raise TypeError(f"{name}: expected {_ACCEPTED_KINDS}, got {kind_name}")
+
+
+def _tensor_to_batch(image: torch.Tensor, name: str) -> torch.Tensor:
+    """A channel-first float tensor ``(C, H, W)`` or ``(B, C, H, W)`` to ``(B, 3, H, W)``, keeping autograd."""
+    if image.dtype not in _FLOAT_TENSOR_DTYPES:
+        hint = " (convert with x.float() / 255 for 0-255 data)" if image.dtype == torch.uint8 else ""
+        raise TypeError(f"{name}: expected a tensor of dtype {_ACCEPTED_TENSOR_DTYPES}, got {image.dtype}{hint}")
+    shape = tuple(image.shape)
+    if image.ndim == 3:
+        layout = "(C, H, W)"
+        image = image.unsqueeze(0)  # (1, C, H, W)
+    elif image.ndim == 4:
+        layout = "(B, C, H, W)"
+    else:
+        hint = "; add a channel axis with x[None] for a grayscale (H, W) tensor" if image.ndim == 2 else ""
+        raise ValueError(f"{name}: expected a tensor of shape (C, H, W) or (B, C, H, W), got shape {shape}{hint}")
+
+    channels = image.shape[1]
+    if channels not in (1, 3):
+        if channels == 4:
+            reason = "4 channels (RGBA?); drop or composite the alpha channel first, e.g. x[..., :3, :, :]"
+        elif shape[-1] in (1, 3):
+            order = "(2, 0, 1)" if len(shape) == 3 else "(0, 3, 1, 2)"
+            reason = f"{channels} channels; this looks channel-last, use x.permute{order}"
+        else:
+            reason = f"{channels} channels"
+        raise ValueError(f"{name}: expected a tensor of shape {layout} with C in {{1, 3}}, got shape {shape}: {reason}")
+    if image.shape[0] == 0 or image.shape[2] == 0 or image.shape[3] == 0:
+        raise ValueError(f"{name}: expected a non-empty tensor, got shape {shape}")
+
+    image = _check_range(image, name)
+    if channels == 1:
+        image = image.repeat(1, 3, 1, 1)  # (B, 3, H, W), gray replicated
+    return image
+
+
+def _array_to_batch(array: np.ndarray, name: str, *, what: str = "numpy array") -> torch.Tensor:
+    """A channel-last numpy array ``(H, W)``, ``(H, W, C)`` or ``(B, H, W, C)`` to float32 ``(B, 3, H, W)``."""
+    kind, itemsize = array.dtype.kind, array.dtype.itemsize
+    if kind == "u" and itemsize in (1, 2):
+        scale: float | None = 255.0 if itemsize == 1 else 65535.0
+    elif kind == "b" or (kind == "f" and itemsize in (2, 4, 8)):
+        scale = None
+    else:
+        raise TypeError(f"{name}: expected a {what} of dtype {_ACCEPTED_NUMPY_DTYPES}, got dtype {array.dtype}")
+
+    shape = array.shape
+    if array.ndim == 2:
+        array = array[None, :, :, None]  # (1, H, W, 1)
+    elif array.ndim in (3, 4) and shape[-1] in (1, 2, 3, 4):
+        array = array if array.ndim == 4 else array[None]  # (B, H, W, C)
+    elif array.ndim == 3:
+        hint = "; this looks channel-first, use arr.transpose(1, 2, 0)" if shape[0] in (1, 3, 4) else ""
+        raise ValueError(f"{name}: expected a {what} of shape (H, W) or (H, W, C) with C in {{1, 2, 3, 4}} "
+                         f"(channel-last), got shape {shape}{hint}")
+    elif array.ndim == 4:
+        hint = "; this looks channel-first, use arr.transpose(0, 2, 3, 1)" if shape[1] in (1, 3, 4) else ""
+        raise ValueError(f"{name}: expected a batched {what} of shape (B, H, W, C) with C in {{1, 2, 3, 4}} "
+                         f"(channel-last), got shape {shape}{hint}")
+    else:
+        raise ValueError(f"{name}: expected a {what} of shape (H, W), (H, W, C) or (B, H, W, C), got shape {shape}")
+    if 0 in array.shape:
+        raise ValueError(f"{name}: expected a non-empty {what}, got shape {shape}")
+
+    channels = array.shape[-1]
+    array = array[..., :3] if channels >= 3 else array[..., :1]  # alpha dropped, (B, H, W, 3 or 1)
+    if kind == "f":
+        _check_finite_and_range(float(array.min()), float(array.max()), name, float(np.finfo(array.dtype).eps))
+    values = array.astype(np.float32)  # always a fresh, writable, native-order copy
+    if scale is not None:
+        values /= np.float32(scale)
+    if kind == "f":
+        np.clip(values, 0.0, 1.0, out=values)  # only moves values inside the rounding slack
+    batch = torch.from_numpy(values).permute(0, 3, 1, 2)  # (B, C, H, W)
+    if batch.shape[1] == 1:
+        batch = batch.expand(-1, 3, -1, -1)  # (B, 3, H, W), gray replicated
+    return batch.contiguous()
+
+
+def _pil_to_batch(image: Image.Image, name: str) -> torch.Tensor:
+    """A PIL image of any mode to float32 ``(1, 3, H, W)``, following the mode rules in the module docstring."""
+    mode = image.mode
+    try:
+        image.load()
+        if mode in _PIL_LOSSLESS_CONVERSIONS:
+            image = image.convert(_PIL_LOSSLESS_CONVERSIONS[mode])
+        elif mode not in _PIL_DIRECT_MODES:
+            warnings.warn(f"{name}: converting a PIL image of mode {mode!r} to RGB with Pillow's convert('RGB'), "
+                          f"which is not colour-managed", UserWarning, stacklevel=4)
+            image = image.convert("RGB")
+        array = np.asarray(image)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{name}: cannot read PIL image of mode {mode!r}: {error}") from error
+
+    if mode == "I":
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 65535:
+            raise ValueError(f"{name}: a PIL image of mode 'I' is read as 16-bit data and must hold values in "
+                             f"[0, 65535], got min {low} and max {high}")
+        array = array.astype(np.uint16)
+    return _array_to_batch(array, name, what=f"PIL image (mode {mode!r})")
+
+
+def _path_to_batch(path: str | os.PathLike[str], name: str) -> torch.Tensor:
+    """Decode an image file with Pillow to float32 ``(1, 3, H, W)``."""
+    file = Path(os.fspath(path))
+    if not file.exists():
+        raise FileNotFoundError(f"{name}: image file not found: {os.fspath(path)!r}")
+    if file.is_dir():
+        raise ValueError(f"{name}: expected an image file, got the directory {os.fspath(path)!r}")
+    try:
+        with Image.open(file) as image:
+            image.load()
+            return _pil_to_batch(image, f"{name} ({os.fspath(path)!r})")
+    except PermissionError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ValueError(f"{name}: cannot decode image file {os.fspath(path)!r}: {error}") from error
+
+
+def _check_range(image: torch.Tensor, name: str) -> torch.Tensor:
+    """Reject NaN/inf and values outside ``[0, 1]`` beyond the rounding slack; clamp inside it (autograd-safe)."""
+    low, high = torch.aminmax(image.detach())
+    low_value, high_value = float(low), float(high)
+    eps = torch.finfo(image.dtype).eps
+    _check_finite_and_range(low_value, high_value, name, eps)
+    if low_value < 0.0 or high_value > 1.0:
+        image = image.clamp(0.0, 1.0)
+    return image
+
+
+def _check_finite_and_range(low: float, high: float, name: str, eps: float) -> None:
+    """Raise ``ValueError`` if ``low``/``high`` (the data's min and max) show NaN, inf or values outside [0, 1]."""
+    if math.isnan(low) or math.isnan(high):
+        raise ValueError(f"{name}: expected values in [0, 1], but the input contains NaN")
+    if math.isinf(low) or math.isinf(high):
+        raise ValueError(f"{name}: expected values in [0, 1], but the input contains infinite values "
+                         f"(min {low}, max {high})")
+    tolerance = max(1e-6, eps)
+    if low >= -tolerance and high <= 1.0 + tolerance:
+        return
+    if low >= -0.1 and high <= 1.1:
+        hint = "; clamp slightly out-of-range values (e.g. after resampling) with x.clamp(0, 1) or np.clip(x, 0, 1)"
+    elif low >= -tolerance and high <= 255.0 + tolerance:
+        hint = "; did you pass 0-255 values? divide by 255"
+    elif low >= -1.0 - tolerance and high <= 1.0 + tolerance:
+        hint = "; did you pass values in [-1, 1]? map them with (x + 1) / 2"
+    else:
+        hint = ""
+    raise ValueError(f"{name}: expected values in [0, 1], got min {low:.6g} and max {high:.6g}{hint}")
