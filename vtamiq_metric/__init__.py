@@ -8,7 +8,9 @@ https://arxiv.org/abs/2110.01655 .
 """
 
 from ._version import __version__
+from .api import score
 from .hub import list_pretrained, load_model
+from .loss import VTAMIQLoss
 from .model import VTAMIQ, VTAMIQConfig
 
-__all__ = ["VTAMIQ", "VTAMIQConfig", "__version__", "list_pretrained", "load_model"]
+__all__ = ["VTAMIQ", "VTAMIQConfig", "VTAMIQLoss", "__version__", "list_pretrained", "load_model", "score"]

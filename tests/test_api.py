@@ -1,0 +1,165 @@
+"""score(): inputs, determinism, repeats, caching, precision, and errors (tiny random model on CPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vtamiq_metric
+from vtamiq_metric import api, hub, score
+
+
+def test_returns_one_finite_score_per_pair(tiny_model, image_pair):
+    ref, dist = image_pair
+    out = score(torch.cat([ref, ref]), torch.cat([dist, ref]), model=tiny_model, num_patches=24)
+    assert out.shape == (2,) and out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_same_seed_same_scores_different_seed_different_scores(tiny_model, image_pair):
+    ref, dist = image_pair
+    a = score(ref, dist, model=tiny_model, num_patches=24, seed=5)
+    b = score(ref, dist, model=tiny_model, num_patches=24, seed=5)
+    c = score(ref, dist, model=tiny_model, num_patches=24, seed=6)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_global_rng_is_untouched(tiny_model, image_pair):
+    state, np_state = torch.get_rng_state(), np.random.get_state()
+    score(*image_pair, model=tiny_model, num_patches=16, num_repeats=2)
+    assert torch.equal(state, torch.get_rng_state())
+    assert all(np.array_equal(a, b) for a, b in zip(np_state[1:2], np.random.get_state()[1:2]))
+
+
+def test_repeats_average_seeded_draws_and_report_std(tiny_model, image_pair):
+    ref, dist = image_pair
+    mean, std = score(ref, dist, model=tiny_model, num_patches=16, num_repeats=3, seed=2, return_std=True)
+    draws = torch.stack([score(ref, dist, model=tiny_model, num_patches=16, seed=s) for s in (2, 3, 4)])
+    torch.testing.assert_close(mean, draws.mean(0))
+    torch.testing.assert_close(std, draws.std(0, unbiased=False))
+    _, zero = score(ref, dist, model=tiny_model, num_patches=16, return_std=True)
+    assert torch.equal(zero, torch.zeros(1))
+
+
+def test_accepts_paths_pil_numpy_and_lists(tmp_path, tiny_model, image_pair):
+    ref, dist = image_pair
+    ref8 = (ref[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    dist8 = (dist[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(ref8).save(tmp_path / "r.png")
+    Image.fromarray(dist8).save(tmp_path / "d.png")
+    from_arrays = score(ref8, dist8, model=tiny_model, num_patches=16)
+    from_paths = score(str(tmp_path / "r.png"), tmp_path / "d.png", model=tiny_model, num_patches=16)
+    from_pil = score(Image.open(tmp_path / "r.png"), Image.open(tmp_path / "d.png"), model=tiny_model,
+                     num_patches=16)
+    torch.testing.assert_close(from_arrays, from_paths)
+    torch.testing.assert_close(from_arrays, from_pil)
+    batch = score([ref8, ref8], [dist8, ref8], model=tiny_model, num_patches=16)
+    assert batch.shape == (2,)
+    torch.testing.assert_close(batch[0], from_arrays[0])
+
+
+def test_chunking_does_not_change_scores(tiny_model):
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.rand(5, 3, 40, 40, generator=gen)
+    dist = (ref + 0.2 * torch.rand(ref.shape, generator=gen)).clamp(0, 1)
+    whole = score(ref, dist, model=tiny_model, num_patches=16, batch_size=5)
+    chunked = score(ref, dist, model=tiny_model, num_patches=16, batch_size=2)
+    singles = torch.cat([score(ref[i:i + 1], dist[i:i + 1], model=tiny_model, num_patches=16) for i in range(5)])
+    torch.testing.assert_close(whole, chunked)
+    torch.testing.assert_close(whole, singles)
+
+
+def test_named_models_are_cached_per_device(tmp_path, tiny_model, image_pair, monkeypatch):
+    tiny_model.save_pretrained(tmp_path / "m")
+    monkeypatch.setattr(api, "_MODEL_CACHE", {})
+    calls = []
+    original = hub.load_model
+    monkeypatch.setattr(hub, "load_model", lambda *a, **k: calls.append(a) or original(*a, **k))
+    first = score(*image_pair, model=str(tmp_path / "m"), num_patches=16, device="cpu")
+    second = score(*image_pair, model=str(tmp_path / "m"), num_patches=16, device="cpu")
+    assert len(calls) == 1 and torch.equal(first, second)
+    torch.testing.assert_close(first, score(*image_pair, model=tiny_model, num_patches=16))
+
+
+def test_default_model_is_used_when_none_is_named(tmp_path, tiny_model, image_pair, monkeypatch):
+    tiny_model.save_pretrained(tmp_path / "m")
+    entry = hub.PretrainedCfg(name="vtamiq_test.tiny", sha256=hub.sha256sum(tmp_path / "m" / "model.safetensors"),
+                              license="Apache-2.0", bundled_path=str(tmp_path / "m" / "model.safetensors"))
+    monkeypatch.setitem(hub.PRETRAINED, entry.name, entry)
+    monkeypatch.setattr(hub, "DEFAULT_MODEL", entry.name)
+    monkeypatch.setattr(api, "_MODEL_CACHE", {})
+    torch.testing.assert_close(score(*image_pair, num_patches=16), score(*image_pair, model=tiny_model,
+                                                                         num_patches=16))
+    monkeypatch.setattr(hub, "DEFAULT_MODEL", None)
+    with pytest.raises(ValueError, match="no default VTAMIQ model is bundled"):
+        score(*image_pair)
+
+
+def test_bf16_precision_is_close_to_fp32(tiny_model, image_pair):
+    full = score(*image_pair, model=tiny_model, num_patches=32, precision="fp32")
+    half = score(*image_pair, model=tiny_model, num_patches=32, precision="bf16")
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, full, atol=0.02, rtol=0.02)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"num_repeats": 0}, "num_repeats must be an int >= 1, got 0"),
+    ({"num_patches": 0}, "num_patches must be an int >= 1, got 0"),
+    ({"batch_size": 0}, "batch_size must be an int >= 1 or None, got 0"),
+    ({"precision": "fp16"}, "precision must be one of"),
+])
+def test_bad_arguments_raise(tiny_model, image_pair, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        score(*image_pair, model=tiny_model, **kwargs)
+
+
+def test_bad_images_raise_clear_errors(tmp_path, tiny_model):
+    ref = torch.rand(1, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"same size.*\(32, 32\).*\(32, 30\)"):
+        score(ref, torch.rand(1, 3, 32, 30), model=tiny_model)
+    with pytest.raises(ValueError, match="at least 16"):
+        score(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), model=tiny_model)
+    with pytest.raises(ValueError, match=r"\[0, 1\].*255"):
+        score(ref * 255, ref, model=tiny_model)
+    bad = ref.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        score(ref, bad, model=tiny_model)
+    with pytest.raises(ValueError, match="batch"):
+        score(torch.rand(2, 3, 32, 32), ref, model=tiny_model)
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        score(str(tmp_path / "missing.png"), ref, model=tiny_model)
+    (tmp_path / "corrupt.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="corrupt.png"):
+        score(str(tmp_path / "corrupt.png"), ref, model=tiny_model)
+    with pytest.raises(ValueError, match="channel"):
+        score(torch.rand(1, 2, 32, 32), torch.rand(1, 2, 32, 32), model=tiny_model)
+    with pytest.raises(TypeError, match="model must be a name"):
+        score(ref, ref, model=3)
+
+
+def test_public_api_is_small():
+    assert sorted(vtamiq_metric.__all__) == sorted(
+        ["VTAMIQ", "VTAMIQConfig", "VTAMIQLoss", "__version__", "list_pretrained", "load_model", "score"])
+
+
+def test_importing_the_package_does_not_import_training():
+    import subprocess
+    import sys
+
+    code = "import sys, vtamiq_metric; print(any(m.startswith('vtamiq_metric.training') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+
+
+@pytest.mark.cuda
+def test_cuda_scores_agree_with_cpu_within_bf16_tolerance(tiny_model, image_pair):
+    ref, dist = image_pair
+    cpu = score(ref, dist, model=tiny_model, num_patches=32, precision="fp32")
+    cuda_model = tiny_model.to("cuda")
+    gpu32 = score(ref.cuda(), dist.cuda(), model=cuda_model, num_patches=32, precision="fp32")
+    gpu16 = score(ref.cuda(), dist.cuda(), model=cuda_model, num_patches=32)
+    torch.testing.assert_close(gpu32.cpu(), cpu, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(gpu16.cpu(), cpu, atol=0.02, rtol=0.02)

@@ -1,0 +1,105 @@
+"""``VTAMIQLoss``: VTAMIQ as a differentiable, frozen ``nn.Module`` loss."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._validation import prepare_pair
+from .api import default_model_name, forward_pairs
+from .hub import load_model
+from .model.vtamiq import VTAMIQ
+from .sampling import SamplingConfig
+
+__all__ = ["VTAMIQLoss"]
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+class VTAMIQLoss(nn.Module):
+    """VTAMIQ distortion as a loss: lower is better, 0 for identical images.
+
+    The network is frozen: every parameter has ``requires_grad=False`` and the module stays in eval mode even after
+    ``.train()``, so dropout never switches on and the metric cannot be trained by accident. Gradients reach ``dist``,
+    and ``ref`` too when it requires grad.
+
+    Patch positions: by default (``resample=True``) every call draws fresh CAPS positions, from seeds
+    ``seed, seed + 1, ...`` in call order, so the loss sees the whole image over training and a run is reproducible.
+    With ``resample=False`` every call uses the positions of ``seed`` (a fixed, deterministic loss for the same
+    images).
+
+    Args:
+        model: a registered name, ``hf-hub:org/repo[@rev]``, a local path or a :class:`VTAMIQ` (the loss keeps its own
+            frozen copy of a named model; an instance is frozen in place). None uses the bundled default.
+        num_patches: patches per image (default: the model config's ``num_patches``); fewer patches make each step
+            cheaper and noisier.
+        reduction: ``"none"`` ((B,) tensor), ``"mean"`` or ``"sum"``.
+        resample: draw new positions every call (True) or reuse the seed's positions (False).
+        seed: first sampling seed.
+        precision: ``"fp32"`` (default), ``"bf16"`` autocast, or ``"auto"`` (bf16 on CUDA).
+        sampling: CAPS settings (default: the model config's ``sampling``).
+
+    Example:
+        >>> import torch
+        >>> from vtamiq_metric import VTAMIQ, VTAMIQLoss
+        >>> loss_fn = VTAMIQLoss(VTAMIQ("tiny"), num_patches=16)
+        >>> ref = torch.rand(2, 3, 32, 32)
+        >>> dist = (ref + 0.1 * torch.randn_like(ref)).clamp(0, 1).requires_grad_()
+        >>> loss_fn(ref, dist).backward()
+        >>> dist.grad.shape
+        torch.Size([2, 3, 32, 32])
+    """
+
+    higher_is_better = False
+    is_differentiable = True
+
+    def __init__(self, model: str | VTAMIQ | None = None, *, num_patches: int | None = None, reduction: str = "mean",
+                 resample: bool = True, seed: int = 0, precision: str = "fp32",
+                 sampling: SamplingConfig | None = None) -> None:
+        super().__init__()
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        if not isinstance(model, VTAMIQ):
+            # A fresh load, not score()'s cached instance: moving the loss with .to() must not move that one.
+            model = load_model(default_model_name() if model is None else model)
+        self.model = model.eval().requires_grad_(False)
+        self.num_patches = model.config.num_patches if num_patches is None else num_patches
+        if not isinstance(self.num_patches, int) or self.num_patches < 1:
+            raise ValueError(f"num_patches must be an int >= 1, got {self.num_patches!r}")
+        self.reduction = reduction
+        self.resample = resample
+        self.seed = seed
+        self.precision = precision
+        self.sampling = model.config.sampling if sampling is None else sampling
+        self._calls = 0
+
+    def train(self, mode: bool = True) -> VTAMIQLoss:
+        """Kept for the nn.Module interface: the metric network always stays in eval mode."""
+        super().train(False)
+        return self
+
+    def forward(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+        """Loss between reference and distorted images.
+
+        Args:
+            ref: (B, 3, H, W) or (3, H, W) float reference images in [0, 1].
+            dist: distorted images, same shape; usually the output of the network being trained.
+
+        Returns:
+            The reduced distortion score: a scalar for ``"mean"``/``"sum"``, (B,) for ``"none"``.
+        """
+        device = next(self.model.parameters()).device
+        ref_t, dist_t = prepare_pair(ref, dist, patch_size=self.model.config.patch_size)
+        seed = self.seed + self._calls if self.resample else self.seed
+        self._calls += 1
+        out = forward_pairs(self.model, ref_t.to(device), dist_t.to(device), num_patches=self.num_patches, seed=seed,
+                            sampling=self.sampling, precision=self.precision)
+        if self.reduction == "mean":
+            return out.mean()
+        if self.reduction == "sum":
+            return out.sum()
+        return out
+
+    def extra_repr(self) -> str:
+        return f"num_patches={self.num_patches}, reduction={self.reduction!r}, resample={self.resample}"
+
