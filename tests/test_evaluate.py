@@ -112,3 +112,10 @@ def test_cross_dataset_table_layout() -> None:
         cross_dataset_table(results, metric="auc")
     with pytest.raises(ValueError, match="'plcc'"):
         cross_dataset_table(results, metric="plcc")
+
+
+def test_few_points_fall_back_to_a_linear_fit() -> None:
+    from vtamiq_metric.training.evaluate import correlations
+
+    metrics = correlations([0.1, 0.4, 0.2, 0.9], [0.2, 0.5, 0.1, 0.8])
+    assert metrics["fit"] == "linear" and 0 < metrics["plcc"] <= 1

@@ -35,11 +35,12 @@ the integer positions ``[0, H - P] x [0, W - P]``):
    patches in the same cells on every draw whenever there are more cells than patches.
 
 4. **Placement inside a cell.** A cell of ``R x C`` candidates holding ``k`` patches is divided into a node grid
-   ``kr x kc`` shaped like the cell with ``kr * kc >= k`` whenever ``R * C >= k``. The ``k`` nodes are chosen
-   systematically along the node raster with a random offset (distinct nodes when ``kr * kc >= k``, otherwise every
-   node is reused ``floor`` or ``ceil(k / (kr * kc))`` times), and each patch takes a uniformly random integer
-   position inside its node's pixel block. Patches are therefore drawn without replacement wherever the cell has room
-   and are spread inside the cell. Every top-left lies in ``[0, H - P] x [0, W - P]``.
+   ``kr x kc`` shaped like the cell, with ``kr * kc >= k`` whenever ``R * C >= k``. Its candidates, listed node by
+   node, are sampled systematically with one random offset (every candidate is chosen with probability exactly
+   ``k / (R * C)``, at most about one patch per node), and the pixel inside each node is then redrawn from the node's
+   own uniform so that positions in different nodes are independent. Patches are therefore unbiased within the cell,
+   spread over it, and distinct wherever the cell has room (``k <= R * C``; otherwise candidates repeat as evenly as
+   possible). Every top-left lies in ``[0, H - P] x [0, W - P]``.
 
 5. **Scales.** With ``num_scales > 1``, level ``s`` is the image 2×2 average-pooled ``s`` times (stride 2, floor).
    Only levels at least one patch tall and wide are used, so the effective number of scales is
@@ -53,17 +54,20 @@ and the distorted image.
 
 **Randomness and determinism.** Every random number comes from a CPU :class:`torch.Generator` (the one passed in, or
 ``torch.Generator().manual_seed(seed)``); the global torch, numpy and ``random`` states are never read or changed.
-Per level, in order: cell-order keys ``(B, cells)``, systematic offsets ``(B, 1)``, node offsets ``(B, cells)`` and
-jitter ``(B, n, 2)``. These shapes depend only on the image size, ``N`` and the config, never on the image content, so
-image ``b`` of a batch depends only on the seed, its index ``b`` and its own pixels. The centre and uniform masses are
-computed on the CPU in float64. The difference is computed on the input's device in float64 (float32 on MPS, which has
-no float64) and reduced to per-cell masses with exact integer footprint weights; only these ``(B, cells)`` masses
-cross to the CPU, in one transfer, and everything after that (allocation, placement) runs on the CPU with integer
-arithmetic. Positions are therefore bit-identical on CPU and CUDA for the same seed and inputs when ``diff_weight``
-is 0, and otherwise whenever the float64 cell masses of the two devices round to the same ``2**-32`` quanta of
-expected count; the masses differ by about 1e-16 relative between devices, so a different allocation needs a
-quantum boundary or a systematic sampling point to fall within that distance, which is far rarer than one in a
-million draws.
+Per level, in order: cell-order keys ``(D, cells)``, systematic offsets ``(D, 1)``, cell offsets ``(D, cells)`` and
+per-patch uniforms ``(D, n)``, where ``D = 1`` by default: every image of the batch uses the same random numbers, so
+an image's positions depend only on the seed (or generator state), its size and its own pixels, and scoring a pair
+alone or inside any batch gives the same positions. With ``per_image_draws=True``, ``D = B`` and image ``b`` gets its
+own numbers (more diverse batches for training; positions then depend on ``b`` and ``B`` too). The shapes never
+depend on the image content, so the content of one image never changes another image's positions. The centre and
+uniform masses are computed on the CPU in float64. The difference is computed on the input's device in float64
+(float32 on MPS, which has no float64) and reduced to per-cell masses with exact integer footprint weights; only these
+``(B, cells)`` masses cross to the CPU, in one transfer, and everything after that (allocation, placement) runs on the
+CPU, mostly in integer arithmetic. Positions are therefore bit-identical on CPU and CUDA for the same seed and inputs
+when ``diff_weight`` is 0. Otherwise they are identical unless the float64 cell masses of the two devices (which
+differ by about 1e-15 relative, from summation order) move a cell boundary of the systematic sampling across one of
+its points: a probability of order ``cells * n * 1e-15``, about 1e-9 per image for 1024 patches. Patch *pixels* at
+levels above 0 come from average pooling in the input dtype on the device and may differ in the last bit.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ __all__ = [
     "centre_bias",
     "difference_map",
     "effective_num_scales",
+    "extract_patches",
     "sample_patches",
     "scale_counts",
 ]
@@ -107,9 +112,11 @@ _SSIM_C2 = 0.03**2
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How CAPS draws patch positions. The probability of a location is
-    ``centre_weight * centre_bias + diff_weight * difference + uniform_weight * uniform`` (each term
-    normalised to sum 1 before weighting).
+    """How CAPS draws patch positions.
+
+    The probability of a location is ``centre_weight * centre_bias + diff_weight * difference +
+    uniform_weight * uniform`` (each term normalised to sum 1 before weighting). Presets: release era
+    ``SamplingConfig(2, 2, 0.5, num_scales=5, scale_ratio=1.5)``, paper era ``SamplingConfig(2, 5, 0.25)``.
 
     Attributes:
         centre_weight: weight of the analytic anisotropic Gaussian centre bias.
@@ -139,6 +146,7 @@ class SamplingConfig:
     scale_ratio: float = 1.5
 
     def __post_init__(self) -> None:
+        """Validate the fields and normalise ``centre_sigma`` to a tuple of floats."""
         for name in ("centre_weight", "diff_weight", "uniform_weight"):
             _check_real(f"SamplingConfig.{name}", getattr(self, name), minimum=0.0)
         if self.centre_weight + self.diff_weight + self.uniform_weight <= 0:
@@ -174,6 +182,7 @@ class PatchSample:
         pos: (B, N, 2) float32 patch centres (row, col) in [0, 1), relative to the image size at the patch's scale.
         scale: (B, N) long pyramid level of each patch, or None when sampling used a single scale.
         top_left: (B, N, 2) long (row, col) pixel coordinates of each patch's top-left corner at its scale.
+        image_size: (H, W) of the full-resolution images the patches were drawn from (None if unknown).
     """
 
     ref: torch.Tensor
@@ -181,6 +190,7 @@ class PatchSample:
     pos: torch.Tensor
     scale: torch.Tensor | None
     top_left: torch.Tensor
+    image_size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -305,9 +315,7 @@ def _centre_profile(size: int, patch_size: int, sigma: float) -> Tensor:
     return torch.exp(-0.5 * (z2 - z2.min()))  # max 1, never all-zero
 
 
-def centre_bias(
-    height: int, width: int, sigma: tuple[float, float] = (0.25, 0.25), *, patch_size: int = 16
-) -> Tensor:
+def centre_bias(height: int, width: int, sigma: tuple[float, float] = (0.25, 0.25), *, patch_size: int = 16) -> Tensor:
     """Analytic centre-bias probability over patch top-left candidates.
 
     An anisotropic Gaussian centred on the image centre, evaluated at each candidate patch centre
@@ -445,9 +453,7 @@ def _footprint_weights(edges: Tensor, size: int, patch_size: int) -> Tensor:
     return (last - first + 1).clamp(min=0)
 
 
-def _diff_cell_masses(
-    ref: Tensor, dist: Tensor, levels: list[_Level], patch_size: int, kind: str
-) -> Tensor:
+def _diff_cell_masses(ref: Tensor, dist: Tensor, levels: list[_Level], patch_size: int, kind: str) -> Tensor:
     """Difference mass per cell for every level, on the input's device, returned as (B, total cells) CPU float64."""
     dtype = _work_dtype(ref.device)
     x = ref.detach().to(dtype)
@@ -466,12 +472,10 @@ def _diff_cell_masses(
                 y = F.avg_pool2d(y, 2)
             diff = difference_map(x, y, kind)  # (B, H_s, W_s)
         gh, gw = level.grid
-        rows = _footprint_weights(
-            _cell_edges(level.height - patch_size + 1, gh, x.device), level.height, patch_size
-        ).to(dtype)  # (gh, H_s)
-        cols = _footprint_weights(
-            _cell_edges(level.width - patch_size + 1, gw, x.device), level.width, patch_size
-        ).to(dtype)  # (gw, W_s)
+        row_edges = _cell_edges(level.height - patch_size + 1, gh, x.device)  # (gh + 1,)
+        col_edges = _cell_edges(level.width - patch_size + 1, gw, x.device)  # (gw + 1,)
+        rows = _footprint_weights(row_edges, level.height, patch_size).to(dtype)  # (gh, H_s)
+        cols = _footprint_weights(col_edges, level.width, patch_size).to(dtype)  # (gw, W_s)
         cell = rows @ diff @ cols.T  # (B, gh, gw)
         masses.append(cell.reshape(cell.shape[0], gh * gw))  # (B, gh * gw)
     return torch.cat(masses, dim=1).to("cpu", torch.float64)  # (B, total cells): the one device -> CPU transfer
@@ -488,10 +492,9 @@ def _level_probabilities(level: _Level, diff: Tensor | None, config: SamplingCon
     cols = (col_edges[1:] - col_edges[:-1]).to(torch.float64)  # (gw,)
     prob = config.uniform_weight * (rows[:, None] * cols[None, :]).reshape(-1) / (hc * wc)  # (cells,)
     if config.centre_weight > 0:
-        row_cum = torch.cat([torch.zeros(1, dtype=torch.float64), _centre_profile(level.height, patch_size,
-                                                                                   config.centre_sigma[0]).cumsum(0)])
-        col_cum = torch.cat([torch.zeros(1, dtype=torch.float64), _centre_profile(level.width, patch_size,
-                                                                                   config.centre_sigma[1]).cumsum(0)])
+        zero = torch.zeros(1, dtype=torch.float64)
+        row_cum = torch.cat([zero, _centre_profile(level.height, patch_size, config.centre_sigma[0]).cumsum(0)])
+        col_cum = torch.cat([zero, _centre_profile(level.width, patch_size, config.centre_sigma[1]).cumsum(0)])
         centre = (row_cum[row_edges[1:]] - row_cum[row_edges[:-1]])[:, None] * (
             col_cum[col_edges[1:]] - col_cum[col_edges[:-1]]
         )[None, :]  # (gh, gw)
@@ -646,6 +649,7 @@ def sample_patches(
     config: SamplingConfig | None = None,
     seed: int | None = 0,
     generator: torch.Generator | None = None,
+    per_image_draws: bool = False,
 ) -> PatchSample:
     """Draw N aligned patches from each (ref, dist) pair with context-aware patch sampling (CAPS).
 
@@ -662,6 +666,8 @@ def sample_patches(
         seed: seed of a fresh CPU generator, in [0, 2**64); None draws a non-deterministic seed. Ignored when
             ``generator`` is given.
         generator: CPU generator to draw from (advanced in place). The global RNG is never used.
+        per_image_draws: False (default): all images share the random numbers, so each image's positions are the
+            same as when it is sampled alone (batch-invariant scores). True: independent numbers per image.
 
     Returns:
         PatchSample with ``ref``/``dist`` (B, N, 3, P, P) in the input dtype and device (differentiable w.r.t. the
@@ -693,8 +699,11 @@ def sample_patches(
         raise ValueError(
             f"image smaller than a patch: expected height and width >= patch_size={patch_size}, got {height}x{width}"
         )
+    if not isinstance(per_image_draws, bool):
+        raise TypeError(f"per_image_draws: expected a bool, got {type(per_image_draws).__name__}")
     gen = _resolve_generator(seed, generator)
     device = ref.device
+    draws = batch if per_image_draws else 1
 
     num_levels = effective_num_scales(height, width, patch_size, config.num_scales)
     levels = []
@@ -716,10 +725,10 @@ def sample_patches(
         diff = None if diff_masses is None else diff_masses[:, offset : offset + cells]  # (B, K)
         offset += cells
         prob = _level_probabilities(level, diff, config, patch_size).expand(batch, -1)  # (B, K)
-        keys = torch.rand(batch, cells, generator=gen, dtype=torch.float64)
-        offsets = torch.randint(0, _UNIT, (batch, 1), generator=gen, dtype=torch.int64)
-        cell_offsets = torch.rand(batch, cells, generator=gen, dtype=torch.float64)
-        jitter = torch.rand(batch, level.count, generator=gen, dtype=torch.float64)
+        keys = torch.rand(draws, cells, generator=gen, dtype=torch.float64).expand(batch, -1)  # (B, K)
+        offsets = torch.randint(0, _UNIT, (draws, 1), generator=gen, dtype=torch.int64).expand(batch, -1)  # (B, 1)
+        cell_offsets = torch.rand(draws, cells, generator=gen, dtype=torch.float64).expand(batch, -1)  # (B, K)
+        jitter = torch.rand(draws, level.count, generator=gen, dtype=torch.float64).expand(batch, -1)  # (B, n_s)
         counts = _allocate(prob, level.count, keys, offsets)  # (B, K)
         top_left = _place(level, counts, cell_offsets, jitter, patch_size)  # (B, n_s, 2)
         meta = torch.tensor([level.index, level.height, level.width], dtype=torch.int64)
@@ -748,4 +757,106 @@ def sample_patches(
     dist_patches = dist_parts[0] if len(dist_parts) == 1 else torch.cat(dist_parts, dim=1)
 
     scale = packed[..., 2].contiguous() if num_levels > 1 else None  # (B, N)
-    return PatchSample(ref=ref_patches, dist=dist_patches, pos=pos, scale=scale, top_left=top_left.contiguous())
+    return PatchSample(
+        ref=ref_patches,
+        dist=dist_patches,
+        pos=pos,
+        scale=scale,
+        top_left=top_left.contiguous(),
+        image_size=(height, width),
+    )
+
+
+def extract_patches(images: Tensor, sample: PatchSample, *, patch_size: int | None = None) -> Tensor:
+    """Cut patches from further images at the positions (and scales) of an existing sample.
+
+    Used when more than two images share one set of positions, e.g. PieAPP triplets (ref, A, B).
+
+    Args:
+        images: (B, C, H, W) float images, the same size, batch and device as the images behind ``sample``.
+        sample: a :class:`PatchSample` from :func:`sample_patches`.
+        patch_size: patch side P; inferred from ``sample.ref`` when None, and checked against it otherwise.
+
+    Returns:
+        (B, N, C, P, P) patches in the dtype and on the device of ``images``, differentiable w.r.t. ``images``.
+        Level-s patches come from ``images`` 2×2 average-pooled s times, as in :func:`sample_patches`.
+
+    Raises:
+        TypeError: ``images`` is not a float tensor or ``sample`` is not a PatchSample.
+        ValueError: shapes, batch, size, device or patch size do not match the sample.
+
+    Example:
+        >>> ref = torch.rand(1, 3, 64, 64)
+        >>> sample = sample_patches(ref, ref.flip(-1), 8)
+        >>> torch.equal(extract_patches(ref.flip(-1), sample), sample.dist)
+        True
+    """
+    if not isinstance(sample, PatchSample):
+        raise TypeError(f"sample: expected a PatchSample, got {type(sample).__name__}")
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images: expected a torch.Tensor, got {type(images).__name__}")
+    if not images.is_floating_point():
+        raise TypeError(f"images: expected a floating-point tensor, got dtype {images.dtype}")
+    if images.ndim != 4:
+        raise ValueError(f"images: expected shape (B, C, H, W), got {tuple(images.shape)}")
+    inferred = sample.ref.shape[-1]
+    if patch_size is None:
+        patch_size = inferred
+    elif _check_int("patch_size", patch_size, minimum=1) != inferred:
+        raise ValueError(f"patch_size: expected {inferred} (the sample's patch size), got {patch_size}")
+    batch, _, height, width = images.shape
+    if batch != sample.top_left.shape[0]:
+        raise ValueError(f"images: expected a batch of {sample.top_left.shape[0]} (the sample's), got {batch}")
+    if sample.image_size is not None and (height, width) != tuple(sample.image_size):
+        raise ValueError(f"images: expected size {tuple(sample.image_size)} (the sample's), got {(height, width)}")
+    if images.device != sample.top_left.device:
+        raise ValueError(f"images: expected device {sample.top_left.device} (the sample's), got {images.device}")
+    if sample.scale is None:
+        return _gather(images, sample.top_left, patch_size)  # (B, N, C, P, P)
+    out = images.new_zeros(batch, sample.top_left.shape[1], images.shape[1], patch_size, patch_size)
+    level = images
+    for s in range(int(sample.scale.max()) + 1):
+        if s > 0:
+            level = F.avg_pool2d(level, 2)  # (B, C, H_s, W_s)
+        if min(level.shape[2:]) < patch_size:
+            raise ValueError(
+                f"images: level {s} is {tuple(level.shape[2:])}, expected at least {patch_size}x{patch_size}"
+            )
+        mask = (sample.scale == s)[..., None, None, None]  # (B, N, 1, 1, 1)
+        limit = torch.tensor([level.shape[2] - patch_size, level.shape[3] - patch_size], device=images.device)
+        top_left = torch.minimum(sample.top_left, limit.clamp(min=0))  # other levels' positions kept in range
+        out = torch.where(mask, _gather(level, top_left, patch_size), out)  # (B, N, C, P, P)
+    return out
+
+
+def extract_patches(image: Tensor, sample: PatchSample, *, patch_size: int = 16) -> Tensor:
+    """Patches of another image at the positions (and pyramid levels) of an existing sample.
+
+    Used when more than two images share one draw, e.g. PieAPP triplets (ref, A, B): positions are drawn for (ref, A)
+    and B is read at the same places.
+
+    Args:
+        image: (B, 3, H, W) image of the same size as the sampled pair, on the sample's device.
+        sample: the draw to reuse.
+        patch_size: patch side P (as used for the draw).
+
+    Returns:
+        (B, N, 3, P, P) patches in the image's dtype (differentiable w.r.t. ``image``).
+    """
+    if not isinstance(image, Tensor) or image.ndim != 4 or image.shape[0] != sample.top_left.shape[0]:
+        got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"image: expected a (B, 3, H, W) tensor with B={sample.top_left.shape[0]}, got {got}")
+    top_left = sample.top_left.to(image.device)
+    if sample.scale is None:
+        return _gather(image, top_left, patch_size)  # (B, N, 3, P, P)
+    scale = sample.scale.to(image.device)
+    out = image.new_empty(*top_left.shape[:2], image.shape[1], patch_size, patch_size)  # (B, N, 3, P, P)
+    level_image = image
+    for level in range(int(scale.max()) + 1):
+        if level > 0:
+            level_image = F.avg_pool2d(level_image, 2)  # (B, 3, H_s, W_s)
+        # Patches are ordered by level with equal counts across the batch, so each level is a contiguous slice.
+        index = (scale[0] == level).nonzero().flatten()
+        if len(index):
+            out[:, index] = _gather(level_image, top_left[:, index], patch_size)
+    return out

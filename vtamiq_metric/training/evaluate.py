@@ -66,6 +66,8 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, str]:
     slope, intercept = np.polyfit(u, v, 1)
     best_fit = slope * u + intercept
     best_sse, method = float(np.sum((v - best_fit) ** 2)), "linear"
+    if len(u) <= 5:  # five parameters need more than five points; a line is the only honest fit
+        return best_fit * sy + my, method
     med = float(np.median(u))
     span = float(v.max() - v.min())
     guesses = (

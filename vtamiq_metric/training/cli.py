@@ -1,0 +1,234 @@
+"""The ``vtamiq-train`` command: train, evaluate, export, splits, make-kadis.
+
+Examples::
+
+    vtamiq-train train --stage finetune-kadid10k --data-root ~/data/kadid10k --init runs/pretrain/best
+    vtamiq-train train --config my_run.toml --epochs 2 --output runs/try
+    vtamiq-train train --config my_run.toml --resume
+    vtamiq-train evaluate --checkpoint runs/try/best --dataset tid2013 --data-root ~/data/tid2013
+    vtamiq-train export --checkpoint runs/try --out my-model/
+    vtamiq-train splits --dataset kadid10k --data-root ~/data/kadid10k --seed 0 --out split.json
+    vtamiq-train make-kadis --refs ~/data/kadis700k/ref_imgs --out ~/data/kadis700k
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import STAGES, TrainConfig, load_config_file
+
+__all__ = ["main"]
+
+_logger = logging.getLogger(__name__)
+
+# Flags of `train` that map one-to-one onto TrainConfig fields (dest name = field name).
+_TRAIN_FLAGS: list[tuple[str, dict[str, Any]]] = [
+    ("--dataset", {}), ("--data-root", {}), ("--output", {}), ("--model-preset", {}), ("--init", {}),
+    ("--freeze", {"nargs": "*"}), ("--epochs", {"type": int}), ("--lr", {"type": float}),
+    ("--lr-milestones", {"type": int, "nargs": "*"}), ("--lr-gamma", {"type": float}),
+    ("--weight-decay", {"type": float}), ("--batch-size", {"type": int}), ("--train-patches", {"type": int}),
+    ("--eval-patches", {"type": int}), ("--eval-repeats", {"type": int}), ("--loss", {"choices": ("l1", "l2")}),
+    ("--rank-weight", {"type": float}), ("--grad-clip", {"type": float}), ("--seed", {"type": int}),
+    ("--split-seed", {"type": int}), ("--split-file", {}), ("--runs", {"type": int}), ("--workers", {"type": int}),
+    ("--precision", {"choices": ("auto", "fp32", "bf16")}), ("--device", {}),
+    ("--max-steps-per-epoch", {"type": int}),
+]
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vtamiq-train", description="Train and evaluate VTAMIQ models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_train = sub.add_parser("train", help="train a model (one run, or --runs N on N seeded splits)")
+    p_train.add_argument("--config", type=Path, help="TOML/YAML/JSON file of TrainConfig settings")
+    p_train.add_argument("--stage", choices=sorted(STAGES), help="the paper's stage presets")
+    p_train.add_argument("--resume", action="store_true", help="continue from <output>/checkpoints/last.pt")
+    p_train.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p_train.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                         help="extra dataset reader option (repeatable), e.g. label=vsi")
+    for flag, kwargs in _TRAIN_FLAGS:
+        p_train.add_argument(flag, default=None, **kwargs)
+
+    p_eval = sub.add_parser("evaluate", help="SROCC/KROCC/PLCC of a model on datasets")
+    p_eval.add_argument("--checkpoint", required=True, help="model directory, .safetensors, run folder or name")
+    p_eval.add_argument("--dataset", action="append", required=True, help="dataset name (repeatable)")
+    p_eval.add_argument("--data-root", action="append", required=True, help="root per --dataset, same order")
+    p_eval.add_argument("--split-file", help="evaluate only the test part of this split")
+    p_eval.add_argument("--patches", type=int, default=1024)
+    p_eval.add_argument("--repeats", type=int, default=1)
+    p_eval.add_argument("--batch-size", type=int, default=20)
+    p_eval.add_argument("--workers", type=int, default=2)
+    p_eval.add_argument("--device")
+    p_eval.add_argument("--seed", type=int, default=0)
+    p_eval.add_argument("--output", type=Path, help="write results as JSON (and a Markdown table beside it)")
+
+    p_export = sub.add_parser("export", help="write a safetensors model directory with a model card")
+    p_export.add_argument("--checkpoint", required=True, type=Path, help="run folder (uses best/) or model directory")
+    p_export.add_argument("--out", required=True, type=Path)
+
+    p_splits = sub.add_parser("splits", help="draw and save a train/val/test split by reference image")
+    p_splits.add_argument("--dataset", required=True)
+    p_splits.add_argument("--data-root", required=True)
+    p_splits.add_argument("--seed", type=int, default=0)
+    p_splits.add_argument("--val-fraction", type=float, default=0.2)
+    p_splits.add_argument("--test-fraction", type=float, default=0.2)
+    p_splits.add_argument("--out", type=Path, required=True)
+
+    sub.add_parser("make-kadis", help="generate KADIS-700k distortions and VSI labels (see make-kadis --help)",
+                   add_help=False)
+    return parser
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--dataset-option expects KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    settings: dict[str, Any] = {}
+    if args.stage:
+        settings.update(STAGES[args.stage])
+    if args.config:
+        settings.update(load_config_file(args.config))
+    for flag, _ in _TRAIN_FLAGS:
+        dest = flag[2:].replace("-", "_")
+        value = getattr(args, dest)
+        if value is not None:
+            settings[dest] = value
+    if args.dataset_option:
+        settings["dataset_options"] = {**settings.get("dataset_options", {}),
+                                       **dict(_parse_option(o) for o in args.dataset_option)}
+    if args.no_progress:
+        settings["progress"] = False
+    config = TrainConfig.from_dict(settings)
+    if not config.data_root:
+        raise ValueError("no data root: pass --data-root DIR (or data_root in the config file)")
+    return config
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import run
+
+    config = _train_config(args)
+    try:
+        results = run(config, resume=args.resume)
+    except KeyboardInterrupt:
+        print("vtamiq-train: interrupted; resume with the same command and --resume", file=sys.stderr)
+        return 130
+    for result in results:
+        test = "" if result.test is None else f", test SROCC {result.test.get('srocc', float('nan')):.4f}"
+        print(f"{result.output}: best epoch {result.best_epoch} (val {result.best_score:.4f}){test}")
+    return 0
+
+
+def _resolve_checkpoint(path: str) -> str:
+    candidate = Path(path)
+    if (candidate / "best" / "model.safetensors").is_file():
+        return str(candidate / "best")
+    return path
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..hub import load_model
+    from .datasets import get_dataset
+    from .datasets.splits import Split, split_dataset
+    from .evaluate import correlations, cross_dataset_table
+    from .train import _device, predict
+    from .data import PairPatches
+
+    if len(args.dataset) != len(args.data_root):
+        raise ValueError(f"give one --data-root per --dataset, got {len(args.dataset)} datasets and "
+                         f"{len(args.data_root)} roots")
+    config = TrainConfig(batch_size=args.batch_size, workers=args.workers, device=args.device,
+                         eval_patches=args.patches, precision="auto")
+    device = _device(config)
+    model = load_model(_resolve_checkpoint(args.checkpoint), device=device)
+    results: dict[str, dict[str, Any]] = {}
+    for name, root in zip(args.dataset, args.data_root):
+        dataset = get_dataset(name, root)
+        if args.split_file:
+            dataset = split_dataset(dataset, Split.load(args.split_file))[2]
+        items = PairPatches(dataset.records, args.patches, model.config.patch_size, model.config.sampling, args.seed)
+        preds = predict(model, items, config, device, repeats=args.repeats, tag="test")
+        metrics = correlations(preds["pred"], preds["target"])
+        results[name] = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in metrics.items()}
+        print(f"{name}: SROCC {metrics['srocc']:.4f}  KROCC {metrics['krocc']:.4f}  PLCC {metrics['plcc']:.4f}  "
+              f"(n={len(items)})")
+    if args.output:
+        data, table = cross_dataset_table({Path(args.checkpoint).name: results})
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(data, indent=2, default=float) + "\n")
+        args.output.with_suffix(".md").write_text(table + "\n")
+    return 0
+
+
+def _model_card(model, source: Path) -> str:
+    provenance = json.dumps(model.provenance, indent=2, sort_keys=True, default=str)
+    config = json.dumps(model.config.to_dict(), indent=2, sort_keys=True)
+    return (f"# VTAMIQ model\n\nExported from `{source}` by `vtamiq-train export`.\n\n"
+            "Scores are distortions: 0 means identical and higher means worse.\n\n"
+            f"## Training data and metrics\n\n```json\n{provenance}\n```\n\n## Config\n\n```json\n{config}\n```\n")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..hub import load_model
+
+    source = Path(_resolve_checkpoint(str(args.checkpoint)))
+    model = load_model(source)
+    run_config = args.checkpoint / "config.json"
+    extra = {"training_config": json.loads(run_config.read_text())} if run_config.is_file() else {}
+    test_file = args.checkpoint / "test.json"
+    if test_file.is_file():
+        extra["test_metrics"] = json.loads(test_file.read_text())
+    model.save_pretrained(args.out, provenance=extra)
+    (args.out / "README.md").write_text(_model_card(load_model(args.out), source))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _splits(args: argparse.Namespace) -> int:
+    from .datasets import get_dataset
+    from .datasets.splits import make_split
+
+    dataset = get_dataset(args.dataset, args.data_root)
+    split = make_split(dataset.ref_ids(), seed=args.seed, val_fraction=args.val_fraction,
+                       test_fraction=args.test_fraction)
+    split.save(args.out)
+    train, val, test = split.counts()
+    print(f"{args.dataset}: {train}/{val}/{test} reference images (train/val/test) -> {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``vtamiq-train``; returns the exit status (0 ok, 1 error, 2 usage, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "make-kadis":
+        from .kadis import main as make_kadis
+
+        return make_kadis(argv[1:])
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "splits": _splits}
+    try:
+        return handlers[args.command](args)
+    except (OSError, ValueError, KeyError, TypeError, FloatingPointError) as exc:
+        print(f"vtamiq-train: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
