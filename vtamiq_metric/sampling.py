@@ -773,7 +773,8 @@ def extract_patches(images: Tensor, sample: PatchSample, *, patch_size: int | No
     Used when more than two images share one set of positions, e.g. PieAPP triplets (ref, A, B).
 
     Args:
-        images: (B, C, H, W) float images, the same size, batch and device as the images behind ``sample``.
+        images: (B, C, H, W) float images, the same size and batch as the images behind ``sample``; the sample's
+            positions are moved to their device.
         sample: a :class:`PatchSample` from :func:`sample_patches`.
         patch_size: patch side P; inferred from ``sample.ref`` when None, and checked against it otherwise.
 
@@ -783,7 +784,7 @@ def extract_patches(images: Tensor, sample: PatchSample, *, patch_size: int | No
 
     Raises:
         TypeError: ``images`` is not a float tensor or ``sample`` is not a PatchSample.
-        ValueError: shapes, batch, size, device or patch size do not match the sample.
+        ValueError: shapes, batch, size or patch size do not match the sample.
 
     Example:
         >>> ref = torch.rand(1, 3, 64, 64)
@@ -809,54 +810,21 @@ def extract_patches(images: Tensor, sample: PatchSample, *, patch_size: int | No
         raise ValueError(f"images: expected a batch of {sample.top_left.shape[0]} (the sample's), got {batch}")
     if sample.image_size is not None and (height, width) != tuple(sample.image_size):
         raise ValueError(f"images: expected size {tuple(sample.image_size)} (the sample's), got {(height, width)}")
-    if images.device != sample.top_left.device:
-        raise ValueError(f"images: expected device {sample.top_left.device} (the sample's), got {images.device}")
+    sample_top_left = sample.top_left.to(images.device)  # (B, N, 2)
     if sample.scale is None:
-        return _gather(images, sample.top_left, patch_size)  # (B, N, C, P, P)
+        return _gather(images, sample_top_left, patch_size)  # (B, N, C, P, P)
+    scale = sample.scale.to(images.device)  # (B, N)
     out = images.new_zeros(batch, sample.top_left.shape[1], images.shape[1], patch_size, patch_size)
     level = images
-    for s in range(int(sample.scale.max()) + 1):
+    for s in range(int(scale.max()) + 1):
         if s > 0:
             level = F.avg_pool2d(level, 2)  # (B, C, H_s, W_s)
         if min(level.shape[2:]) < patch_size:
             raise ValueError(
                 f"images: level {s} is {tuple(level.shape[2:])}, expected at least {patch_size}x{patch_size}"
             )
-        mask = (sample.scale == s)[..., None, None, None]  # (B, N, 1, 1, 1)
+        mask = (scale == s)[..., None, None, None]  # (B, N, 1, 1, 1)
         limit = torch.tensor([level.shape[2] - patch_size, level.shape[3] - patch_size], device=images.device)
-        top_left = torch.minimum(sample.top_left, limit.clamp(min=0))  # other levels' positions kept in range
+        top_left = torch.minimum(sample_top_left, limit)  # other levels' positions kept in range
         out = torch.where(mask, _gather(level, top_left, patch_size), out)  # (B, N, C, P, P)
-    return out
-
-
-def extract_patches(image: Tensor, sample: PatchSample, *, patch_size: int = 16) -> Tensor:
-    """Patches of another image at the positions (and pyramid levels) of an existing sample.
-
-    Used when more than two images share one draw, e.g. PieAPP triplets (ref, A, B): positions are drawn for (ref, A)
-    and B is read at the same places.
-
-    Args:
-        image: (B, 3, H, W) image of the same size as the sampled pair, on the sample's device.
-        sample: the draw to reuse.
-        patch_size: patch side P (as used for the draw).
-
-    Returns:
-        (B, N, 3, P, P) patches in the image's dtype (differentiable w.r.t. ``image``).
-    """
-    if not isinstance(image, Tensor) or image.ndim != 4 or image.shape[0] != sample.top_left.shape[0]:
-        got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
-        raise ValueError(f"image: expected a (B, 3, H, W) tensor with B={sample.top_left.shape[0]}, got {got}")
-    top_left = sample.top_left.to(image.device)
-    if sample.scale is None:
-        return _gather(image, top_left, patch_size)  # (B, N, 3, P, P)
-    scale = sample.scale.to(image.device)
-    out = image.new_empty(*top_left.shape[:2], image.shape[1], patch_size, patch_size)  # (B, N, 3, P, P)
-    level_image = image
-    for level in range(int(scale.max()) + 1):
-        if level > 0:
-            level_image = F.avg_pool2d(level_image, 2)  # (B, 3, H_s, W_s)
-        # Patches are ordered by level with equal counts across the batch, so each level is a contiguous slice.
-        index = (scale[0] == level).nonzero().flatten()
-        if len(index):
-            out[:, index] = _gather(level_image, top_left[:, index], patch_size)
     return out
