@@ -127,7 +127,7 @@ def test_bad_images_raise_clear_errors(tmp_path, tiny_model):
     bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         score(ref, bad, model=tiny_model)
-    with pytest.raises(ValueError, match="batch"):
+    with pytest.raises(ValueError, match="same number of images, got 2 ref and 1 dist"):
         score(torch.rand(2, 3, 32, 32), ref, model=tiny_model)
     with pytest.raises(FileNotFoundError, match="missing.png"):
         score(str(tmp_path / "missing.png"), ref, model=tiny_model)
