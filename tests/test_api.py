@@ -163,3 +163,35 @@ def test_cuda_scores_agree_with_cpu_within_bf16_tolerance(tiny_model, image_pair
     gpu16 = score(ref.cuda(), dist.cuda(), model=cuda_model, num_patches=32)
     torch.testing.assert_close(gpu32.cpu(), cpu, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(gpu16.cpu(), cpu, atol=0.02, rtol=0.02)
+
+
+def test_property_sizes_dtypes_and_ranges_give_finite_scores_or_documented_errors(tiny_model):
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=30, deadline=None)
+    @hypothesis.given(height=st.integers(8, 48), width=st.integers(8, 48),
+                      dtype=st.sampled_from(["uint8", "uint16", "float32", "float64"]),
+                      scale=st.sampled_from([1.0, 1.5, -0.1]), nan=st.booleans(), seed=st.integers(0, 2**16))
+    def check(height, width, dtype, scale, nan, seed):
+        rng = np.random.default_rng(seed)
+        values = rng.random((height, width, 3)) * scale
+        if nan:
+            values[0, 0, 0] = np.nan
+        if dtype == "uint8":
+            ref = (np.nan_to_num(values).clip(0, 1) * 255).astype(np.uint8)
+        elif dtype == "uint16":
+            ref = (np.nan_to_num(values).clip(0, 1) * 65535).astype(np.uint16)
+        else:
+            ref = values.astype(dtype)
+        dist = ref[::-1].copy()
+        try:
+            out = score(ref, dist, model=tiny_model, num_patches=8)
+        except (ValueError, TypeError) as exc:
+            valid_values = dtype in ("uint8", "uint16") or (scale == 1.0 and not nan)
+            assert min(height, width) < 16 or not valid_values, exc
+            return
+        assert out.shape == (1,) and torch.isfinite(out).all()
+        assert min(height, width) >= 16
+
+    check()
