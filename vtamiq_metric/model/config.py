@@ -207,6 +207,13 @@ PRESETS: dict[str, VTAMIQConfig] = {
         embed_dropout=0.0, drop_path=0.1, mean=HALF, std=HALF, num_patches=512,
         sampling=SamplingConfig(centre_weight=0.0, diff_weight=0.0, uniform_weight=1.0),
     ),
+    # The small model the package bundles (about 3.8M parameters): ViT-Ti-like width, 6 blocks, DiffNet at the same
+    # width; trained from scratch, so it uses the simpler 0.5/0.5 normalisation and CAPS with the release-era weights.
+    "vtamiq_tiny_patch16": VTAMIQConfig(
+        embed_dim=192, depth=6, num_heads=3, mlp_dim=768, head_hidden=48, ca_reduction=16, head_dropout=0.1,
+        mlp_dropout=0.0, embed_dropout=0.0, drop_path=0.0, mean=HALF, std=HALF, num_patches=1024,
+        sampling=SamplingConfig(centre_weight=1.0, diff_weight=2.0, uniform_weight=0.5),
+    ),
     # A few-thousand-parameter model for fast tests.
     "tiny": VTAMIQConfig(
         embed_dim=32, depth=2, num_heads=2, mlp_dim=64, num_groups=1, blocks_per_group=2, ca_reduction=4,
