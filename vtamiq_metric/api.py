@@ -3,6 +3,19 @@
 The pipeline is: validate and batch the inputs (:mod:`._validation`), draw aligned patches with CAPS
 (:func:`.sampling.sample_patches`), normalise them with the model's mean/std, run the model. ``score`` averages
 ``num_repeats`` seeded draws. Scores are distortions: 0 means identical and higher means worse.
+
+Performance:
+    Attention runs through ``scaled_dot_product_attention`` (timm's fused attention). On CUDA ``score()`` uses bf16
+    autocast by default (``precision="auto"``), and ``batch_size=None`` picks the largest chunk of pairs that fits
+    in about half of the free GPU memory (see :func:`auto_batch_size`). ``compile=True`` wraps the model with
+    ``torch.compile`` once per model instance (the first call pays the compilation; a new batch shape may compile
+    once more).
+
+    On CPU, torch uses one thread per core by default. Nothing here changes global thread settings; when several
+    processes score at once, give each a share of the *physical* cores with ``torch.set_num_threads(n)`` (or
+    ``OMP_NUM_THREADS=n`` before starting Python), since oversubscribed threads are much slower than fewer busy
+    ones. bf16 on CPU (``precision="bf16"``) only pays off on CPUs with native bf16 matrix units (e.g. AMX); measure
+    with ``benchmarks/bench_score.py``.
 """
 
 from __future__ import annotations
@@ -10,17 +23,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
 
 from . import hub
 from ._validation import ImageLike, prepare_pair
+from .model.config import VTAMIQConfig
 from .model.vtamiq import VTAMIQ
 from .sampling import SamplingConfig, sample_patches
 
-__all__ = ["default_model_name", "forward_pairs", "resolve_device", "resolve_model", "score"]
+__all__ = ["auto_batch_size", "compiled_forward", "default_model_name", "estimate_pair_bytes", "forward_pairs",
+           "resolve_device", "resolve_model", "score"]
 
 _logger = logging.getLogger(__name__)
 
@@ -29,6 +45,15 @@ _PRECISIONS = ("auto", "fp32", "bf16")
 
 _MODEL_CACHE: dict[tuple[str, str], VTAMIQ] = {}
 _CACHE_LOCK = threading.Lock()
+
+# One torch.compile'd forward per model instance. The compiled function reaches its model through a weak reference,
+# so the cache entry (and the compiled code) goes away with the model instead of keeping it alive.
+_COMPILED: weakref.WeakKeyDictionary[VTAMIQ, Callable[..., torch.Tensor]] = weakref.WeakKeyDictionary()
+_COMPILED_LOCK = threading.Lock()
+# Largest automatic chunk on CUDA, and the share of the free memory it may plan for (the rest is headroom for the
+# allocator's fragmentation and for anything else on the GPU).
+_AUTO_BATCH_MAX = 256
+_AUTO_BATCH_MEMORY_FRACTION = 0.5
 
 
 def resolve_device(device: str | torch.device | None, ref: torch.Tensor, model: VTAMIQ | None) -> torch.device:
@@ -80,8 +105,42 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def compiled_forward(model: VTAMIQ) -> Callable[..., torch.Tensor]:
+    """``model``'s forward wrapped with ``torch.compile``, built once per model instance and cached.
+
+    The wrapper has the signature of :meth:`VTAMIQ.forward`. It holds the model weakly, so caching it never keeps a
+    model alive. Compilation happens lazily on the first call (and again only when guards fail, e.g. for a new batch
+    shape or after the model moved to another device).
+
+    Args:
+        model: the model to compile.
+
+    Returns:
+        A callable ``(ref_patches, dist_patches, pos, scale) -> (B,)`` scores.
+
+    Raises:
+        TypeError: ``model`` is not a :class:`VTAMIQ`.
+        RuntimeError: ``torch.compile`` is unavailable on this platform (raised by torch on the first call).
+    """
+    if not isinstance(model, VTAMIQ):
+        raise TypeError(f"expected a VTAMIQ model, got {type(model).__name__}")
+    with _COMPILED_LOCK:
+        runner = _COMPILED.get(model)
+        if runner is None:
+            model_ref = weakref.ref(model)
+
+            def run(ref_patches: torch.Tensor, dist_patches: torch.Tensor, pos: torch.Tensor,
+                    scale: torch.Tensor | None) -> torch.Tensor:
+                return model_ref()(ref_patches, dist_patches, pos, scale)
+
+            runner = torch.compile(run)
+            _COMPILED[model] = runner
+            _logger.debug("created the torch.compile wrapper of a %s model", type(model).__name__)
+    return runner
+
+
 def forward_pairs(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, *, num_patches: int, seed: int,
-                  sampling: SamplingConfig, precision: str = "fp32") -> torch.Tensor:
+                  sampling: SamplingConfig, precision: str = "fp32", compile: bool = False) -> torch.Tensor:
     """One seeded CAPS draw and one model pass: the core shared by :func:`score` and :class:`VTAMIQLoss`.
 
     Args:
@@ -92,6 +151,8 @@ def forward_pairs(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, *, num_p
         seed: sampling seed.
         sampling: CAPS settings.
         precision: ``"fp32"``, ``"bf16"`` (autocast), or ``"auto"`` (bf16 on CUDA only).
+        compile: run the model through its cached ``torch.compile`` wrapper (:func:`compiled_forward`); sampling
+            stays eager.
 
     Returns:
         (B,) float32 distortion scores; differentiable w.r.t. ``ref``/``dist`` when they require grad.
@@ -100,9 +161,69 @@ def forward_pairs(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, *, num_p
     param = next(model.parameters())
     ref_p = model.normalize(sample.ref.to(param.dtype))  # (B, N, 3, P, P)
     dist_p = model.normalize(sample.dist.to(param.dtype))
+    forward = compiled_forward(model) if compile else model
     with _autocast(ref.device, precision):
-        out = model(ref_p, dist_p, sample.pos.to(param.dtype), sample.scale)
+        out = forward(ref_p, dist_p, sample.pos.to(param.dtype), sample.scale)
     return out.float()
+
+
+def estimate_pair_bytes(config: VTAMIQConfig, num_patches: int, height: int, width: int, *,
+                        half_precision: bool) -> int:
+    """A generous estimate of the device memory one image pair needs inside :func:`score` (no autograd).
+
+    The terms: per image of the pair, the widest live activations of a transformer block (the MLP hidden layer, the
+    residual stream, the fused qkv and the attention output, ``T * (mlp_dim + 6 * D)`` values for ``T`` tokens)
+    plus a materialised float32 ``(heads, T, T)`` attention matrix in case no fused SDPA kernel applies; the gathered,
+    cast and normalised patches of both images (six float32 copies of ``N * 3 * P * P``); and the sampler's working
+    set on the full images, which computes the difference map in float64 (about a dozen ``H * W`` maps for SSIM).
+
+    Args:
+        config: the model's config.
+        num_patches: patches per image N.
+        height: image height H in pixels.
+        width: image width W in pixels.
+        half_precision: activations in bf16 (autocast) rather than float32.
+
+    Returns:
+        Bytes per pair.
+    """
+    act = 2 if half_precision else 4
+    tokens = 1 + config.num_extra_tokens + num_patches
+    block = tokens * (config.mlp_dim + 6 * config.embed_dim) * act
+    attention = config.num_heads * tokens * tokens * 4  # softmax runs in float32 under autocast too
+    patches = 6 * num_patches * 3 * config.patch_size**2 * 4
+    sampler = height * width * (2 * 3 * 4 + 12 * 8)
+    return 2 * (block + attention) + patches + sampler
+
+
+def auto_batch_size(config: VTAMIQConfig, num_patches: int, height: int, width: int, num_pairs: int,
+                    device: torch.device, *, half_precision: bool) -> int:
+    """Pairs per model call for ``batch_size=None``: all pairs up to 32 on CPU/MPS; on CUDA, what fits in memory.
+
+    On CUDA the chunk is ``_AUTO_BATCH_MEMORY_FRACTION`` of the free memory (``torch.cuda.mem_get_info``) divided by
+    :func:`estimate_pair_bytes`, clamped to ``[1, min(num_pairs, _AUTO_BATCH_MAX)]``.
+
+    Args:
+        config: the model's config.
+        num_patches: patches per image.
+        height: image height in pixels.
+        width: image width in pixels.
+        num_pairs: number of pairs to score.
+        device: the compute device.
+        half_precision: whether the model runs under bf16 autocast.
+
+    Returns:
+        An int in ``[1, max(num_pairs, 1)]``.
+    """
+    if device.type != "cuda":
+        return max(1, min(num_pairs, 32))
+    free, _ = torch.cuda.mem_get_info(device)
+    per_pair = estimate_pair_bytes(config, num_patches, height, width, half_precision=half_precision)
+    fits = int(free * _AUTO_BATCH_MEMORY_FRACTION) // per_pair
+    chunk = max(1, min(num_pairs, _AUTO_BATCH_MAX, fits))
+    _logger.debug("auto batch size %d: %.1f GiB free, about %.0f MiB per pair", chunk, free / 2**30,
+                  per_pair / 2**20)
+    return chunk
 
 
 def score(
@@ -118,6 +239,7 @@ def score(
     batch_size: int | None = None,
     sampling: SamplingConfig | None = None,
     return_std: bool = False,
+    compile: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """VTAMIQ distortion score of each (reference, distorted) image pair.
 
@@ -137,9 +259,12 @@ def score(
         device: where to compute (default: the model's device for an instance, else the input tensors' device, else
             CUDA when available, else CPU).
         precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"fp32"`` or ``"bf16"``.
-        batch_size: pairs per model call (default: all pairs at once up to 32).
+        batch_size: pairs per model call. None: on CUDA, as many as fit in about half of the free GPU memory (at most
+            256, see :func:`auto_batch_size`); elsewhere all pairs at once up to 32. Scores do not depend on it.
         sampling: CAPS settings (default: the model config's ``sampling``).
         return_std: also return the standard deviation over the repeats (0 when ``num_repeats == 1``).
+        compile: run the model through ``torch.compile``, compiled once per model instance and cached (the first call
+            compiles, which takes from seconds to minutes). Scores match eager mode up to float rounding.
 
     Returns:
         (B,) float32 tensor of distortion scores on the compute device, or ``(mean, std)`` when ``return_std``.
@@ -161,6 +286,8 @@ def score(
         raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
     if not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not isinstance(compile, bool):
+        raise TypeError(f"compile must be a bool, got {type(compile).__name__}")
     instance = model if isinstance(model, VTAMIQ) else None
     probe = ref if isinstance(ref, torch.Tensor) else torch.empty(0)
     target = resolve_device(device, probe, instance)
@@ -175,14 +302,19 @@ def score(
     sampling = config.sampling if sampling is None else sampling
     ref_t, dist_t = prepare_pair(ref, dist, patch_size=config.patch_size)
     ref_t, dist_t = ref_t.to(target), dist_t.to(target)
-    chunk = batch_size or min(len(ref_t), 32)
+    if batch_size is not None:
+        chunk = batch_size
+    else:
+        half = precision == "bf16" or (precision == "auto" and target.type == "cuda")
+        chunk = auto_batch_size(config, num_patches, ref_t.shape[-2], ref_t.shape[-1], len(ref_t), target,
+                                half_precision=half)
 
     runs = []
     with torch.no_grad():
         for repeat in range(num_repeats):
             parts = [
                 forward_pairs(net, ref_t[i:i + chunk], dist_t[i:i + chunk], num_patches=num_patches,
-                              seed=seed + repeat, sampling=sampling, precision=precision)
+                              seed=seed + repeat, sampling=sampling, precision=precision, compile=compile)
                 for i in range(0, len(ref_t), chunk)
             ]
             runs.append(torch.cat(parts))
