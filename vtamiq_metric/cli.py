@@ -5,10 +5,20 @@ Examples::
     vtamiq score ref.png dist.png
     vtamiq score --ref-dir refs/ --dist-dir dists/ --output scores.csv
     vtamiq score --pairs pairs.csv --output scores.json
+    torchrun --standalone --nproc_per_node=4 -m vtamiq_metric.cli score --pairs pairs.csv --output scores.csv
+    vtamiq score --pairs pairs.csv --output scores.csv --shard 3/8   # writes scores.shard-3-of-8.csv
+    vtamiq merge-scores scores.csv                                   # joins scores.shard-*-of-8.csv
     vtamiq models
     vtamiq convert vtamiq_kadis700k.pth --variant release2022 --out vtamiq-release2022/
 
 Scores are distortions: 0 means identical and higher means worse.
+
+Scaling out (folder and CSV modes): under ``torchrun`` every process (one per GPU, ``cuda:LOCAL_RANK``, or per CPU
+worker) scores pairs ``rank, rank + world, ...`` of the input list and rank 0 writes one output in input order. For
+independent jobs (e.g. a Slurm array) ``--shard I/N`` scores only pairs whose index ``% N == I`` and writes
+``<output stem>.shard-I-of-N<suffix>`` with two extra columns, ``index`` (position in the input list) and ``total``
+(number of pairs in the input); ``vtamiq merge-scores OUTPUT`` checks that every pair is there exactly once and
+writes OUTPUT in input order, identical to a single run's file. Both can be combined.
 """
 
 from __future__ import annotations
@@ -17,11 +27,17 @@ import argparse
 import csv
 import json
 import logging
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._distributed import DistContext
 
 __all__ = ["main"]
 
@@ -43,6 +59,18 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
                         help="auto = bf16 autocast on CUDA, fp32 on CPU")
 
 
+def _parse_shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if match is None or not 0 <= int(match[1]) < int(match[2]):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (e.g. 3/8), got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def shard_path(output: Path, index: int, count: int) -> Path:
+    """The file ``vtamiq score --shard INDEX/COUNT --output OUTPUT`` writes, e.g. ``scores.shard-3-of-8.csv``."""
+    return output.with_name(f"{output.stem}.shard-{index}-of-{count}{output.suffix}")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vtamiq", description="VTAMIQ full-reference image quality "
                                      "(distortion score: 0 = identical, higher = worse).")
@@ -58,7 +86,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p_score.add_argument("--output", type=Path, help="write results to this .csv or .json file")
     p_score.add_argument("--json", action="store_true", help="print JSON instead of plain text")
     p_score.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p_score.add_argument("--shard", type=_parse_shard, metavar="I/N",
+                         help="score only pairs whose index %% N == I and write OUTPUT's shard file "
+                              "(STEM.shard-I-of-N.SUFFIX); join shards with `vtamiq merge-scores OUTPUT`")
     _add_scoring_options(p_score)
+
+    p_merge = sub.add_parser("merge-scores", help="join the shard files of `vtamiq score --shard I/N`")
+    p_merge.add_argument("output", type=Path, help="the --output given to the sharded runs (shards are found "
+                                                   "beside it); written in input order")
 
     sub.add_parser("models", help="list registered weights")
 
@@ -96,22 +131,38 @@ def _pairs_from_csv(path: Path) -> list[tuple[Path, Path]]:
         return [(path.parent / row["ref"], path.parent / row["dist"]) for row in reader]
 
 
-def _write_results(rows: list[dict], output: Path) -> None:
+_FIELDS = ["ref", "dist", "score", "std", "error"]
+_SHARD_FIELDS = ["index", "total", *_FIELDS]
+
+
+def _write_results(rows: list[dict], output: Path, fields: list[str] = _FIELDS) -> None:
+    """Write rows as JSON or CSV (by suffix) through a temporary file and a rename."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix.lower() == ".json":
-        output.write_text(json.dumps(rows, indent=2) + "\n")
-        return
-    with open(output, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["ref", "dist", "score", "std", "error"])
-        writer.writeheader()
-        writer.writerows(rows)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        if output.suffix.lower() == ".json":
+            tmp.write_text(json.dumps(rows, indent=2) + "\n")
+        else:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_results(path: Path) -> list[dict]:
+    if path.suffix.lower() == ".json":
+        rows = json.loads(path.read_text())
+        if not isinstance(rows, list):
+            raise CLIError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
+        return rows
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def _score(args: argparse.Namespace) -> int:
-    import torch
-
-    from .api import resolve_device, resolve_model, score
-
     modes = [args.ref is not None, args.ref_dir is not None or args.dist_dir is not None, args.pairs is not None]
     if sum(modes) != 1:
         raise CLIError("give exactly one of: REF DIST, --ref-dir with --dist-dir, or --pairs CSV")
@@ -126,46 +177,128 @@ def _score(args: argparse.Namespace) -> int:
     else:
         pairs = _pairs_from_csv(args.pairs)
 
-    device = resolve_device(args.device, torch.empty(0), None)
-    model = resolve_model(args.model, device)
-    options = dict(model=model, num_patches=args.patches, num_repeats=args.repeats, seed=args.seed,
-                   precision=args.precision, return_std=True)
-    rows: list[dict] = []
-    failures = 0
-    progress = None
-    if len(pairs) > 1 and not args.no_progress:
-        from tqdm.auto import tqdm  # optional: only the folder modes show a bar
+    shard_i, shard_n = args.shard or (0, 1)
+    if args.shard is not None and (modes[0] or args.output is None):
+        raise CLIError("--shard needs the folder or CSV mode and --output (each shard writes its own file)")
+    from . import _distributed as distributed
 
-        progress = tqdm(total=len(pairs), unit="pair", file=sys.stderr)
-    for ref, dist in pairs:
+    ctx = distributed.init_from_env(args.device)
+    try:
+        return _score_pairs(args, pairs, single=modes[0], shard=(shard_i, shard_n), ctx=ctx)
+    finally:
+        distributed.shutdown()
+
+
+def _score_pairs(args: argparse.Namespace, pairs: list[tuple[Path, Path]], *, single: bool, shard: tuple[int, int],
+                 ctx: DistContext) -> int:
+    """Score this process's share of ``pairs`` (shard, then rank), gather on every rank, report on rank 0."""
+    import torch
+
+    from .api import resolve_device, resolve_model, score
+    from . import _distributed as distributed
+
+    shard_i, shard_n = shard
+    selected = [k for k in range(len(pairs)) if k % shard_n == shard_i]
+    mine = selected[ctx.rank::ctx.world_size]
+    device = ctx.device if ctx.distributed else resolve_device(args.device, torch.empty(0), None)
+    model = resolve_model(args.model, device)
+    options = {"model": model, "num_patches": args.patches, "num_repeats": args.repeats, "seed": args.seed,
+               "precision": args.precision, "return_std": True}
+    local: list[tuple[int, dict]] = []
+    progress = None
+    if len(pairs) > 1 and not args.no_progress and ctx.is_main:
+        from tqdm.auto import tqdm  # optional: only the folder modes show a bar (rank 0's share under torchrun)
+
+        progress = tqdm(total=len(mine), unit="pair", file=sys.stderr)
+    for k in mine:
+        ref, dist = pairs[k]
         row = {"ref": str(ref), "dist": str(dist), "score": None, "std": None, "error": None}
         try:
             mean, std = score(str(ref), str(dist), **options)
             row["score"], row["std"] = float(mean[0]), float(std[0])
         except (OSError, ValueError, TypeError) as exc:
-            failures += 1
             row["error"] = f"{type(exc).__name__}: {exc}"
             print(f"vtamiq: skipping {ref} / {dist}: {row['error']}", file=sys.stderr)
-        rows.append(row)
+        local.append((k, row))
         if progress is not None:
             progress.update()
     if progress is not None:
         progress.close()
 
-    if args.output is not None:
+    gathered = sorted((item for part in distributed.all_gather_objects(local) for item in part), key=lambda x: x[0])
+    if [k for k, _ in gathered] != selected:
+        raise RuntimeError(f"expected results for pairs {selected[:10]}..., got {[k for k, _ in gathered][:10]}...")
+    rows = [row for _, row in gathered]
+    failures = sum(row["error"] is not None for row in rows)
+    if ctx.is_main:
+        _report(args, rows, gathered, single=single, shard=shard, total=len(pairs))
+    if rows and failures == len(rows):
+        return 1
+    return 0 if failures == 0 else 3
+
+
+def _report(args: argparse.Namespace, rows: list[dict], indexed: list[tuple[int, dict]], *, single: bool,
+            shard: tuple[int, int], total: int) -> None:
+    if args.shard is not None:
+        path = shard_path(args.output, *shard)
+        _write_results([{"index": k, "total": total, **row} for k, row in indexed], path, _SHARD_FIELDS)
+        print(f"vtamiq: shard {shard[0]}/{shard[1]}: {len(rows)} of {total} pairs -> {path}", file=sys.stderr)
+    elif args.output is not None:
         _write_results(rows, args.output)
     if args.json:
-        print(json.dumps(rows[0] if modes[0] else rows, indent=2))
-    elif modes[0]:
+        print(json.dumps(rows[0] if single else rows, indent=2))
+    elif single:
         if rows[0]["error"] is None:
             print(f"{rows[0]['score']:.6f}")
     elif args.output is None:
         for row in rows:
             shown = f"{row['score']:.6f}" if row["error"] is None else "error"
             print(f"{row['ref']}\t{row['dist']}\t{shown}")
-    if failures == len(rows):
-        return 1
-    return 0 if failures == 0 else 3
+
+
+def _merge_scores(output: Path) -> int:
+    pattern = re.compile(rf"{re.escape(output.stem)}\.shard-(\d+)-of-(\d+){re.escape(output.suffix)}")
+    found: dict[tuple[int, int], Path] = {}
+    folder = output.parent if str(output.parent) else Path(".")
+    for path in sorted(folder.glob(f"{output.stem}.shard-*-of-*{output.suffix}")):
+        match = pattern.fullmatch(path.name)
+        if match:
+            found[(int(match[1]), int(match[2]))] = path
+    if not found:
+        raise CLIError(f"no shard files {output.stem}.shard-I-of-N{output.suffix} in {folder}")
+    counts = sorted({n for _, n in found})
+    if len(counts) != 1:
+        raise CLIError(f"expected shard files of one --shard I/N split, got N = {counts} in {folder}")
+    n = counts[0]
+    missing = [i for i in range(n) if (i, n) not in found]
+    if missing:
+        raise CLIError(f"expected {n} shard files, missing shard(s) {missing} "
+                       f"(e.g. {shard_path(output, missing[0], n)})")
+    indexed: list[tuple[int, dict]] = []
+    totals: set[int] = set()
+    for (i, _), path in sorted(found.items()):
+        for row in _read_results(path):
+            try:
+                k, total = int(row.pop("index")), int(row.pop("total"))
+            except (KeyError, TypeError, ValueError):
+                raise CLIError(f"{path}: expected integer 'index' and 'total' fields in every row") from None
+            if k % n != i:
+                raise CLIError(f"{path}: expected indices with index % {n} == {i}, got {k}")
+            totals.add(total)
+            indexed.append((k, row))
+    if len(totals) > 1:
+        raise CLIError(f"expected every shard to come from the same input, got totals {sorted(totals)}")
+    total = totals.pop() if totals else 0
+    indices = sorted(k for k, _ in indexed)
+    if indices != list(range(total)):
+        seen = set(indices)
+        repeated = sorted({k for k in indices if indices.count(k) > 1})[:10]
+        absent = [k for k in range(total) if k not in seen][:10]
+        raise CLIError(f"expected each of {total} pairs exactly once, got {len(indices)} rows (missing {absent}, "
+                       f"repeated {repeated})")
+    _write_results([row for _, row in sorted(indexed, key=lambda x: x[0])], output)
+    print(f"vtamiq: merged {total} pairs from {n} shards into {output}", file=sys.stderr)
+    return 0
 
 
 def _models() -> int:
@@ -203,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _score(args)
         if args.command == "models":
             return _models()
+        if args.command == "merge-scores":
+            return _merge_scores(args.output)
         return _convert(args)
     except CLIError as exc:
         print(f"vtamiq: error: {exc}", file=sys.stderr)

@@ -9,6 +9,11 @@ Examples::
     vtamiq-train export --checkpoint runs/try --out my-model/
     vtamiq-train splits --dataset kadid10k --data-root ~/data/kadid10k --seed 0 --out split.json
     vtamiq-train make-kadis --refs ~/data/kadis700k/ref_imgs --out ~/data/kadis700k
+
+``train`` and ``evaluate`` also run under ``torchrun`` with the same command line, one process per GPU (see
+:mod:`vtamiq_metric.training.train` for the effective batch size and learning rate)::
+
+    torchrun --standalone --nproc_per_node=8 -m vtamiq_metric.training.cli train --config my_run.toml
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import _distributed as distributed
 from .config import STAGES, TrainConfig, load_config_file
 
 __all__ = ["main"]
@@ -125,8 +131,13 @@ def _train(args: argparse.Namespace) -> int:
     try:
         results = run(config, resume=args.resume)
     except KeyboardInterrupt:
-        print("vtamiq-train: interrupted; resume with the same command and --resume", file=sys.stderr)
+        if distributed.is_main():
+            print("vtamiq-train: interrupted; resume with the same command and --resume", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()
+    if distributed.env_ranks()[0] != 0:
+        return 0
     for result in results:
         test = "" if result.test is None else f", test SROCC {result.test.get('srocc', float('nan')):.4f}"
         print(f"{result.output}: best epoch {result.best_epoch} (val {result.best_score:.4f}){test}")
@@ -141,34 +152,44 @@ def _resolve_checkpoint(path: str) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from ..hub import load_model
-    from .datasets import get_dataset
-    from .datasets.splits import Split, split_dataset
-    from .evaluate import correlations, cross_dataset_table
-    from .train import _device, predict
-    from .data import PairPatches
 
     if len(args.dataset) != len(args.data_root):
         raise ValueError(f"give one --data-root per --dataset, got {len(args.dataset)} datasets and "
                          f"{len(args.data_root)} roots")
     config = TrainConfig(batch_size=args.batch_size, workers=args.workers, device=args.device,
                          eval_patches=args.patches, precision="auto")
-    device = _device(config)
-    model = load_model(_resolve_checkpoint(args.checkpoint), device=device)
+    ctx = distributed.init_from_env(args.device)
+    try:
+        return _evaluate_datasets(args, config, ctx, load_model(_resolve_checkpoint(args.checkpoint),
+                                                                device=ctx.device))
+    finally:
+        distributed.shutdown()
+
+
+def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: distributed.DistContext, model) -> int:
+    """Evaluate on every dataset; under torchrun the items are sharded over the ranks and rank 0 reports."""
+    import numpy as np
+
+    from .data import PairPatches
+    from .datasets import get_dataset
+    from .datasets.splits import Split, split_dataset
+    from .evaluate import correlations, cross_dataset_table
+    from .train import predict
+
     results: dict[str, dict[str, Any]] = {}
     for name, root in zip(args.dataset, args.data_root):
         dataset = get_dataset(name, root)
         if args.split_file:
             dataset = split_dataset(dataset, Split.load(args.split_file))[2]
         items = PairPatches(dataset.records, args.patches, model.config.patch_size, model.config.sampling, args.seed)
-        preds = predict(model, items, config, device, repeats=args.repeats, tag="test")
+        preds = predict(model, items, config, ctx.device, repeats=args.repeats, tag="test", shard=ctx.distributed)
         metrics = correlations(preds["pred"], preds["target"])
         results[name] = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in metrics.items()}
-        print(f"{name}: SROCC {metrics['srocc']:.4f}  KROCC {metrics['krocc']:.4f}  PLCC {metrics['plcc']:.4f}  "
-              f"(n={len(items)})")
-    if args.output:
+        if ctx.is_main:
+            print(f"{name}: SROCC {metrics['srocc']:.4f}  KROCC {metrics['krocc']:.4f}  PLCC {metrics['plcc']:.4f}  "
+                  f"(n={len(items)})")
+    if args.output and ctx.is_main:
         data, table = cross_dataset_table({Path(args.checkpoint).name: results})
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(data, indent=2, default=float) + "\n")
@@ -213,6 +234,21 @@ def _splits(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_logging(verbose: bool) -> None:
+    """INFO (DEBUG with -v) on rank 0; under torchrun the other ranks log warnings and errors only, tagged."""
+    try:
+        from .._distributed import env_ranks
+
+        rank, world, _ = env_ranks()
+    except ValueError:
+        rank, world = 0, 1
+    level = logging.DEBUG if verbose else logging.INFO
+    if rank != 0:
+        level = max(level, logging.WARNING)
+    prefix = f"[rank {rank}/{world}] " if world > 1 else ""
+    logging.basicConfig(level=level, format=f"{prefix}%(levelname)s %(message)s")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``vtamiq-train``; returns the exit status (0 ok, 1 error, 2 usage, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -221,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return make_kadis(argv[1:])
     args = _build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    _configure_logging(args.verbose)
     handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "splits": _splits}
     try:
         return handlers[args.command](args)

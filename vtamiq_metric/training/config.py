@@ -7,6 +7,10 @@ Paper defaults (Chubarau & Clark 2021, §4): AdamW, learning rate 1e-5 decayed x
 256 patches per image in training and 1024 at validation and test; pre-training on KADIS-700k for 5 epochs (3 at
 1e-4, then 2 at 1e-5). Where the authors' code differs (REFERENCE.md §5.2) the paper is followed; the code's values
 are one flag away (e.g. ``--lr 1e-4 --lr-milestones 14 18`` for the release-era schedule).
+
+Several processes (``torchrun --nproc_per_node=N``): ``batch_size`` is per process, so the effective batch size is
+``batch_size x N`` (the paper's 20 is ``batch_size=20`` on one GPU, or e.g. ``batch_size=5`` on 4). ``lr`` is used
+as configured whatever N is; if you change N, scale it yourself (for instance linearly with the effective batch).
 """
 
 from __future__ import annotations
@@ -37,12 +41,14 @@ class TrainConfig:
             anything ``vtamiq_metric.load_model`` accepts (a previous stage's export); None = random initialisation.
         freeze: parameter-name prefixes to freeze, e.g. ``["backbone"]`` or ``["backbone.blocks.0"]``.
         epochs: training epochs.
-        lr: AdamW learning rate.
+        lr: AdamW learning rate, used as given for any number of processes (not rescaled with the effective batch
+            size; scale it yourself when you change the number of processes).
         lr_milestones: epochs (0-based, counted from the start) at which the learning rate is multiplied by
             ``lr_gamma``.
         lr_gamma: decay factor.
         weight_decay: AdamW weight decay.
-        batch_size: image pairs (or PieAPP triplets) per step.
+        batch_size: image pairs (or PieAPP triplets) per step and per process; under ``torchrun`` with N processes
+            the effective batch size is ``batch_size x N``.
         train_patches: patches per image in training; positions are drawn afresh every time an image is seen.
         eval_patches: patches per image at validation and test.
         eval_repeats: seeded draws averaged per image at test time.
@@ -57,7 +63,8 @@ class TrainConfig:
         runs: independent runs with split seeds ``split_seed .. split_seed + runs - 1`` (the paper averages 20).
         workers: DataLoader worker processes (decoding and CAPS sampling run there).
         precision: ``"auto"`` (bf16 autocast on CUDA), ``"fp32"`` or ``"bf16"``.
-        device: ``"cpu"``, ``"cuda"``...; None = CUDA when available.
+        device: ``"cpu"``, ``"cuda"``...; None = CUDA when available. Under ``torchrun`` a bare ``"cuda"`` (or None
+            with CUDA) means ``cuda:LOCAL_RANK``, and ``"cpu"`` selects the gloo backend.
         max_steps_per_epoch: cap on steps per epoch (smoke tests); None = full epochs.
         progress: show progress bars.
     """
@@ -138,6 +145,10 @@ STAGES: dict[str, dict[str, Any]] = {
                         "val_fraction": 0.2, "test_fraction": 0.0},
     **{f"finetune-{name}": {"dataset": name, "epochs": 20, "lr": 1e-5, "lr_milestones": [12], "runs": 20}
        for name in ("live", "csiq", "tid2013", "kadid10k")},
+    # The bundled default model: trained from scratch on KADIS-style pairs of permissively licensed photographs.
+    "bundled-default": {"dataset": "kadis700k", "dataset_options": {"label": "vsi"}, "model_preset":
+                        "vtamiq_tiny_patch16", "epochs": 5, "lr": 5e-4, "lr_milestones": [3], "batch_size": 20,
+                        "train_patches": 128, "eval_patches": 256, "val_fraction": 0.1, "test_fraction": 0.0},
 }
 
 

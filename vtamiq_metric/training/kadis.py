@@ -10,6 +10,7 @@ this)::
     <out>/dist_imgs/<stem>_<TT>_<LL>.png   one distorted image per (reference, type, level)
     <out>/kadis700k_scores.csv              dist_img,ref_img,dist_type,dist_level,<label...>
     <out>/.kadis_progress.jsonl             resume journal (safe to delete once the CSV exists)
+    <out>/.kadis_progress.shard-I-of-N.jsonl  the journal of shard I of N (``--shard I/N``)
 
 - ``stem`` is the reference file name up to its first ``.`` (as ``generate_kadis700k.m`` names files), ``TT`` the
   KADID type id (01..25) and ``LL`` the level (01..05), both two digits, e.g. ``dist_imgs/a-fleshy-plant_07_01.png``.
@@ -38,7 +39,18 @@ Resuming: workers handle one reference at a time; images are written to a tempor
 disk. A run that is killed at any moment leaves no partial PNG or CSV; rerunning the same command skips every
 reference whose journal record matches the current settings and whose images exist, and writes the CSV from the
 journal (one record per reference, so a reference recorded twice never gives duplicate rows). Changing the seed,
-levels or labels redoes the affected references. Do not run two generators on the same output folder at once.
+levels or labels redoes the affected references. Do not run two generators on the same output folder at once,
+except the shards of one split (below).
+
+Many machines (``shard=(i, n)``, ``--shard I/N``): the sorted reference list (after ``limit``) is split by index,
+shard ``i`` taking references ``k`` with ``k % n == i``, so ``n`` machines (e.g. a Slurm array over a shared
+filesystem) write disjoint images into the same ``<out>/dist_imgs/`` and each appends to its own journal
+``.kadis_progress.shard-i-of-n.jsonl``. A shard writes no CSV. When all are finished, :func:`merge_kadis`
+(``--merge``, with the same references and settings) checks that every reference has exactly one valid record (its
+settings match and its images exist; none missing, none recorded twice with different rows) and writes the CSV
+atomically; it is byte-identical to the CSV of one unsharded run. Every run reads every journal in ``<out>``, so
+references already done (by any shard, or unsharded) are never redone, and a plain rerun without ``--shard`` also
+completes and writes the CSV.
 
 Parallelism uses ``concurrent.futures.ProcessPoolExecutor`` with the ``spawn`` start method; a script that calls
 :func:`generate_kadis` with ``workers > 1`` must guard its entry point with ``if __name__ == "__main__":``.
@@ -60,6 +72,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import sys
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -84,6 +97,7 @@ __all__ = [
     "generate_kadis",
     "image_seed",
     "main",
+    "merge_kadis",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -413,6 +427,29 @@ def _read_journal(path: Path) -> dict[str, dict]:
     return records
 
 
+def _journal_path(out_dir: Path, shard: tuple[int, int] | None) -> Path:
+    if shard is None:
+        return out_dir / JOURNAL_NAME
+    stem, suffix = JOURNAL_NAME.rsplit(".", 1)
+    return out_dir / f"{stem}.shard-{shard[0]}-of-{shard[1]}.{suffix}"
+
+
+def _read_journals(out_dir: Path) -> dict[str, list[tuple[str, dict]]]:
+    """Records of every journal in ``out_dir`` (unsharded and shards), as reference name -> [(journal, record)]."""
+    stem, suffix = JOURNAL_NAME.rsplit(".", 1)
+    paths = [out_dir / JOURNAL_NAME, *sorted(out_dir.glob(f"{stem}.shard-*-of-*.{suffix}"))]
+    found: dict[str, list[tuple[str, dict]]] = {}
+    for path in paths:
+        for name, record in _read_journal(path).items():
+            found.setdefault(name, []).append((path.name, record))
+    return found
+
+
+def _valid_records(tasks: Sequence[_RefTask], journals: dict[str, list[tuple[str, dict]]]) -> dict[str, list[tuple]]:
+    """For each task, the (journal, record) pairs that complete it with the current settings."""
+    return {task.name: [(j, r) for j, r in journals.get(task.name, []) if _is_done(task, r)] for task in tasks}
+
+
 def _is_done(task: _RefTask, record: dict | None) -> bool:
     """Whether ``record`` holds every (type, level) of ``task`` with the current settings and the images exist."""
     if record is None or record.get("key") != task.key():
@@ -483,9 +520,19 @@ def _write_scores(tasks: Sequence[_RefTask], records: dict[str, dict], labels: S
     return path
 
 
-def _remove_stale_temporaries(out_dir: Path) -> None:
-    """Delete temporary files that a killed run left behind (ours are hidden and end with '.tmp')."""
-    stale_files = [*(out_dir / DIST_DIR).glob(f".*{_TMP_SUFFIX}"), *out_dir.glob(f".{SCORES_NAME}.*{_TMP_SUFFIX}")]
+def _remove_stale_temporaries(out_dir: Path, own: Sequence[_RefTask] | None = None) -> None:
+    """Delete temporary files that a killed run left behind (ours are hidden and end with '.tmp').
+
+    With ``own`` (a shard), only the temporaries of those references' images, so that shards running at the same time
+    in the same folder never delete each other's files in flight.
+    """
+    stale_files = [*(out_dir / DIST_DIR).glob(f".*{_TMP_SUFFIX}")]
+    if own is None:
+        stale_files += out_dir.glob(f".{SCORES_NAME}.*{_TMP_SUFFIX}")
+    else:
+        names = {task.dist_name(t, lv) for task in own for t in task.types for lv in task.levels}
+        # ".<dist name>.<pid>.tmp" -> "<dist name>"
+        stale_files = [p for p in stale_files if p.name[1 : -len(_TMP_SUFFIX)].rsplit(".", 1)[0] in names]
     for stale in stale_files:
         with contextlib.suppress(OSError):
             stale.unlink()
@@ -522,52 +569,20 @@ def _run_parallel(pending: Sequence[_RefTask], workers: int) -> Iterator[tuple[s
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def generate_kadis(
+def _prepare(
     refs: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    ref_csv: str | os.PathLike | None = None,
-    seed: int = 0,
-    types_per_ref: int = 1,
-    levels: Sequence[int] = ALL_LEVELS,
-    labels: Sequence[str] = ("vsi",),
-    skip_types: Sequence[int] = DEFAULT_SKIP_TYPES,
-    workers: int | None = None,
-    limit: int | None = None,
-    on_error: str = "raise",
-    png_compress_level: int = 1,
-    progress: bool = True,
-) -> Path:
-    """Generate KADIS-style distorted images and weak labels; resumable and deterministic (see the module docstring).
-
-    Args:
-        refs: folder of pristine reference images (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, any case; not recursive).
-        out: output folder (created if needed); receives ``dist_imgs/``, the CSV and the journal.
-        ref_csv: optional KADIS-700k ``kadis700k_ref_imgs.csv``; column 2 gives each listed reference its type.
-            Without it, types are drawn per reference with ``seed``.
-        seed: non-negative global seed for type draws and distortion randomness.
-        types_per_ref: distinct types drawn per reference when ``ref_csv`` is None (KADIS: 1).
-        levels: levels to generate, each in 1..5.
-        labels: label names from :data:`vtamiq_metric.training.labels.LABELS` (may be empty: images only).
-        skip_types: type ids never generated (default: 15, denoise).
-        workers: worker processes (default ``os.cpu_count()``), each running torch single-threaded; 1 runs in this
-            process (torch is set to one thread while a reference is processed, then restored).
-        limit: process only the first ``limit`` references (sorted by file name).
-        on_error: ``"raise"``: references that fail (unreadable, corrupt, too small) are reported together with a
-            :class:`KadisGenerationError` after all others are processed, and no CSV is written; ``"skip"``: they are
-            logged and left out of the CSV.
-        png_compress_level: zlib level 0..9 of the PNG files (speed vs. size; pixels are lossless either way).
-        progress: show a tqdm progress bar over references.
-
-    Returns:
-        Path of ``<out>/kadis700k_scores.csv``.
-
-    Raises:
-        FileNotFoundError: if ``refs`` or ``ref_csv`` does not exist, or ``ref_csv`` lists missing references.
-        TypeError: for wrongly typed arguments.
-        ValueError: for invalid arguments, a malformed ``ref_csv``, no references, references whose names clash
-            before the first '.', or (``KadisGenerationError``) references that could not be processed.
-    """
+    ref_csv: str | os.PathLike | None,
+    seed: int,
+    types_per_ref: int,
+    levels: Sequence[int],
+    labels: Sequence[str],
+    skip_types: Sequence[int],
+    limit: int | None,
+    png_compress_level: int,
+) -> list[_RefTask]:
+    """Validate the settings shared by :func:`generate_kadis` and :func:`merge_kadis` and plan every reference."""
     refs_dir = Path(refs)
     out_dir = Path(out)
     if not refs_dir.is_dir():
@@ -591,20 +606,14 @@ def generate_kadis(
     unknown = [name for name in label_tuple if name not in LABELS]
     if unknown:
         raise ValueError(f"unknown label(s) {unknown}; expected names among {sorted(LABELS)}")
-    if workers is None:
-        workers = os.cpu_count() or 1
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"expected workers as a positive int, got {workers!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"expected limit as a positive int or None, got {limit!r}")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"expected on_error 'raise' or 'skip', got {on_error!r}")
     if isinstance(png_compress_level, bool) or not isinstance(png_compress_level, int):
         raise TypeError(f"expected png_compress_level as an int, got {type(png_compress_level).__name__}")
     if not 0 <= png_compress_level <= 9:
         raise ValueError(f"expected png_compress_level in 0..9, got {png_compress_level}")
 
-    tasks = _plan(
+    return _plan(
         refs_dir,
         out_dir,
         ref_csv=csv_path,
@@ -616,15 +625,92 @@ def generate_kadis(
         limit=limit,
         png_compress_level=png_compress_level,
     )
+
+
+def generate_kadis(
+    refs: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    ref_csv: str | os.PathLike | None = None,
+    seed: int = 0,
+    types_per_ref: int = 1,
+    levels: Sequence[int] = ALL_LEVELS,
+    labels: Sequence[str] = ("vsi",),
+    skip_types: Sequence[int] = DEFAULT_SKIP_TYPES,
+    workers: int | None = None,
+    limit: int | None = None,
+    on_error: str = "raise",
+    png_compress_level: int = 1,
+    progress: bool = True,
+    shard: tuple[int, int] | None = None,
+) -> Path:
+    """Generate KADIS-style distorted images and weak labels; resumable and deterministic (see the module docstring).
+
+    Args:
+        refs: folder of pristine reference images (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, any case; not recursive).
+        out: output folder (created if needed); receives ``dist_imgs/``, the CSV and the journal.
+        ref_csv: optional KADIS-700k ``kadis700k_ref_imgs.csv``; column 2 gives each listed reference its type.
+            Without it, types are drawn per reference with ``seed``.
+        seed: non-negative global seed for type draws and distortion randomness.
+        types_per_ref: distinct types drawn per reference when ``ref_csv`` is None (KADIS: 1).
+        levels: levels to generate, each in 1..5.
+        labels: label names from :data:`vtamiq_metric.training.labels.LABELS` (may be empty: images only).
+        skip_types: type ids never generated (default: 15, denoise).
+        workers: worker processes (default ``os.cpu_count()``), each running torch single-threaded; 1 runs in this
+            process (torch is set to one thread while a reference is processed, then restored).
+        limit: process only the first ``limit`` references (sorted by file name).
+        on_error: ``"raise"``: references that fail (unreadable, corrupt, too small) are reported together with a
+            :class:`KadisGenerationError` after all others are processed, and no CSV is written; ``"skip"``: they are
+            logged and left out of the CSV.
+        png_compress_level: zlib level 0..9 of the PNG files (speed vs. size; pixels are lossless either way).
+        progress: show a tqdm progress bar over references.
+        shard: ``(i, n)``: process only references ``k % n == i`` of the sorted list, append to this shard's own
+            journal and write no CSV (see "Many machines" in the module docstring and :func:`merge_kadis`).
+
+    Returns:
+        Path of ``<out>/kadis700k_scores.csv``; with ``shard``, the path of the shard's journal.
+
+    Raises:
+        FileNotFoundError: if ``refs`` or ``ref_csv`` does not exist, or ``ref_csv`` lists missing references.
+        TypeError: for wrongly typed arguments.
+        ValueError: for invalid arguments, a malformed ``ref_csv``, no references, references whose names clash
+            before the first '.', or (``KadisGenerationError``) references that could not be processed.
+    """
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"expected workers as a positive int, got {workers!r}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"expected on_error 'raise' or 'skip', got {on_error!r}")
+    shard = _check_shard(shard)
+    out_dir = Path(out)
+    tasks = _prepare(
+        refs,
+        out,
+        ref_csv=ref_csv,
+        seed=seed,
+        types_per_ref=types_per_ref,
+        levels=levels,
+        labels=labels,
+        skip_types=skip_types,
+        limit=limit,
+        png_compress_level=png_compress_level,
+    )
+    label_tuple = tasks[0].labels
+    level_tuple = tasks[0].levels
+    all_tasks = tasks
+    if shard is not None:
+        tasks = [task for k, task in enumerate(all_tasks) if k % shard[1] == shard[0]]
     dist_dir = out_dir / DIST_DIR
     dist_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out_dir)
-    journal_path = out_dir / JOURNAL_NAME
-    records = _read_journal(journal_path)
-    done = {task.name: records[task.name] for task in tasks if _is_done(task, records.get(task.name))}
+    _remove_stale_temporaries(out_dir, None if shard is None else tasks)
+    journal_path = _journal_path(out_dir, shard)
+    valid = _valid_records(tasks, _read_journals(out_dir))
+    done = {task.name: valid[task.name][0][1] for task in tasks if valid[task.name]}
     pending = [task for task in tasks if task.name not in done]
     _logger.info(
-        "make-kadis: %d reference(s), %d already done, %d to process, %d image(s) each",
+        "make-kadis%s: %d reference(s), %d already done, %d to process, %d image(s) each",
+        "" if shard is None else f" shard {shard[0]}/{shard[1]}",
         len(tasks),
         len(done),
         len(pending),
@@ -655,11 +741,126 @@ def generate_kadis(
 
     if failures and on_error == "raise":
         raise KadisGenerationError(failures)
-    finished = [task for task in tasks if task.name in done]
     if failures:
-        _logger.warning("make-kadis: left %d failed reference(s) out of the CSV", len(failures))
+        _logger.warning(
+            "make-kadis: left %d failed reference(s) out of the %s", len(failures), "CSV" if shard is None else "shard"
+        )
+    if shard is not None:
+        _logger.info(
+            "make-kadis: shard %d/%d done (%d of %d references); when every shard is done, rerun with --merge",
+            shard[0],
+            shard[1],
+            len(done),
+            len(all_tasks),
+        )
+        if not journal_path.exists():  # nothing to process here: an empty journal still marks the shard as run
+            journal_path.touch()
+        return journal_path
+    finished = [task for task in tasks if task.name in done]
     path = _write_scores(finished, done, label_tuple, out_dir)
     _logger.info("make-kadis: wrote %s (%d rows)", path, sum(len(done[t.name]["rows"]) for t in finished))
+    return path
+
+
+def _check_shard(shard: tuple[int, int] | None) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    if not isinstance(shard, (tuple, list)) or len(shard) != 2:
+        raise TypeError(f"expected shard as a pair (index, count), got {shard!r}")
+    index, count = shard
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in (index, count)):
+        raise TypeError(f"expected shard as two ints (index, count), got {shard!r}")
+    if not 0 <= index < count:
+        raise ValueError(f"expected shard (index, count) with 0 <= index < count, got {shard!r}")
+    return int(index), int(count)
+
+
+def merge_kadis(
+    refs: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    ref_csv: str | os.PathLike | None = None,
+    seed: int = 0,
+    types_per_ref: int = 1,
+    levels: Sequence[int] = ALL_LEVELS,
+    labels: Sequence[str] = ("vsi",),
+    skip_types: Sequence[int] = DEFAULT_SKIP_TYPES,
+    limit: int | None = None,
+) -> Path:
+    """Check the shards of a sharded :func:`generate_kadis` run and write ``kadis700k_scores.csv`` atomically.
+
+    Give the references and settings the shards were run with (``shard`` aside). Processes nothing: it fails
+    instead of filling gaps (run the missing shards, or :func:`generate_kadis` without ``shard``).
+
+    Args:
+        refs: folder of pristine reference images, as given to the shards.
+        out: the shards' common output folder.
+        ref_csv: as given to the shards.
+        seed: as given to the shards.
+        types_per_ref: as given to the shards.
+        levels: as given to the shards.
+        labels: as given to the shards.
+        skip_types: as given to the shards.
+        limit: as given to the shards.
+
+    Returns:
+        Path of ``<out>/kadis700k_scores.csv``, identical to the CSV of one unsharded run.
+
+    Raises:
+        FileNotFoundError: as :func:`generate_kadis`.
+        TypeError: for wrongly typed arguments.
+        ValueError: invalid arguments; references without a valid journal record (missing; the message names their
+            shard for each split found in ``out``); a reference recorded twice with different rows; or CSV rows
+            that are not one per (reference, type, level).
+    """
+    out_dir = Path(out)
+    tasks = _prepare(
+        refs,
+        out,
+        ref_csv=ref_csv,
+        seed=seed,
+        types_per_ref=types_per_ref,
+        levels=levels,
+        labels=labels,
+        skip_types=skip_types,
+        limit=limit,
+        png_compress_level=1,
+    )
+    journals = _read_journals(out_dir)
+    valid = _valid_records(tasks, journals)
+    missing = [(k, task.name) for k, task in enumerate(tasks) if not valid[task.name]]
+    if missing:
+        shard_journals = " ".join(p.name for p in out_dir.glob("*.shard-*-of-*.jsonl"))
+        splits = sorted({int(count) for count in re.findall(r"shard-\d+-of-(\d+)", shard_journals)})
+        where = "; ".join(
+            f"{name} (shard {', '.join(f'{k % n}/{n}' for n in splits) or 'none'})" for k, name in missing[:10]
+        )
+        raise ValueError(
+            f"expected a finished journal record for each of {len(tasks)} references, got {len(missing)} missing: "
+            f"{where}{' ...' if len(missing) > 10 else ''}; rerun those shards with the same settings"
+        )
+    conflicts = [name for name, found in valid.items() if any(r["rows"] != found[0][1]["rows"] for _, r in found[1:])]
+    if conflicts:
+        shown = "; ".join(f"{name} in {sorted({j for j, _ in valid[name]})}" for name in conflicts[:10])
+        raise ValueError(
+            f"expected each reference recorded once (or identically), got different rows for {len(conflicts)}: {shown}"
+        )
+    done = {task.name: valid[task.name][0][1] for task in tasks}
+    expected = sum(len(task.types) * len(task.levels) for task in tasks)
+    images = [row[0] for task in tasks for row in done[task.name]["rows"]]
+    if len(images) != expected or len(set(images)) != expected:
+        raise ValueError(
+            f"expected {expected} distinct (reference, type, level) rows, got {len(images)} rows for "
+            f"{len(set(images))} images"
+        )
+    path = _write_scores(tasks, done, tasks[0].labels, out_dir)
+    _logger.info(
+        "make-kadis: merged %d reference(s) from %d journal(s) into %s (%d rows)",
+        len(tasks),
+        len({j for found in valid.values() for j, _ in found}),
+        path,
+        expected,
+    )
     return path
 
 
@@ -693,6 +894,13 @@ def _parse_labels(text: str) -> list[str]:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown label(s) {unknown}; expected names among {sorted(LABELS)}")
     return names
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if match is None or not 0 <= int(match[1]) < int(match[2]):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (e.g. 3/8), got {text!r}")
+    return int(match[1]), int(match[2])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -735,6 +943,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--png-compress-level", type=int, default=1, help="PNG zlib level 0-9 (default 1: fast; 6-9: smaller files)"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--shard",
+        type=_parse_shard,
+        default=None,
+        metavar="I/N",
+        help="process only references k %% N == I of the sorted list (one machine of N; no CSV); then --merge",
+    )
+    mode.add_argument(
+        "--merge",
+        action="store_true",
+        help="check that the shards (same --refs/--out/settings) left nothing missing or duplicated, write the CSV",
+    )
     return parser
 
 
@@ -750,21 +971,28 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = {
+        "ref_csv": args.ref_csv,
+        "seed": args.seed,
+        "types_per_ref": args.types_per_ref,
+        "levels": args.levels,
+        "labels": args.label,
+        "skip_types": args.skip_types,
+        "limit": args.limit,
+    }
     try:
+        if args.merge:
+            print(merge_kadis(args.refs, args.out, **settings))
+            return 0
         path = generate_kadis(
             args.refs,
             args.out,
-            ref_csv=args.ref_csv,
-            seed=args.seed,
-            types_per_ref=args.types_per_ref,
-            levels=args.levels,
-            labels=args.label,
-            skip_types=args.skip_types,
+            **settings,
             workers=args.workers,
-            limit=args.limit,
             on_error="skip" if args.skip_bad_refs else "raise",
             png_compress_level=args.png_compress_level,
             progress=not args.no_progress,
+            shard=args.shard,
         )
     except KadisGenerationError as error:
         print(f"vtamiq-train make-kadis: error: {error}", file=sys.stderr)
