@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..sampling import SamplingConfig, extract_patches, sample_patches
+from ..sampling import PatchSample, SamplingConfig, extract_patches, sample_patches
 from .datasets.base import IQARecord, PairwiseRecord
 
 __all__ = ["PairPatches", "TripletPatches", "derive_seed", "load_image", "collate"]
@@ -47,16 +47,33 @@ def _check_same_size(paths: Sequence[Path], images: Sequence[torch.Tensor]) -> N
 
 
 class _Epoched(Dataset):
-    def __init__(self, num_patches: int, patch_size: int, sampling: SamplingConfig, seed: int) -> None:
+    def __init__(self, records: Sequence[IQARecord] | Sequence[PairwiseRecord], num_patches: int, patch_size: int,
+                 sampling: SamplingConfig, seed: int) -> None:
+        self.records = list(records)
         self.num_patches = num_patches
         self.patch_size = patch_size
         self.sampling = sampling
         self.seed = seed
-        self.epoch = 0
+        self.epoch: int | str = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int | str) -> None:
         """Positions drawn in ``epoch`` (validation passes a fixed pseudo-epoch such as ``"val-0"``)."""
         self.epoch = epoch
+
+    def _draw(self, index: int, paths: tuple[Path, ...]) -> tuple[dict[str, torch.Tensor], list[torch.Tensor],
+                                                                  PatchSample]:
+        """Decode ``paths`` (ref first, then the distorted images) and draw patches for (ref, first distorted)."""
+        images = [load_image(p) for p in paths]
+        _check_same_size(paths, images)
+        sample = sample_patches(images[0][None], images[1][None], self.num_patches, patch_size=self.patch_size,
+                                config=self.sampling, seed=derive_seed(self.seed, self.epoch, index))
+        scale = sample.scale[0] if sample.scale is not None else torch.full((self.num_patches,), -1)
+        item = {"ref": sample.ref[0], "dist": sample.dist[0], "pos": sample.pos[0], "scale": scale,
+                "index": torch.tensor(index)}
+        return item, images, sample
 
 
 class PairPatches(_Epoched):
@@ -66,48 +83,22 @@ class PairPatches(_Epoched):
     long (-1 when single-scale), ``target`` float, ``index`` int.
     """
 
-    def __init__(self, records: Sequence[IQARecord], num_patches: int, patch_size: int, sampling: SamplingConfig,
-                 seed: int) -> None:
-        super().__init__(num_patches, patch_size, sampling, seed)
-        self.records = list(records)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         record = self.records[index]
-        ref, dist = load_image(record.ref), load_image(record.dist)
-        _check_same_size((record.ref, record.dist), (ref, dist))
-        sample = sample_patches(ref[None], dist[None], self.num_patches, patch_size=self.patch_size,
-                                config=self.sampling, seed=derive_seed(self.seed, self.epoch, index))
-        scale = sample.scale[0] if sample.scale is not None else torch.full((self.num_patches,), -1)
-        return {"ref": sample.ref[0], "dist": sample.dist[0], "pos": sample.pos[0], "scale": scale,
-                "target": torch.tensor(record.target, dtype=torch.float32), "index": torch.tensor(index)}
+        item, _, _ = self._draw(index, (record.ref, record.dist))
+        item["target"] = torch.tensor(record.target, dtype=torch.float32)
+        return item
 
 
 class TripletPatches(_Epoched):
-    """PieAPP (ref, A, B, P(A preferred)) items; A and B share the positions drawn for (ref, A)."""
-
-    def __init__(self, records: Sequence[PairwiseRecord], num_patches: int, patch_size: int, sampling: SamplingConfig,
-                 seed: int) -> None:
-        super().__init__(num_patches, patch_size, sampling, seed)
-        self.records = list(records)
-
-    def __len__(self) -> int:
-        return len(self.records)
+    """PieAPP (ref, A, B, P(A preferred)) items; B is read at the positions drawn for (ref, A) (key ``dist_b``)."""
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         record = self.records[index]
-        paths = (record.ref, record.dist_a, record.dist_b)
-        ref, dist_a, dist_b = (load_image(p) for p in paths)
-        _check_same_size(paths, (ref, dist_a, dist_b))
-        sample = sample_patches(ref[None], dist_a[None], self.num_patches, patch_size=self.patch_size,
-                                config=self.sampling, seed=derive_seed(self.seed, self.epoch, index))
-        patches_b = extract_patches(dist_b[None], sample, patch_size=self.patch_size)
-        scale = sample.scale[0] if sample.scale is not None else torch.full((self.num_patches,), -1)
-        return {"ref": sample.ref[0], "dist": sample.dist[0], "dist_b": patches_b[0], "pos": sample.pos[0],
-                "scale": scale, "target": torch.tensor(record.prob_a, dtype=torch.float32),
-                "index": torch.tensor(index)}
+        item, images, sample = self._draw(index, (record.ref, record.dist_a, record.dist_b))
+        item["dist_b"] = extract_patches(images[2][None], sample, patch_size=self.patch_size)[0]
+        item["target"] = torch.tensor(record.prob_a, dtype=torch.float32)
+        return item
 
 
 def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor | None]:
