@@ -67,8 +67,21 @@ def resolve_device(device: str | torch.device | None, ref: torch.Tensor, model: 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+_DEFAULT_NOTICE_SHOWN = False
+
+
 def default_model_name() -> str:
-    """The registered name used when no model is given; raises if this version bundles none."""
+    """The registered name used when no model is given; raises if this version bundles none.
+
+    The first use in a process logs (at WARNING) what the default model is, so nobody mistakes the small bundled
+    model for the paper's.
+    """
+    global _DEFAULT_NOTICE_SHOWN
+    if hub.DEFAULT_MODEL is not None and not _DEFAULT_NOTICE_SHOWN:
+        _DEFAULT_NOTICE_SHOWN = True
+        _logger.warning("using the bundled default model %s: a small model trained on synthetic distortions, not the "
+                        "paper's VTAMIQ and not calibrated to human scores; pass model= for paper-grade weights "
+                        "(see vtamiq_metric/weights/MODEL_CARD.md)", hub.DEFAULT_MODEL)
     if hub.DEFAULT_MODEL is None:
         raise ValueError("no default VTAMIQ model is bundled with this version; pass model= a registered name "
                          f"({hub.list_pretrained()}), 'hf-hub:org/repo', a local weights path, or a VTAMIQ "

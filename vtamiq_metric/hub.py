@@ -80,11 +80,26 @@ class PretrainedCfg:
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
-#: Registered weights. Empty until trained weights are published or bundled.
-PRETRAINED: dict[str, PretrainedCfg] = {}
+#: Registered weights.
+PRETRAINED: dict[str, PretrainedCfg] = {
+    cfg.name: cfg
+    for cfg in (
+        PretrainedCfg(
+            name="vtamiq_tiny_patch16.kadis_synthetic",
+            sha256="42d79a4d58bdbf759692b355cb9ddbba3adb9d54c4757a005eb0b0525fc67449",
+            license="Apache-2.0",
+            bundled_path="weights/vtamiq_tiny_patch16.safetensors",
+            notes="small VTAMIQ (3.8M parameters) trained from scratch on KADIS-style synthetic distortions (VSI "
+                  "labels) of public-domain/CC0/CC-BY photographs from scikit-image and scikit-learn; not the paper's "
+                  "model and not calibrated to human scores (held-out SROCC vs 1-VSI 0.72); see "
+                  "weights/MODEL_CARD.md",
+            tags=("bundled", "default"),
+        ),
+    )
+}
 
-#: The model ``score()`` and ``VTAMIQLoss`` use when none is named (None: no bundled default yet).
-DEFAULT_MODEL: str | None = None
+#: The model ``score()`` and ``VTAMIQLoss`` use when none is named: the small bundled model (works offline).
+DEFAULT_MODEL: str | None = "vtamiq_tiny_patch16.kadis_synthetic"
 
 
 def list_pretrained() -> list[str]:
