@@ -13,7 +13,8 @@ from PIL import Image
 
 from vtamiq_metric.training import kadis
 from vtamiq_metric.training.distortions import apply_distortion
-from vtamiq_metric.training.kadis import KadisGenerationError, generate_kadis, image_seed, main
+from vtamiq_metric.training.cli import make_kadis_main as main
+from vtamiq_metric.training.kadis import KadisGenerationError, generate_kadis, image_seed
 from vtamiq_metric.training.labels import ms_ssim, vsi
 
 REF_NAMES = ["a-fleshy-plant-1464418.png", "b.second.PNG", "c_dog.jpg", "d.bmp"]

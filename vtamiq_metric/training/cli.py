@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import logging
 import sys
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from typing import Any
 from .. import _distributed as distributed
 from .config import STAGES, TrainConfig, load_config_file
 
-__all__ = ["main"]
+__all__ = ["main", "make_kadis_main", "make_kadis_parser"]
 
 _logger = logging.getLogger(__name__)
 
@@ -249,13 +250,158 @@ def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=level, format=f"{prefix}%(levelname)s %(message)s")
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# make-kadis
+
+
+def _parse_int_list(text: str) -> list[int]:
+    """``"1,2,5"`` or ``"1-3,5"`` -> [1, 2, 3, 5]; ``"none"`` or ``""`` -> []."""
+    values: list[int] = []
+    if text.strip().lower() in ("", "none"):
+        return values
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                values.extend(range(lo, hi + 1))
+            else:
+                values.append(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected integers like '1,2,5' or '1-5', got {text!r}") from None
+    return values
+
+
+def _parse_labels(text: str) -> list[str]:
+    from .labels import LABELS
+
+    if text.strip().lower() in ("", "none"):
+        return []
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in LABELS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown label(s) {unknown}; expected names among {sorted(LABELS)}")
+    return names
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if match is None or not 0 <= int(match[1]) < int(match[2]):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (e.g. 3/8), got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def make_kadis_parser() -> argparse.ArgumentParser:
+    """The ``vtamiq-train make-kadis`` argument parser."""
+    from .kadis import ALL_LEVELS, DEFAULT_SKIP_TYPES
+    from .labels import LABELS
+
+    parser = argparse.ArgumentParser(
+        prog="vtamiq-train make-kadis",
+        description="Distort pristine reference images with the 25 KADID/KADIS-700k distortions (our Python port) "
+        "and label each pair (VSI by default). Resumable: rerun the same command after an interruption.",
+    )
+    parser.add_argument("--refs", required=True, type=Path, help="folder of pristine images (png/jpg/bmp)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (dist_imgs/, kadis700k_scores.csv)")
+    parser.add_argument(
+        "--ref-csv", type=Path, default=None, help="KADIS-700k kadis700k_ref_imgs.csv (column 2 = type per reference)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
+    parser.add_argument(
+        "--types-per-ref", type=int, default=1, help="types drawn per reference without --ref-csv (default 1)"
+    )
+    parser.add_argument(
+        "--levels", type=_parse_int_list, default=list(ALL_LEVELS), help="levels, e.g. '1-5' or '1,3,5' (default 1-5)"
+    )
+    parser.add_argument(
+        "--label",
+        type=_parse_labels,
+        default=["vsi"],
+        help=f"comma-separated labels among {', '.join(sorted(LABELS))}, or 'none' (default vsi)",
+    )
+    parser.add_argument(
+        "--skip-types",
+        type=_parse_int_list,
+        default=list(DEFAULT_SKIP_TYPES),
+        help="type ids never generated, e.g. '15' or 'none' (default 15: denoise, skipped by VTAMIQ)",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all CPU cores)")
+    parser.add_argument("--limit", type=int, default=None, help="process only the first N references")
+    parser.add_argument(
+        "--skip-bad-refs", action="store_true", help="leave unreadable references out of the CSV instead of failing"
+    )
+    parser.add_argument(
+        "--png-compress-level", type=int, default=1, help="PNG zlib level 0-9 (default 1: fast; 6-9: smaller files)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--shard",
+        type=_parse_shard,
+        default=None,
+        metavar="I/N",
+        help="process only references k %% N == I of the sorted list (one machine of N; no CSV); then --merge",
+    )
+    mode.add_argument(
+        "--merge",
+        action="store_true",
+        help="check that the shards (same --refs/--out/settings) left nothing missing or duplicated, write the CSV",
+    )
+    return parser
+
+
+def make_kadis_main(argv: list[str] | None = None) -> int:
+    """Command-line entry point of ``vtamiq-train make-kadis``.
+
+    Args:
+        argv: arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 1 if some references failed, 2 for invalid arguments or inputs.
+    """
+    from .kadis import KadisGenerationError, generate_kadis, merge_kadis
+
+    args = make_kadis_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = {
+        "ref_csv": args.ref_csv,
+        "seed": args.seed,
+        "types_per_ref": args.types_per_ref,
+        "levels": args.levels,
+        "labels": args.label,
+        "skip_types": args.skip_types,
+        "limit": args.limit,
+    }
+    try:
+        if args.merge:
+            print(merge_kadis(args.refs, args.out, **settings))
+            return 0
+        path = generate_kadis(
+            args.refs,
+            args.out,
+            **settings,
+            workers=args.workers,
+            on_error="skip" if args.skip_bad_refs else "raise",
+            png_compress_level=args.png_compress_level,
+            progress=not args.no_progress,
+            shard=args.shard,
+        )
+    except KadisGenerationError as error:
+        print(f"vtamiq-train make-kadis: error: {error}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError, TypeError) as error:
+        print(f"vtamiq-train make-kadis: error: {error}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``vtamiq-train``; returns the exit status (0 ok, 1 error, 2 usage, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "make-kadis":
-        from .kadis import main as make_kadis
-
-        return make_kadis(argv[1:])
+        return make_kadis_main(argv[1:])
     args = _build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "splits": _splits}
