@@ -15,6 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from vtamiq_metric import cli as score_cli
+from conftest import build_fake_kadid
 from vtamiq_metric import load_model
 from vtamiq_metric import _distributed as distributed
 from vtamiq_metric.training.config import TrainConfig
@@ -45,21 +46,7 @@ def _torchrun(module: str, args: list[str], nproc: int = 2) -> subprocess.Comple
 def kadid(tmp_path_factory):
     """5 references x 3 distortions, 32x40 PNGs: 15 items, so val and test hold 3 items each (odd on purpose: a
     padded sharding over 2 ranks would count one twice)."""
-    root = tmp_path_factory.mktemp("kadid10k")
-    (root / "images").mkdir()
-    rng = np.random.default_rng(0)
-    rows = ["dist_img,ref_img,dmos,var"]
-    yy, xx = np.mgrid[0:32, 0:40]
-    for r in range(1, 6):
-        ref = (np.stack([xx * 6 + r * 10, yy * 7, (xx + yy) * 3 + r * 5], axis=-1) % 256).astype(np.uint8)
-        Image.fromarray(ref).save(root / "images" / f"I{r:02d}.png")
-        for level in range(1, 4):
-            dist = np.clip(ref + rng.normal(0, 12 * level, ref.shape), 0, 255).astype(np.uint8)
-            name = f"I{r:02d}_01_{level:02d}.png"
-            Image.fromarray(dist).save(root / "images" / name)
-            rows.append(f"{name},I{r:02d}.png,{5 - level + rng.uniform(-0.2, 0.2):.3f},0.5")
-    (root / "dmos.csv").write_text("\n".join(rows) + "\n")
-    return root
+    return build_fake_kadid(tmp_path_factory.mktemp("kadid10k"), levels=3)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import build_fake_kadid
 from vtamiq_metric import load_model, score
 from vtamiq_metric.training import cli
 from vtamiq_metric.training.config import STAGES, TrainConfig, load_config_file
@@ -19,23 +20,7 @@ from vtamiq_metric.training.train import fit
 @pytest.fixture(scope="module")
 def kadid(tmp_path_factory):
     """5 references x 4 distortions, 32x40 PNGs, MOS falling with the noise level."""
-    root = tmp_path_factory.mktemp("kadid10k")
-    (root / "images").mkdir()
-    rng = np.random.default_rng(0)
-    rows = ["dist_img,ref_img,dmos,var"]
-    yy, xx = np.mgrid[0:32, 0:40]
-    for r in range(1, 6):
-        base = np.stack([xx * 6 + r * 10, yy * 7, (xx + yy) * 3 + r * 5], axis=-1) % 256
-        ref = base.astype(np.uint8)
-        Image.fromarray(ref).save(root / "images" / f"I{r:02d}.png")
-        for level in range(1, 5):
-            noise = rng.normal(0, 12 * level, ref.shape)
-            dist = np.clip(ref + noise, 0, 255).astype(np.uint8)
-            name = f"I{r:02d}_01_{level:02d}.png"
-            Image.fromarray(dist).save(root / "images" / name)
-            rows.append(f"{name},I{r:02d}.png,{5 - level + rng.uniform(-0.2, 0.2):.3f},0.5")
-    (root / "dmos.csv").write_text("\n".join(rows) + "\n")
-    return root
+    return build_fake_kadid(tmp_path_factory.mktemp("kadid10k"), levels=4)
 
 
 def _config(kadid, tmp_path, **changes) -> TrainConfig:

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats
 from scipy.optimize import OptimizeWarning, curve_fit
 
-from .datasets.targets import logistic5
+from .datasets.targets import _as_scores, logistic5
 
 __all__ = ["METRICS", "aggregate_runs", "correlations", "cross_dataset_table"]
 
@@ -40,23 +40,16 @@ METRICS: tuple[str, ...] = ("srocc", "krocc", "plcc", "plcc_nofit", "rmse", "rms
 
 
 def _as_vector(values: Any, what: str) -> np.ndarray:
-    """Array-like or tensor -> finite float64 1-D array (trailing singleton dims squeezed)."""
+    """Array-like or tensor -> finite float64 1-D array (singleton dims squeezed); checks as for targets."""
     if hasattr(values, "detach"):  # torch tensors, without importing torch here
         values = values.detach().cpu().numpy()
     try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"expected {what} as a 1-D array of numbers, got {type(values).__name__}: {err}") from err
-    if arr.ndim > 1:
-        arr = arr.squeeze()
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim != 1:
-        raise ValueError(f"expected {what} as a 1-D array (N,), got shape {np.shape(values)}")
-    bad = int(np.count_nonzero(~np.isfinite(arr)))
-    if bad:
-        raise ValueError(f"expected finite {what}, got {bad} non-finite value(s) out of {arr.size}")
-    return arr
+        shape = np.shape(values)
+    except ValueError:  # ragged input: let _as_scores report it
+        shape = (0,)
+    if len(shape) != 1 and math.prod(shape) == max(shape, default=1):  # scalar, (N, 1), (1, N): squeeze to (N,)
+        values = np.reshape(values, -1)
+    return _as_scores(values, what)
 
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, str]:
