@@ -363,7 +363,8 @@ def test_kadis700k_monotone_levels_is_an_isotonic_fit_per_sequence(tmp_path: Pat
     root = tmp_path / "kadis700k"
     _img(root / "ref_imgs" / "r.png")
     rows: list[list[object]] = [["dist_img", "ref_img", "dist_type", "dist_level", "vsi"]]
-    sequences = {3: [0.97, 0.99, 0.90, 0.93, 0.80], 9: [0.99, 0.95, 0.92, 0.90, 0.70]}  # type 3 violates twice
+    sequences = {3: [0.97, 0.99, 0.90, 0.93, 0.80], 9: [0.99, 0.95, 0.92, 0.90, 0.70],  # type 3 violates twice
+                 18: [0.90, 0.95, 1.0, 0.95, 0.90]}  # mean shift: level 3 is no change, not a severity order
     for type_id, values in sequences.items():
         for level in (5, 2, 4, 1, 3):  # file order is not level order
             rel = f"dist_imgs/r_{type_id:02d}_{level:02d}.png"
@@ -380,6 +381,7 @@ def test_kadis700k_monotone_levels_is_an_isotonic_fit_per_sequence(tmp_path: Pat
     # pool-adjacent-violators: (0.97, 0.99) -> 0.98 each, (0.90, 0.93) -> 0.915 each
     assert by_level(fitted, "03") == pytest.approx([0.98, 0.98, 0.915, 0.915, 0.80])
     assert by_level(fitted, "09") == by_level(raw, "09")  # already ordered: unchanged
+    assert by_level(fitted, "18") == sequences[18]  # levels are not severities: kept as generated
     assert fitted.targets() == pytest.approx([1 - r.score for r in fitted])
     with pytest.raises(TypeError, match="monotone_levels as a bool, got 'yes'"):
         KADIS700kDataset(root, monotone_levels="yes")

@@ -30,6 +30,6 @@ vtamiq-train train --stage bundled-default --data-root "$DATA" --output "$RUN" -
   --no-progress
 vtamiq-train export --checkpoint "$RUN" --out "$RUN/export"
 # 5. Held-out evaluation, then write the weights (with provenance) and the model card into the package.
-python benchmarks/eval_bundled.py "$RUN/export" "$DATA/heldout" --patches 256 --output "$RUN/eval_heldout.json"
+python benchmarks/eval_bundled.py "$RUN/export" "$DATA/heldout" --output "$RUN/eval_heldout.json"
 python examples/bundled_model/finalize.py --model "$RUN/export" --run "$RUN" --data "$DATA" \
   --eval "$RUN/eval_heldout.json"

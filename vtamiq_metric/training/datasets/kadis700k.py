@@ -21,9 +21,12 @@ two-digit KADID type id (a non-numeric ``dist_type`` cell is kept as written); `
 ``monotone_levels=True`` (not the paper; used by the bundled model's stage) replaces the labels of every
 (reference, distortion type) sequence by their least-squares fit that does not rise with the level
 (``scipy.optimize.isotonic_regression``, pool-adjacent-violators): a stronger distortion is never labelled more similar
-than a weaker one of the same image and type. VSI violates that order in about 1 of 5 held-out sequences (colour
-saturation, pixelation and contrast most), and a label that contradicts the generator's known level order is noise.
-The fit keeps every sequence's mean and leaves already ordered sequences unchanged.
+than a weaker one of the same image and type. On our held-out crops VSI breaks that order in every colour-saturation
+(type 7) and pixelation (21) sequence and in some colour-block, colour-shift, eccentricity and blur ones; a label that
+contradicts the generator's known severity order is noise. The fit keeps every sequence's mean and leaves ordered
+sequences unchanged. It applies only to KADID types whose level order is a severity order
+(:attr:`~vtamiq_metric.training.distortions.DistortionType.level_is_severity`): mean shift (18) and contrast change
+(25) go through "no change" at level 3, and types that are not KADID ids, keep their labels.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.optimize import isotonic_regression
 
+from ..distortions import DISTORTIONS
 from .base import IQADataset, LabelledPair, header_index, iter_csv_rows, parse_float, parse_int, resolve_root
 
 __all__ = ["KADIS_SCORES_FILE", "KADIS700kDataset"]
@@ -154,7 +158,9 @@ def _monotone_in_level(pairs: list[LabelledPair]) -> list[LabelledPair]:
     """``pairs`` with each (ref_id, dist_type) sequence's scores fitted non-increasing in the level (module docstring)."""
     sequences: dict[tuple[str, str | None], list[int]] = {}
     for index, pair in enumerate(pairs):
-        sequences.setdefault((pair.ref_id, pair.dist_type), []).append(index)
+        type_id = int(pair.dist_type) if pair.dist_type and pair.dist_type.isdigit() else None
+        if type_id in DISTORTIONS and DISTORTIONS[type_id].level_is_severity:
+            sequences.setdefault((pair.ref_id, pair.dist_type), []).append(index)
     scores = [pair.score for pair in pairs]
     for indices in sequences.values():
         if len(indices) < 2:

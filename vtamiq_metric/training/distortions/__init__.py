@@ -73,6 +73,9 @@ class DistortionType:
         levels: the MATLAB level parameters for levels 1..5 (from ``imdist_generator.m``).
         parameter: what a level value means, e.g. ``"sigma"``.
         random: whether the type draws random numbers (and so depends on the seed).
+        level_is_severity: whether a higher level is a stronger distortion. False for mean shift (18) and contrast
+            change (25), whose levels 1-2 and 4-5 change the image in opposite directions around level 3, which
+            changes nothing.
     """
 
     id: int
@@ -81,6 +84,7 @@ class DistortionType:
     levels: tuple[float, float, float, float, float]
     parameter: str
     random: bool = False
+    level_is_severity: bool = True
 
 
 def _levels(*values: float) -> tuple[float, float, float, float, float]:
@@ -125,7 +129,8 @@ _TYPES = (
     ),
     DistortionType(16, "brighten", "Brighten", _levels(0.1, 0.2, 0.4, 0.7, 1.1), "amount (curve midpoint 0.5 + a/2)"),
     DistortionType(17, "darken", "Darken", _levels(0.05, 0.1, 0.2, 0.4, 0.8), "amount (curve midpoint 0.5 - a/2)"),
-    DistortionType(18, "meanshift", "Mean shift", _levels(0.15, 0.08, 0, -0.08, -0.15), "intensity offset"),
+    DistortionType(18, "meanshift", "Mean shift", _levels(0.15, 0.08, 0, -0.08, -0.15), "intensity offset",
+                   level_is_severity=False),
     DistortionType(19, "jitter", "Jitter", _levels(0.05, 0.1, 0.2, 0.5, 1), "shift standard deviation in pixels", True),
     DistortionType(
         20, "noneccentricity", "Non-eccentricity patch", _levels(20, 40, 60, 80, 100), "number of patches", True
@@ -134,7 +139,8 @@ _TYPES = (
     DistortionType(22, "noisequantize", "Quantization", _levels(20, 16, 13, 10, 7), "number of thresholds"),
     DistortionType(23, "colorblock", "Color block", _levels(2, 4, 6, 8, 10), "number of blocks", True),
     DistortionType(24, "sharpenHi", "High sharpen", _levels(1, 2, 3, 6, 12), "unsharp-mask amount"),
-    DistortionType(25, "contrastchange", "Contrast change", _levels(0.3, 0.15, 0, -0.4, -0.6), "contrast amount"),
+    DistortionType(25, "contrastchange", "Contrast change", _levels(0.3, 0.15, 0, -0.4, -0.6), "contrast amount",
+                   level_is_severity=False),
 )
 
 DISTORTIONS: dict[int, DistortionType] = {t.id: t for t in _TYPES}
