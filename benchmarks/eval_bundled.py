@@ -11,11 +11,13 @@ Checks (targets of the issue in brackets):
 1. ``srocc``: Spearman correlation between the model score and the label target ``1 - VSI`` over every held-out
    pair [>= 0.90]; also Kendall, and per distortion type.
 2. ``monotonic``: over every (reference, type) sequence of levels 1..5, the fraction whose score rises strictly with
-   the level [>= 0.90], overall and per type. KADID's level order is not a severity order for every type (mean shift
-   and contrast change go through 0 at level 3, for example), so the same fraction is given for the label
-   (``label_rises_with_level``), and ``follows_label_order`` counts sequences whose scores are ordered exactly as
-   their labels, and ``score_rises_where_label_rises`` is the fraction of rising scores among the sequences whose
-   label rises.
+   the distortion strength [>= 0.90], overall and per type (``score_rises_with_strength``). The strength is the level
+   for every type but mean shift (18) and contrast change (25), whose level 3 changes nothing and whose levels 1-2
+   and 4-5 go in opposite directions: there the score must rise from level 3 to 2 to 1 and from 3 to 4 to 5
+   (:func:`strength_chains`). The literal "rises with the level" fraction is given too (``score_rises_with_level``),
+   the same fractions for the label (``label_rises_*``), ``follows_label_order`` counts sequences whose scores are
+   ordered exactly as their labels, and ``score_rises_where_label_rises`` is the fraction of rising scores among the
+   sequences whose label rises with the level.
 3. ``identical``: for every reference, ``score(ref, ref)`` is below the score of each of its distorted pairs [all].
    Distorted images that are pixel-identical to their reference (e.g. a zero shift) are left out and counted.
 4. ``stability``: for a fixed subset of pairs, the standard deviation over 10 sampling seeds with 1024 patches,
@@ -87,8 +89,38 @@ def _rises(values: list[float]) -> bool:
     return bool(np.all(np.diff(values) > 0))
 
 
+def strength_chains(type_id: int, levels: list[int]) -> list[list[int]]:
+    """Positions (into ``levels``, sorted) ordered by rising distortion strength, one chain per direction.
+
+    Where the level order is the severity order (``DistortionType.level_is_severity``), one chain: the levels.
+    Otherwise (mean shift, contrast change: parameters ``+a, +b, 0, -b, -a``) the level whose parameter is 0 changes
+    nothing, and strength rises away from it on both sides: two chains, e.g. levels (3, 2, 1) and (3, 4, 5).
+    """
+    kind = DISTORTIONS[type_id]
+    if kind.level_is_severity:
+        return [list(range(len(levels)))]
+    params = [kind.levels[level - 1] for level in levels]
+    zero = [i for i, value in enumerate(params) if value == 0]
+    if len(zero) != 1:
+        raise ValueError(f"expected one no-change level among {levels} of type {type_id}, got parameters {params}")
+    centre = zero[0]
+    chains = [list(range(centre, -1, -1)), list(range(centre, len(levels)))]
+    return [chain for chain in chains if len(chain) > 1]
+
+
+def _rises_with_strength(values: np.ndarray, chains: list[list[int]]) -> bool:
+    return all(_rises(list(values[chain])) for chain in chains)
+
+
+def _type_summary(d: dict[str, list[bool]]) -> dict:
+    return {"score_rises_with_strength": float(np.mean(d["score_strength"])),
+            "label_rises_with_strength": float(np.mean(d["label_strength"])),
+            "score_rises": float(np.mean(d["score"])), "label_rises": float(np.mean(d["label"])),
+            "follows_label_order": float(np.mean(d["follows"])), "n": len(d["score"])}
+
+
 def monotonicity(rows: list[dict], pred: np.ndarray, target: np.ndarray) -> dict:
-    """Per-type and overall fractions of (reference, type) sequences rising with the level."""
+    """Per-type and overall fractions of (reference, type) sequences rising with the level and with the strength."""
     seqs: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
         seqs[(str(row["ref"]), row["type"])].append(i)
@@ -98,23 +130,25 @@ def monotonicity(rows: list[dict], pred: np.ndarray, target: np.ndarray) -> dict
         if len(idx) < 2:
             continue
         p, t = pred[idx], target[idx]
+        chains = strength_chains(type_id, [rows[i]["level"] for i in idx])
         per_type[type_id]["score"].append(_rises(list(p)))
         per_type[type_id]["label"].append(_rises(list(t)))
+        per_type[type_id]["score_strength"].append(_rises_with_strength(p, chains))
+        per_type[type_id]["label_strength"].append(_rises_with_strength(t, chains))
         per_type[type_id]["follows"].append(bool(np.array_equal(np.argsort(p, kind="stable"),
                                                                 np.argsort(t, kind="stable"))))
-    every = {key: [v for d in per_type.values() for v in d[key]] for key in ("score", "label", "follows")}
+    every = {key: [v for d in per_type.values() for v in d[key]]
+             for key in ("score", "label", "follows", "score_strength", "label_strength")}
     return {
         "sequences": len(every["score"]),
+        "score_rises_with_strength": float(np.mean(every["score_strength"])),
+        "label_rises_with_strength": float(np.mean(every["label_strength"])),
         "score_rises_with_level": float(np.mean(every["score"])),
         "label_rises_with_level": float(np.mean(every["label"])),
         "follows_label_order": float(np.mean(every["follows"])),
         "score_rises_where_label_rises": float(np.mean([s for s, lab in zip(every["score"], every["label"]) if lab]))
         if any(every["label"]) else float("nan"),
-        "per_type": {f"{t:02d}_{DISTORTIONS[t].name}": {"score_rises": float(np.mean(d["score"])),
-                                                         "label_rises": float(np.mean(d["label"])),
-                                                         "follows_label_order": float(np.mean(d["follows"])),
-                                                         "n": len(d["score"])}
-                     for t, d in sorted(per_type.items())},
+        "per_type": {f"{t:02d}_{DISTORTIONS[t].name}": _type_summary(d) for t, d in sorted(per_type.items())},
     }
 
 
@@ -200,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["targets"] = {
         "srocc>=0.90": srocc >= 0.90,
-        "monotonic>=0.90": result["monotonic"]["score_rises_with_level"] >= 0.90,
+        "monotonic>=0.90": result["monotonic"]["score_rises_with_strength"] >= 0.90,
         "identical_below_all": all(below),
         "stability_max_std<5%": result["stability"]["max_std_over_range"] < 0.05,
     }

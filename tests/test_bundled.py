@@ -140,6 +140,37 @@ def test_eval_monotonicity_counts_rising_sequences():
     assert result["score_rises_with_level"] == 0.5 and result["label_rises_with_level"] == 1.0
     assert result["follows_label_order"] == 0.5 and result["score_rises_where_label_rises"] == 0.5
     assert result["per_type"]["01_gblur"]["n"] == 2
+    assert result["score_rises_with_strength"] == 0.5  # gblur: strength is the level
+
+
+def test_eval_strength_rises_away_from_the_no_change_level_of_mean_shift():
+    evaluate = _module(REPO / "benchmarks" / "eval_bundled.py")
+    assert evaluate["strength_chains"](1, [1, 2, 3, 4, 5]) == [[0, 1, 2, 3, 4]]
+    assert evaluate["strength_chains"](18, [1, 2, 3, 4, 5]) == [[2, 1, 0], [2, 3, 4]]  # parameter 0 at level 3
+    assert evaluate["strength_chains"](25, [2, 3, 4]) == [[1, 0], [1, 2]]
+    rows = [{"ref": ref, "type": 18, "level": level} for ref in "ab" for level in range(1, 6)]
+    pred = np.array([0.5, 0.3, 0.0, 0.2, 0.4,  # V-shaped around level 3: rises with strength
+                     0.5, 0.3, 0.0, 0.4, 0.2], float)  # level 5 below level 4: does not
+    result = evaluate["monotonicity"](rows, pred, pred)
+    assert result["score_rises_with_strength"] == 0.5 and result["score_rises_with_level"] == 0.0
+    assert result["per_type"]["18_meanshift"]["label_rises_with_strength"] == 0.5
+
+
+def test_prepare_data_reads_scipys_data_files_and_refuses_an_unknown_pickle(tmp_path):
+    import bz2
+
+    prepare = _module(REPO / "examples" / "bundled_model" / "prepare_data.py")
+    face = np.arange(768 * 1024 * 3, dtype=np.uint64).astype(np.uint8).reshape(768, 1024, 3)
+    (tmp_path / "face.dat").write_bytes(bz2.compress(face.tobytes()))
+    assert np.array_equal(prepare["load_rgb"](tmp_path / "face.dat", "scipy_face"), face)
+    (tmp_path / "short.dat").write_bytes(bz2.compress(b"123"))
+    with pytest.raises(ValueError, match="expected 768x1024x3 bytes"):
+        prepare["load_rgb"](tmp_path / "short.dat", "scipy_face")
+    (tmp_path / "ascent.dat").write_bytes(b"not scipy's file")
+    with pytest.raises(ValueError, match="refusing to unpickle"):
+        prepare["load_rgb"](tmp_path / "ascent.dat", "scipy_ascent")
+    with pytest.raises(ValueError, match="expected fmt"):
+        prepare["load_rgb"](tmp_path / "ascent.dat", "npy")
 
 
 def test_eval_bundled_runs_end_to_end(tmp_path, tiny_model, monkeypatch, capsys):
