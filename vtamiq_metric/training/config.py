@@ -153,8 +153,8 @@ STAGES: dict[str, dict[str, Any]] = {
        for name in ("live", "csiq", "tid2013", "kadid10k")},
     # The bundled default model: trained from scratch on KADIS-style pairs of permissively licensed photographs.
     "bundled-default": {"dataset": "kadis700k", "dataset_options": {"label": "vsi", "monotone_levels": True},
-                        "model_preset": "vtamiq_tiny_patch16", "epochs": 12, "lr": 3e-4, "lr_milestones": [7, 10],
-                        "lr_gamma": 0.3, "batch_size": 20, "group_batches": True,
+                        "model_preset": "vtamiq_tiny_patch16", "epochs": 10, "lr": 3e-4, "lr_milestones": [6, 8],
+                        "lr_gamma": 0.3, "batch_size": 20,
                         "train_patches": 128, "eval_patches": 256, "val_fraction": 0.1, "test_fraction": 0.0},
 }
 

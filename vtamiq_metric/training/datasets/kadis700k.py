@@ -155,7 +155,7 @@ class KADIS700kDataset(IQADataset):
 
 
 def _monotone_in_level(pairs: list[LabelledPair]) -> list[LabelledPair]:
-    """``pairs`` with each (ref_id, dist_type) sequence's scores fitted non-increasing in the level (module docstring)."""
+    """``pairs`` with each (ref_id, KADID type) sequence's scores fitted non-increasing in the level (module docs)."""
     sequences: dict[tuple[str, str | None], list[int]] = {}
     for index, pair in enumerate(pairs):
         type_id = int(pair.dist_type) if pair.dist_type and pair.dist_type.isdigit() else None
