@@ -108,30 +108,6 @@ def test_sampler_draws_the_single_process_permutation_in_global_batches():
         assert steps == [sorted(padded[k * 2 * world:(k + 1) * 2 * world]) for k in range(len(steps))]
 
 
-def test_sampler_groups_keep_sequences_together_and_shard_like_the_plain_order():
-    items = list(range(23))
-    groups = [("ref", i // 5) for i in items]  # four groups of 5 and one of 3
-
-    def order(world: int, rank: int, epoch: int, seed: int = 5) -> list[int]:
-        sampler = distributed.EpochShardSampler(items, num_replicas=world, rank=rank, seed=seed, groups=groups)
-        sampler.set_epoch(epoch)
-        return list(sampler)
-
-    single = order(1, 0, 0)
-    assert sorted(single) == items
-    runs = [single[0]]  # group keys in visiting order: each group is one contiguous run
-    for a, b in zip(single, single[1:]):
-        if groups[a] != groups[b]:
-            runs.append(b)
-    assert len(runs) == 5 and len({groups[i] for i in runs}) == 5
-    assert order(1, 0, 0) == single and order(1, 0, 1) != single and order(1, 0, 0, seed=6) != single
-    shards = [order(2, rank, 0) for rank in range(2)]
-    padded = single + single[:1]  # 23 items padded to 24 for two ranks
-    assert [i for pair in zip(*shards) for i in pair] == padded
-    with pytest.raises(ValueError, match=r"one group key per item \(23\), got 2"):
-        distributed.EpochShardSampler(items, num_replicas=1, rank=0, seed=0, groups=["a", "b"])
-
-
 def test_env_ranks_defaults_and_validation(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)

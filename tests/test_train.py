@@ -14,7 +14,6 @@ from vtamiq_metric import load_model, score
 from vtamiq_metric.training import cli
 from vtamiq_metric.training.config import STAGES, TrainConfig, load_config_file
 from vtamiq_metric.training.data import PairPatches, TripletPatches, derive_seed
-from vtamiq_metric.training import train as train_module
 from vtamiq_metric.training.train import fit
 
 
@@ -113,24 +112,6 @@ def test_cli_reports_bad_inputs(tmp_path, capsys):
     assert "no data root" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["train", "--loss", "huber"])
-
-
-def test_group_batches_trains_on_whole_sequences(kadid, tmp_path, monkeypatch):
-    orders = []
-    original = train_module._loader
-
-    def spy(items, config, *, shuffle_seed, sampler=None):
-        if sampler is not None:
-            orders.append([(items.records[i].ref_id, items.records[i].dist_type) for i in sampler])
-        return original(items, config, shuffle_seed=shuffle_seed, sampler=sampler)
-
-    monkeypatch.setattr(train_module, "_loader", spy)
-    fit(_config(kadid, tmp_path, group_batches=True))
-    # 3 training references x 4 levels of one type, batch 4: every batch is one whole (reference, type) sequence
-    assert len(orders) == 2 and all(len(order) == 12 for order in orders) and orders[0] != orders[1]
-    assert all(len(set(order[k:k + 4])) == 1 for order in orders for k in range(0, 12, 4))
-    with pytest.raises(ValueError, match="TrainConfig.group_batches must be a bool, got 'yes'"):
-        TrainConfig(group_batches="yes")
 
 
 def test_config_validation_and_files(tmp_path):

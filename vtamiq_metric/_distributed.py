@@ -25,7 +25,7 @@ import inspect
 import logging
 import math
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,34 +220,15 @@ class EpochShardSampler(DistributedSampler):
     rank takes the same number of steps (those few items are seen twice in that epoch). Call :meth:`set_epoch`
     before each epoch.
 
-    With ``groups`` (one hashable key per item), the permutation keeps each group's items together: the groups are
-    shuffled, then the items inside each group, and the groups are laid end to end. Consecutive items, and so a
-    global batch, then hold whole groups (``TrainConfig.group_batches``: the levels of one (reference, type)
-    sequence side by side). That order is this sampler's own, used with any world size including 1.
-
     Args:
         dataset: the training items.
         num_replicas: world size.
         rank: this process's rank.
         seed: the run seed (``TrainConfig.seed``).
-        groups: optional group key of every item, ``len(groups) == len(dataset)``.
-
-    Raises:
-        ValueError: ``groups`` does not have one key per item.
     """
 
-    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int,
-                 groups: Sequence[Hashable] | None = None) -> None:
+    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
-        self.groups: list[list[int]] | None = None
-        if groups is not None:
-            if len(groups) != len(dataset):  # type: ignore[arg-type]
-                raise ValueError(f"expected one group key per item ({len(dataset)}), "  # type: ignore[arg-type]
-                                 f"got {len(groups)}")
-            members: dict[Hashable, list[int]] = {}
-            for index, key in enumerate(groups):
-                members.setdefault(key, []).append(index)
-            self.groups = list(members.values())
 
     def __iter__(self):
         from .training.data import derive_seed  # lazy: `vtamiq score` uses this module without the training extras
@@ -256,11 +237,7 @@ class EpochShardSampler(DistributedSampler):
         # A shuffling DataLoader draws its workers' base seed from the generator before the permutation; drawing it
         # here too makes the order identical to the single-process loader's (tests check this against DataLoader).
         torch.empty((), dtype=torch.int64).random_(generator=generator)
-        if self.groups is None:
-            order = torch.randperm(len(self.dataset), generator=generator).tolist()  # type: ignore[arg-type]
-        else:
-            order = [self.groups[g][i] for g in torch.randperm(len(self.groups), generator=generator).tolist()
-                     for i in torch.randperm(len(self.groups[g]), generator=generator).tolist()]
+        order = torch.randperm(len(self.dataset), generator=generator).tolist()  # type: ignore[arg-type]
         if order and len(order) < self.total_size:
             order = (order * math.ceil(self.total_size / len(order)))[:self.total_size]
         return iter(order[self.rank:self.total_size:self.num_replicas])

@@ -54,9 +54,6 @@ class TrainConfig:
         eval_repeats: seeded draws averaged per image at test time.
         loss: ``"l1"`` (MAE, the paper) or ``"l2"`` regression term; the pairwise rank loss (paper Eq. 5) is added.
         rank_weight: weight of the rank loss (paper: simple summation, 1).
-        group_batches: keep each (reference, distortion type) sequence together when shuffling, so that a batch
-            holds whole sequences and the rank loss compares the levels of one image and type (not the paper, which
-            shuffles pairs; used by ``bundled-default``).
         grad_clip: gradient-norm clipping (0 disables).
         seed: seed of model initialisation, data order, CAPS draws and dropout.
         split_seed: seed of the train/val/test split by reference image.
@@ -90,7 +87,6 @@ class TrainConfig:
     eval_repeats: int = 1
     loss: str = "l1"
     rank_weight: float = 1.0
-    group_batches: bool = False
     grad_clip: float = 1.0
     seed: int = 0
     split_seed: int = 0
@@ -109,8 +105,6 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
-        if not isinstance(self.group_batches, bool):
-            raise ValueError(f"TrainConfig.group_batches must be a bool, got {self.group_batches!r}")
         if self.workers < 0:
             raise ValueError(f"TrainConfig.workers must be >= 0, got {self.workers!r}")
         if self.loss not in _LOSSES:

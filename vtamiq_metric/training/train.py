@@ -436,11 +436,8 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
     sampler = None
     if ctx.distributed:
         forward = DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
-    if ctx.distributed or config.group_batches:
-        groups = ([(r.ref_id, getattr(r, "dist_type", None)) for r in train_set.records] if config.group_batches
-                  else None)
         sampler = distributed.EpochShardSampler(train_items, num_replicas=ctx.world_size, rank=ctx.rank,
-                                                seed=config.seed, groups=groups)
+                                                seed=config.seed)
 
     try:
         for epoch in range(start_epoch, config.epochs):
