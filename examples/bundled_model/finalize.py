@@ -154,9 +154,8 @@ each package's own files, see `sources.json` from `prepare_data.py`):
 ## Training
 
 `examples/bundled_model/train.sh` reproduces this file from scratch (see `examples/bundled_model/README.md`):
-stage `bundled-default` of `vtamiq-train` (AdamW, MAE + rank loss; batches hold whole (crop, type) level
-sequences, so the rank loss orders the levels of one image and type; settings in the safetensors metadata), best
-epoch by validation SROCC on 10 % of the training references.
+stage `bundled-default` of `vtamiq-train` (AdamW, MAE + rank loss, settings in the safetensors metadata), best epoch
+by validation SROCC on 10 % of the training references.
 
 | epoch | train loss | lr after the epoch | val SROCC | val PLCC | pairs/s |
 |---|---|---|---|---|---|
