@@ -156,23 +156,6 @@ def test_eval_strength_rises_away_from_the_no_change_level_of_mean_shift():
     assert result["per_type"]["18_meanshift"]["label_rises_with_strength"] == 0.5
 
 
-def test_prepare_data_reads_scipys_data_files_and_refuses_an_unknown_pickle(tmp_path):
-    import bz2
-
-    prepare = _module(REPO / "examples" / "bundled_model" / "prepare_data.py")
-    face = np.arange(768 * 1024 * 3, dtype=np.uint64).astype(np.uint8).reshape(768, 1024, 3)
-    (tmp_path / "face.dat").write_bytes(bz2.compress(face.tobytes()))
-    assert np.array_equal(prepare["load_rgb"](tmp_path / "face.dat", "scipy_face"), face)
-    (tmp_path / "short.dat").write_bytes(bz2.compress(b"123"))
-    with pytest.raises(ValueError, match="expected 768x1024x3 bytes"):
-        prepare["load_rgb"](tmp_path / "short.dat", "scipy_face")
-    (tmp_path / "ascent.dat").write_bytes(b"not scipy's file")
-    with pytest.raises(ValueError, match="refusing to unpickle"):
-        prepare["load_rgb"](tmp_path / "ascent.dat", "scipy_ascent")
-    with pytest.raises(ValueError, match="expected fmt"):
-        prepare["load_rgb"](tmp_path / "ascent.dat", "npy")
-
-
 def test_eval_bundled_runs_end_to_end(tmp_path, tiny_model, monkeypatch, capsys):
     from PIL import Image
 

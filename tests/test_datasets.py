@@ -359,38 +359,6 @@ def test_kadis700k_parent_root_targets_and_options(tmp_path: Path) -> None:
     assert len(no15) == 4 and {r.dist_type for r in no15} == {"07"}
 
 
-def test_kadis700k_monotone_levels_is_an_isotonic_fit_per_sequence(tmp_path: Path) -> None:
-    root = tmp_path / "kadis700k"
-    _img(root / "ref_imgs" / "r.png")
-    rows: list[list[object]] = [["dist_img", "ref_img", "dist_type", "dist_level", "vsi"]]
-    sequences = {3: [0.97, 0.99, 0.90, 0.93, 0.80], 9: [0.99, 0.95, 0.92, 0.90, 0.70],  # type 3 violates twice
-                 18: [0.90, 0.95, 1.0, 0.95, 0.90]}  # mean shift: level 3 is no change, not a severity order
-    for type_id, values in sequences.items():
-        for level in (5, 2, 4, 1, 3):  # file order is not level order
-            rel = f"dist_imgs/r_{type_id:02d}_{level:02d}.png"
-            _img(root / rel)
-            rows.append([rel, "ref_imgs/r.png", type_id, level, values[level - 1]])
-    _write_csv(root / "kadis700k_scores.csv", rows)
-    raw = KADIS700kDataset(root, linearize=False)
-    fitted = KADIS700kDataset(root, linearize=False, monotone_levels=True)
-
-    def by_level(dataset: KADIS700kDataset, type_id: str) -> list[float]:
-        return [r.score for r in sorted((r for r in dataset if r.dist_type == type_id), key=lambda r: r.level)]
-
-    assert by_level(raw, "03") == sequences[3]
-    # pool-adjacent-violators: (0.97, 0.99) -> 0.98 each, (0.90, 0.93) -> 0.915 each
-    assert by_level(fitted, "03") == pytest.approx([0.98, 0.98, 0.915, 0.915, 0.80])
-    assert by_level(fitted, "09") == by_level(raw, "09")  # already ordered: unchanged
-    assert by_level(fitted, "18") == sequences[18]  # levels are not severities: kept as generated
-    assert fitted.targets() == pytest.approx([1 - r.score for r in fitted])
-    with pytest.raises(TypeError, match="monotone_levels as a bool, got 'yes'"):
-        KADIS700kDataset(root, monotone_levels="yes")
-    rows.append(["dist_imgs/r_03_01.png", "ref_imgs/r.png", 3, 1, 0.5])  # a second level-1 pair of type 3
-    _write_csv(root / "kadis700k_scores.csv", rows)
-    with pytest.raises(ValueError, match=r"one pair per level .* got levels \[1, 1, 2, 3, 4, 5\] for 'r.png' type '03'"):
-        KADIS700kDataset(root, monotone_levels=True)
-
-
 def test_kadis700k_errors(tmp_path: Path) -> None:
     root, _ = _make_kadis(tmp_path)
     with pytest.raises(ValueError, match=r"kadis700k_scores\.csv: expected a label column 'fsim'.*vsi"):

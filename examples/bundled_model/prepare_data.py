@@ -1,14 +1,13 @@
 """Reference crops for the bundled default model, from permissively licensed photographs shipped in PyPI wheels.
 
 The bundled model (``vtamiq_tiny_patch16.kadis_synthetic``) is trained only on images whose licence allows
-redistributing a model trained on them. They come from the sample data inside three PyPI wheels; the licence of each
-is the one stated in the package's own files (``skimage.data`` docstrings, ``sklearn/datasets/images/README.txt``,
-``scipy.misc.face``/``ascent`` docstrings of SciPy 1.9.3, the last release that ships those two images in its wheel),
-and is recorded in ``<out>/sources.json``. None of the packages is imported (SciPy 1.9.3 would not even import next to
-a current NumPy): the files are located with ``importlib.util.find_spec`` and versions read with
-``importlib.metadata``, so a throwaway ``--no-deps`` install is enough::
+redistributing a model trained on them. They come from the sample data inside two PyPI wheels; the licence of each is
+the one stated in the package's own files (``skimage.data`` docstrings, ``sklearn/datasets/images/README.txt``), and is
+recorded in ``<out>/sources.json``. Neither package is a dependency of vtamiq-metric, and neither is imported: the
+files are located with ``importlib.util.find_spec`` and versions read with ``importlib.metadata``, so a throwaway
+``--no-deps`` install is enough::
 
-    pip install --no-deps --target /tmp/imgsrc scikit-image==0.26.0 scikit-learn==1.9.1 scipy==1.9.3
+    pip install --no-deps --target /tmp/imgsrc scikit-image==0.26.0 scikit-learn==1.9.1
     PYTHONPATH=/tmp/imgsrc python examples/bundled_model/prepare_data.py --out data/bundled
 
 Output::
@@ -32,12 +31,10 @@ set; no licence stated in the package), ``moon`` and ``page`` (no licence stated
 from __future__ import annotations
 
 import argparse
-import bz2
 import hashlib
 import importlib.metadata
 import importlib.util
 import json
-import pickle
 import sys
 import zlib
 from dataclasses import dataclass
@@ -58,7 +55,6 @@ class Source:
     licence: str  # short form
     licence_text: str  # as the package states it
     attribution: str = ""
-    fmt: str = "image"  # "image" (PIL), or SciPy's "scipy_face" / "scipy_ascent" .dat formats
 
 
 SOURCES: tuple[Source, ...] = (
@@ -83,9 +79,6 @@ SOURCES: tuple[Source, ...] = (
     Source("flower", "sklearn", "scikit-learn", "datasets/images/flower.jpg", "CC-BY-2.0",
            "Released under a creative commons license. https://creativecommons.org/licenses/by/2.0/",
            "vultilion (flickr.com/photos/vultilion/6056698931)"),
-    Source("face", "scipy", "scipy", "misc/face.dat", "public domain",
-           "raccoon-procyon-lotor.jpg at http://www.public-domain-image.com", "public-domain-image.com",
-           "scipy_face"),
     # grayscale photographs (replicated to RGB)
     Source("camera", "skimage", "scikit-image", "data/camera.png", "CC0-1.0",
            "No copyright restrictions. CC0 by the photographer (Lav Varshney)."),
@@ -102,20 +95,13 @@ SOURCES: tuple[Source, ...] = (
     Source("cell", "skimage", "scikit-image", "data/cell.png", "CC0-1.0",
            "This image is CC0, dedicated to the public domain. You may copy, modify, or distribute it without asking "
            "permission."),
-    Source("ascent", "scipy", "scipy", "misc/ascent.dat", "public domain",
-           "The image is derived from accent-to-the-top.jpg at "
-           "http://www.public-domain-image.com/people-public-domain-images-pictures/", "public-domain-image.com",
-           "scipy_ascent"),
 )
 
 #: Sources kept out of training, for evaluation.
 HELD_OUT = ("astronaut", "chelsea", "coffee")
 
 _LICENCE_FILES = {"skimage": "skimage.data.<name>() docstring (skimage/data/_fetchers.py)",
-                  "sklearn": "sklearn/datasets/images/README.txt",
-                  "scipy": "scipy.misc.<name>() docstring (scipy/misc/_common.py, SciPy 1.9.3)"}
-#: SciPy's ``ascent.dat`` is a pickle; it is only unpickled when its bytes are these (SciPy 1.9.3's file).
-_ASCENT_SHA256 = "e8a84939484463ab8051aedc5b40aa262ab33a91d6458a6cd13c6a1cad5a023d"
+                  "sklearn": "sklearn/datasets/images/README.txt"}
 _LOADERS = {"ihc": "immunohistochemistry"}  # skimage.data function names that differ from the file name
 
 
@@ -128,29 +114,10 @@ def package_dir(package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def load_rgb(path: Path, fmt: str = "image") -> np.ndarray:
-    """(H, W, 3) uint8; grayscale replicated, alpha dropped.
-
-    ``fmt`` "image" reads any file PIL reads; "scipy_face" is SciPy's ``face.dat`` (bz2-compressed 768x1024x3 bytes);
-    "scipy_ascent" is SciPy's ``ascent.dat`` (a pickled 512x512 list), unpickled only if its sha256 is the pinned one.
-    """
-    if fmt == "image":
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    data = path.read_bytes()
-    if fmt == "scipy_face":
-        raw = np.frombuffer(bz2.decompress(data), dtype=np.uint8)
-        if raw.size != 768 * 1024 * 3:
-            raise ValueError(f"expected 768x1024x3 bytes in {path}, got {raw.size}")
-        return raw.reshape(768, 1024, 3).copy()
-    if fmt == "scipy_ascent":
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != _ASCENT_SHA256:
-            raise ValueError(f"expected {path} with sha256 {_ASCENT_SHA256} (SciPy 1.9.3), got {digest}; "
-                             f"refusing to unpickle it")
-        grey = np.asarray(pickle.loads(data), dtype=np.uint8)  # noqa: S301 - pinned bytes, checked above
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    raise ValueError(f"expected fmt 'image', 'scipy_face' or 'scipy_ascent', got {fmt!r}")
+def load_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8; grayscale replicated, alpha dropped."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 def make_crops(image: np.ndarray, name: str, count: int, sizes: tuple[int, ...], min_scale: float,
@@ -203,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"expected {source.path} in the {source.distribution} package, got no file at "
                                     f"{path}")
-        image = load_rgb(path, source.fmt)
+        image = load_rgb(path)
         held = source.name in HELD_OUT
         count, sizes, folder = ((args.heldout_crops, (args.heldout_size,), held_dir) if held
                                 else (args.crops, tuple(args.sizes), train_dir))

@@ -13,14 +13,14 @@ SRC=${SRC:-/tmp/imgsrc}                 # throwaway install of the packages hold
 SEED=${SEED:-0}
 WORKERS=${WORKERS:-2}                   # make-kadis processes
 
-# 1. Photographs: scikit-image, scikit-learn and SciPy 1.9.3 wheels (read as files, never imported; no dependencies).
-if [ ! -d "$SRC/skimage" ] || [ ! -d "$SRC/sklearn" ] || [ ! -f "$SRC/scipy/misc/face.dat" ]; then
-  python -m pip install --no-deps --target "$SRC" scikit-image==0.26.0 scikit-learn==1.9.1 scipy==1.9.3
+# 1. Photographs: scikit-image and scikit-learn wheels (not imported, no dependencies needed).
+if [ ! -d "$SRC/skimage" ] || [ ! -d "$SRC/sklearn" ]; then
+  python -m pip install --no-deps --target "$SRC" scikit-image==0.26.0 scikit-learn==1.9.1
 fi
 # 2. Reference crops (training sources, and held-out sources for evaluation) + sources.json.
 PYTHONPATH="$SRC" python examples/bundled_model/prepare_data.py --out "$DATA" --seed "$SEED"
 # 3. KADIS-style pairs with VSI labels: 2 distortion types per training crop, every type for held-out crops.
-vtamiq-train make-kadis --refs "$DATA/ref_imgs" --out "$DATA" --seed "$SEED" --types-per-ref 3 --skip-types 15 \
+vtamiq-train make-kadis --refs "$DATA/ref_imgs" --out "$DATA" --seed "$SEED" --types-per-ref 2 --skip-types 15 \
   --workers "$WORKERS" --no-progress
 vtamiq-train make-kadis --refs "$DATA/heldout/ref_imgs" --out "$DATA/heldout" --seed $((SEED + 1)) \
   --types-per-ref 24 --skip-types 15 --workers "$WORKERS" --no-progress
@@ -30,6 +30,6 @@ vtamiq-train train --stage bundled-default --data-root "$DATA" --output "$RUN" -
   --no-progress
 vtamiq-train export --checkpoint "$RUN" --out "$RUN/export"
 # 5. Held-out evaluation, then write the weights (with provenance) and the model card into the package.
-python benchmarks/eval_bundled.py "$RUN/export" "$DATA/heldout" --output "$RUN/eval_heldout.json"
+python benchmarks/eval_bundled.py "$RUN/export" "$DATA/heldout" --patches 256 --output "$RUN/eval_heldout.json"
 python examples/bundled_model/finalize.py --model "$RUN/export" --run "$RUN" --data "$DATA" \
   --eval "$RUN/eval_heldout.json"

@@ -146,9 +146,9 @@ STAGES: dict[str, dict[str, Any]] = {
     **{f"finetune-{name}": {"dataset": name, "epochs": 20, "lr": 1e-5, "lr_milestones": [12], "runs": 20}
        for name in ("live", "csiq", "tid2013", "kadid10k")},
     # The bundled default model: trained from scratch on KADIS-style pairs of permissively licensed photographs.
-    "bundled-default": {"dataset": "kadis700k", "dataset_options": {"label": "vsi", "monotone_levels": True},
-                        "model_preset": "vtamiq_tiny_patch16", "epochs": 10, "lr": 3e-4, "lr_milestones": [6, 8],
-                        "lr_gamma": 0.3, "batch_size": 20,
+    "bundled-default": {"dataset": "kadis700k", "dataset_options": {"label": "vsi"}, "model_preset":
+                        "vtamiq_tiny_patch16", "epochs": 16, "lr": 3e-4, "lr_milestones": [10, 14], "lr_gamma": 0.3,
+                        "batch_size": 20,
                         "train_patches": 128, "eval_patches": 256, "val_fraction": 0.1, "test_fraction": 0.0},
 }
 

@@ -17,29 +17,16 @@ then lie in ``[0, 1]``. The reference HEAD trains on labels without this reversa
 do not follow. ``ref_id`` is the reference's file name (e.g. ``a-fleshy-plant-1464418.png``), so split files stay valid
 when the data moves; two different ``ref_img`` paths with the same file name are rejected. ``dist_type`` is the
 two-digit KADID type id (a non-numeric ``dist_type`` cell is kept as written); ``level`` the distortion level.
-
-``monotone_levels=True`` (not the paper; used by the bundled model's stage) replaces the labels of every
-(reference, distortion type) sequence by their least-squares fit that does not rise with the level
-(``scipy.optimize.isotonic_regression``, pool-adjacent-violators): a stronger distortion is never labelled more similar
-than a weaker one of the same image and type. On our held-out crops VSI breaks that order in every colour-saturation
-(type 7) and pixelation (21) sequence and in some colour-block, colour-shift, eccentricity and blur ones; a label that
-contradicts the generator's known severity order is noise. The fit keeps every sequence's mean and leaves ordered
-sequences unchanged. It applies only to KADID types whose level order is a severity order
-(:attr:`~vtamiq_metric.training.distortions.DistortionType.level_is_severity`): mean shift (18) and contrast change
-(25) go through "no change" at level 3, and types that are not KADID ids, keep their labels.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
 import numpy as np
-from scipy.optimize import isotonic_regression
 
-from ..distortions import DISTORTIONS
 from .base import IQADataset, LabelledPair, header_index, iter_csv_rows, parse_float, parse_int, resolve_root
 
 __all__ = ["KADIS_SCORES_FILE", "KADIS700kDataset"]
@@ -57,8 +44,6 @@ class KADIS700kDataset(IQADataset):
         label: label column used as the score (``"vsi"`` in the paper); matched case-insensitively.
         exclude_types: KADID type ids (1-25) to drop, e.g. ``(15,)`` to skip denoise as the reference code did.
         linearize: histogram-equalise ``1 - label`` (paper: yes); False gives targets ``1 - label`` exactly.
-        monotone_levels: make the labels of each (reference, type) sequence non-increasing in the level by isotonic
-            regression (see the module docstring); False (the paper) keeps them as generated.
         validate_images: decode every image once at open time (slow on the full set).
         skip_missing: drop pairs with missing images (warning) instead of raising FileNotFoundError.
 
@@ -78,7 +63,6 @@ class KADIS700kDataset(IQADataset):
         label: str = "vsi",
         exclude_types: Iterable[int] = (),
         linearize: bool = True,
-        monotone_levels: bool = False,
         validate_images: bool = False,
         skip_missing: bool = False,
     ) -> None:
@@ -86,9 +70,6 @@ class KADIS700kDataset(IQADataset):
             raise TypeError(f"kadis700k: expected label as a column name string, got {label!r}")
         self.label = label.strip().lower()
         self.exclude_types = frozenset(int(t) for t in exclude_types)
-        if not isinstance(monotone_levels, bool):
-            raise TypeError(f"kadis700k: expected monotone_levels as a bool, got {monotone_levels!r}")
-        self.monotone_levels = monotone_levels
         base = resolve_root(root, self.name, self.layout)
         if not (base / KADIS_SCORES_FILE).is_file() and (base / "kadis700k").is_dir():
             base = base / "kadis700k"
@@ -151,27 +132,4 @@ class KADIS700kDataset(IQADataset):
                 ref_ids[ref_id] = ref_name
             dist = self._find(row[col["dist_img"]], label_path)
             pairs.append(LabelledPair(ref_paths[ref_name], dist, score, PurePosixPath(ref_name).name, dist_type, level))
-        return _monotone_in_level(pairs) if self.monotone_levels else pairs
-
-
-def _monotone_in_level(pairs: list[LabelledPair]) -> list[LabelledPair]:
-    """``pairs`` with each (ref_id, KADID type) sequence's scores fitted non-increasing in the level (module docs)."""
-    sequences: dict[tuple[str, str | None], list[int]] = {}
-    for index, pair in enumerate(pairs):
-        type_id = int(pair.dist_type) if pair.dist_type and pair.dist_type.isdigit() else None
-        if type_id in DISTORTIONS and DISTORTIONS[type_id].level_is_severity:
-            sequences.setdefault((pair.ref_id, pair.dist_type), []).append(index)
-    scores = [pair.score for pair in pairs]
-    for indices in sequences.values():
-        if len(indices) < 2:
-            continue
-        by_level = sorted(indices, key=lambda i: pairs[i].level or 0)
-        levels = [pairs[i].level for i in by_level]
-        if len(set(levels)) != len(levels):
-            raise ValueError(f"kadis700k: expected one pair per level in each (reference, type) sequence for "
-                             f"monotone_levels, got levels {levels} for {pairs[by_level[0]].ref_id!r} type "
-                             f"{pairs[by_level[0]].dist_type!r}")
-        fitted = isotonic_regression(np.array([scores[i] for i in by_level]), increasing=False).x
-        for i, value in zip(by_level, fitted):
-            scores[i] = float(value)
-    return [replace(pair, score=score) for pair, score in zip(pairs, scores)]
+        return pairs
