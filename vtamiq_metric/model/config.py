@@ -13,6 +13,11 @@ LayerScale    no                   no                   yes (+ diff scale)
 CA activation PReLU                PReLU                ReLU
 normalisation ImageNet             ImageNet             mean 0.5, std 0.5
 ============  ===================  ===================  ===================
+
+Two switches exist only for this package's own models (both off in the eras' presets): ``zero_identity`` makes
+identical inputs score exactly 0 and nothing score below them, and ``token_distance`` adds a distance between the
+aligned patch tokens of every layer, which gives the score pixel gradients that point from the distorted image
+towards the reference (what a loss needs).
 """
 
 from __future__ import annotations
@@ -58,6 +63,14 @@ class VTAMIQConfig:
         layer_scale: LayerScale (init 1) on both residual branches of every block.
         diff_scale: learned per-channel scale of the feature difference (head era).
         norm_eps: epsilon of every LayerNorm.
+        zero_identity: score ``|head(DiffNet(diff)) - head(DiffNet(0))|`` instead of ``head(DiffNet(diff))``: identical
+            inputs (diff = 0) score exactly 0 and no input scores below them. Off in the authors' eras.
+        token_distance: add :class:`~vtamiq_metric.model.distance.TokenDistance` to the score: an LPIPS-like
+            distance between the unit-normalised patch tokens of the reference and the distorted image at the same
+            positions, after the embedding and after every block, with learned non-negative channel weights (a
+            ``(depth + 1, embed_dim)`` table). It is 0 for identical inputs, never negative, and its pixel gradient
+            at the distorted image is, to first order, a positive semi-definite map of ``dist - ref``. Off in the
+            authors' eras.
         num_groups: DiffNet residual groups.
         blocks_per_group: residual channel-attention blocks per group.
         ca_reduction: channel-attention reduction ratio (hidden width ``embed_dim // ca_reduction``).
@@ -87,6 +100,8 @@ class VTAMIQConfig:
     layer_scale: bool = False
     diff_scale: bool = False
     norm_eps: float = 1e-6
+    zero_identity: bool = False
+    token_distance: bool = False
     num_groups: int = 4
     blocks_per_group: int = 4
     ca_reduction: int = 16
@@ -120,6 +135,10 @@ class VTAMIQConfig:
             raise ValueError(f"VTAMIQConfig.pos_index must be one of {_POS_INDEX_RULES}, got {self.pos_index!r}")
         if self.ca_act not in _ACTIVATIONS:
             raise ValueError(f"VTAMIQConfig.ca_act must be one of {_ACTIVATIONS}, got {self.ca_act!r}")
+        for name in ("cls_pos_embed", "scale_embed_cls", "layer_scale", "diff_scale", "zero_identity",
+                     "token_distance"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"VTAMIQConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.scale_embed_cls and self.num_scales < 2:
             raise ValueError("VTAMIQConfig.scale_embed_cls needs num_scales > 1")
         for name in ("head_dropout", "mlp_dropout", "embed_dropout", "drop_path"):
@@ -209,9 +228,12 @@ PRESETS: dict[str, VTAMIQConfig] = {
     ),
     # The small model the package bundles (about 3.8M parameters): ViT-Ti-like width, 6 blocks, DiffNet at the same
     # width; trained from scratch, so it uses the simpler 0.5/0.5 normalisation and CAPS with the release-era weights.
+    # zero_identity and token_distance make it a metric that is 0 for identical images and a loss whose gradient
+    # points towards the reference (see model/distance.py).
     "vtamiq_tiny_patch16": VTAMIQConfig(
         embed_dim=192, depth=6, num_heads=3, mlp_dim=768, head_hidden=48, ca_reduction=16, head_dropout=0.1,
         mlp_dropout=0.0, embed_dropout=0.0, drop_path=0.0, mean=HALF, std=HALF, num_patches=1024,
+        zero_identity=True, token_distance=True,
         sampling=SamplingConfig(centre_weight=1.0, diff_weight=2.0, uniform_weight=0.5),
     ),
     # A few-thousand-parameter model for fast tests.

@@ -137,3 +137,24 @@ class SparseViT(nn.Module):
         """
         tokens = self.blocks(self.embed(patches, pos, scale))  # (B, 1 + T + N, D)
         return self.norm(tokens[:, 0])  # (B, D)
+
+    def forward_with_tokens(self, patches: torch.Tensor, pos: torch.Tensor,
+                            scale: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Encode a patch set and also return the patch tokens after the embedding and after every block.
+
+        Args:
+            patches: (B, N, 3, P, P) normalised patches.
+            pos: (B, N, 2) patch centres in [0, 1).
+            scale: (B, N) long pyramid levels, or None.
+
+        Returns:
+            The (B, D) final-normed CLS token, and ``depth + 1`` tensors of (B, N, D) patch tokens (CLS and extra
+            tokens removed): the embedded input, then the output of each block.
+        """
+        first = 1 + self.config.num_extra_tokens
+        tokens = self.embed(patches, pos, scale)  # (B, 1 + T + N, D)
+        layers = [tokens[:, first:]]
+        for block in self.blocks:
+            tokens = block(tokens)
+            layers.append(tokens[:, first:])  # (B, N, D)
+        return self.norm(tokens[:, 0]), layers

@@ -3,7 +3,9 @@
 Both images' patch sets go through one shared sparse ViT; the final-normed CLS outputs are subtracted
 (reference minus distorted), optionally scaled per channel, modulated by DiffNet and regressed to one number by an
 MLP head. The output is a **distortion score**: 0 means no visible difference and higher means worse
-(``VTAMIQ.higher_is_better = False``). There is no output sigmoid or clamp.
+(``VTAMIQ.higher_is_better = False``). There is no output sigmoid or clamp. Two options of this package, off in the
+authors' eras, change the output: ``zero_identity`` (score ``|head(diff) - head(0)|``, so identical inputs score
+exactly 0) and ``token_distance`` (add :class:`.distance.TokenDistance`, a distance between aligned patch tokens).
 
 Paper: Chubarau & Clark, 2021, https://arxiv.org/abs/2110.01655 .
 """
@@ -19,6 +21,7 @@ from torch import nn
 
 from .config import VTAMIQConfig, get_preset
 from .diffnet import DiffNet
+from .distance import TokenDistance
 from .vit import SparseViT
 
 __all__ = ["VTAMIQ", "QualityHead"]
@@ -72,6 +75,7 @@ class VTAMIQ(nn.Module):
         self.diff_scale = LayerScale(config.embed_dim, init_values=1.0) if config.diff_scale else nn.Identity()
         self.diffnet = DiffNet(config)
         self.head = QualityHead(config)
+        self.token_distance = TokenDistance(config) if config.token_distance else None
         #: Free-form provenance (training data, commit, metrics...) written into saved weights' metadata.
         self.provenance: dict[str, Any] = {}
 
@@ -113,20 +117,39 @@ class VTAMIQ(nn.Module):
 
     def forward_features(self, ref_patches: torch.Tensor, dist_patches: torch.Tensor, pos: torch.Tensor,
                          scale: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Intermediate features, for inspection and golden tests.
+        """Intermediate features and the score, for inspection and golden tests.
 
         Returns:
             A dict with ``cls_ref`` and ``cls_dist`` (B, D) final-normed CLS tokens, ``diff`` (B, D) the (scaled)
-            difference ref - dist, and ``diffnet`` (B, D) the DiffNet output that the head regresses.
+            difference ref - dist, ``diffnet`` (B, D) the DiffNet output that the head regresses, ``head`` (B,) the
+            head's score (``|head(diff) - head(0)|`` with ``zero_identity``), ``distance`` (B,) the token distance
+            (only with ``token_distance``) and ``score`` (B,) their sum, which :meth:`forward` returns.
         """
         self._check_inputs(ref_patches, dist_patches, pos, scale)
         batch = ref_patches.shape[0]
         # One backbone pass over both images: the weights are shared and the positions are aligned.
+        both = torch.cat([ref_patches, dist_patches])
+        both_pos = torch.cat([pos, pos])
         both_scale = None if scale is None else torch.cat([scale, scale])
-        cls = self.backbone(torch.cat([ref_patches, dist_patches]), torch.cat([pos, pos]), both_scale)  # (2B, D)
+        out: dict[str, torch.Tensor] = {}
+        if self.token_distance is not None:
+            cls, layers = self.backbone.forward_with_tokens(both, both_pos, both_scale)  # (2B, D), L x (2B, N, D)
+            out["distance"] = self.token_distance([t[:batch] for t in layers], [t[batch:] for t in layers])
+        else:
+            cls = self.backbone(both, both_pos, both_scale)  # (2B, D)
         cls_ref, cls_dist = cls[:batch], cls[batch:]
         diff = self.diff_scale(cls_ref - cls_dist)  # (B, D)
-        return {"cls_ref": cls_ref, "cls_dist": cls_dist, "diff": diff, "diffnet": self.diffnet(diff)}
+        if self.config.zero_identity:
+            # The head's value at diff = 0 rides along in the same pass, so identical inputs score exactly 0.
+            modulated = self.diffnet(torch.cat([diff, diff.new_zeros(1, diff.shape[1])]))  # (B + 1, D)
+            raw = self.head(modulated)  # (B + 1,)
+            head, modulated = (raw[:batch] - raw[batch:]).abs(), modulated[:batch]
+        else:
+            modulated = self.diffnet(diff)
+            head = self.head(modulated)  # (B,)
+        score = head if self.token_distance is None else head.float() + out["distance"]
+        return {"cls_ref": cls_ref, "cls_dist": cls_dist, "diff": diff, "diffnet": modulated, "head": head,
+                **out, "score": score}
 
     def forward(self, ref_patches: torch.Tensor, dist_patches: torch.Tensor, pos: torch.Tensor,
                 scale: torch.Tensor | None = None) -> torch.Tensor:
@@ -141,7 +164,7 @@ class VTAMIQ(nn.Module):
         Returns:
             (B,) distortion scores: 0 means identical, higher means worse.
         """
-        return self.head(self.forward_features(ref_patches, dist_patches, pos, scale)["diffnet"])
+        return self.forward_features(ref_patches, dist_patches, pos, scale)["score"]
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Normalise [0, 1] RGB images or patches whose channel axis is dim -3 with the model's mean/std."""
