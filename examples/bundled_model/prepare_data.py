@@ -1,26 +1,35 @@
-"""Reference crops for the bundled default model, from permissively licensed photographs shipped in PyPI wheels.
+"""Reference crops for the bundled default model, from permissively licensed photographs.
 
 The bundled model (``vtamiq_tiny_patch16.kadis_synthetic``) is trained only on images whose licence allows
-redistributing a model trained on them. They come from the sample data inside two PyPI wheels; the licence of each is
-the one stated in the package's own files (``skimage.data`` docstrings, ``sklearn/datasets/images/README.txt``), and is
-recorded in ``<out>/sources.json``. Neither package is a dependency of vtamiq-metric, and neither is imported: the
-files are located with ``importlib.util.find_spec`` and versions read with ``importlib.metadata``, so a throwaway
-``--no-deps`` install is enough::
+redistributing a model trained on them. Two kinds of sources:
+
+- **package photographs**: sample data inside the scikit-image and scikit-learn wheels; the licence of each is the one
+  stated in the package's own files (``skimage.data`` docstrings, ``sklearn/datasets/images/README.txt``). Neither
+  package is a dependency of vtamiq-metric and neither is imported: the files are located with
+  ``importlib.util.find_spec`` and versions read with ``importlib.metadata``, so a throwaway ``--no-deps`` install is
+  enough;
+- **a photograph folder** (``--photos``) laid out as ``cq100/`` (CQ100 photographs from Wikimedia Commons and NASA,
+  licence and author per image in ``cq100/metadata.csv``), ``lomiri/`` (Debian's lomiri-wallpapers, licence per file
+  in ``lomiri/debian-copyright-*.txt``) and ``camera-traps/`` (LILA camera-trap images, CDLA-Permissive-1.0, table in
+  ``camera-traps/README.md``). Every image's licence and author are read from those files and recorded.
+
+Usage::
 
     pip install --no-deps --target /tmp/imgsrc scikit-image==0.26.0 scikit-learn==1.9.1
-    PYTHONPATH=/tmp/imgsrc python examples/bundled_model/prepare_data.py --out data/bundled
+    PYTHONPATH=/tmp/imgsrc python examples/bundled_model/prepare_data.py --out data/bundled --photos PHOTOS_DIR
 
 Output::
 
     <out>/ref_imgs/<source>_<kk>.png           training references (crops of the training sources)
     <out>/heldout/ref_imgs/<source>_<kk>.png   evaluation references (crops of the held-out sources only)
-    <out>/sources.json                          package, version, file, sha256, licence, held-out flag, crops
+    <out>/heldout/photos/<source>.png          the held-out photographs themselves (for loss and ladder checks)
+    <out>/sources.json                          origin, file, sha256, licence, author, held-out flag, crops
 
-Crops are deterministic (``numpy.random.default_rng([seed, crc32(source name)])``): for each crop, a random downscale
-of the whole photograph (factor in [``min_scale``, 1], Lanczos), a random square side from ``sizes`` and position, a
-random horizontal flip. Grayscale photographs are replicated to RGB. The held-out sources (``HELD_OUT``: coffee,
-chelsea, astronaut; colour photographs of everyday content, two of which are also ``examples/images/``) never reach
-the training folder, so the evaluation in ``benchmarks/eval_bundled.py`` measures generalisation to unseen photos.
+Crops are deterministic (``numpy.random.default_rng([seed, crc32(source name)])``): photographs whose longer side
+exceeds ``--max-side`` are first downscaled to it (Lanczos); then, for each crop, a random downscale (factor in
+[``min_scale``, 1]), a random square side from ``sizes`` and position, a random horizontal flip. Grayscale
+photographs are replicated to RGB. The held-out sources (``HELD_OUT``) never reach the training folder, so the
+evaluation in ``benchmarks/eval_bundled.py`` measures generalisation to unseen photographs.
 
 Sources considered and left out: scikit-image's ``motorcycle_left``/``motorcycle_right`` (Middlebury 2014 stereo
 set; no licence stated in the package), ``moon`` and ``page`` (no licence stated), ``horse``, ``logo``,
@@ -31,10 +40,12 @@ set; no licence stated in the package), ``moon`` and ``page`` (no licence stated
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import re
 import sys
 import zlib
 from dataclasses import dataclass
@@ -55,6 +66,7 @@ class Source:
     licence: str  # short form
     licence_text: str  # as the package states it
     attribution: str = ""
+    origin: str = "package"  # "package" (a wheel's sample data) or "folder" (under --photos)
 
 
 SOURCES: tuple[Source, ...] = (
@@ -97,12 +109,78 @@ SOURCES: tuple[Source, ...] = (
            "permission."),
 )
 
-#: Sources kept out of training, for evaluation.
-HELD_OUT = ("astronaut", "chelsea", "coffee")
+#: Sources kept out of training, for evaluation: three package photographs and twelve of the photograph folder
+#: (ten CQ100 photographs of varied content, one wallpaper, one camera-trap image).
+HELD_OUT = ("astronaut", "chelsea", "coffee",
+            "cq100-buggy", "cq100-carrots", "cq100-girl", "cq100-king_penguin", "cq100-marrakech_museum",
+            "cq100-puffin", "cq100-sagami_temple", "cq100-traffic", "cq100-venetian_lagoon", "cq100-wooden_toys",
+            "lomiri-sunset_by_Aitzol_Berasategi", "camera-traps-domestic_dog")
 
 _LICENCE_FILES = {"skimage": "skimage.data.<name>() docstring (skimage/data/_fetchers.py)",
                   "sklearn": "sklearn/datasets/images/README.txt"}
 _LOADERS = {"ihc": "immunohistochemistry"}  # skimage.data function names that differ from the file name
+
+
+def _cq100_sources(root: Path) -> list[Source]:
+    sources = []
+    with open(root / "metadata.csv", newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            name = row["Modified Filename"]
+            sources.append(Source(f"cq100-{name}", "cq100", "CQ100", f"cq100/{name}.png", row["License"],
+                                  f"{row['License']} ({row['License URL']}); source {row['Source URL']}",
+                                  row["Author"], origin="folder"))
+    return sources
+
+
+def _lomiri_sources(root: Path) -> list[Source]:
+    """Licence and copyright holder of each wallpaper, from the Debian copyright files (DEP-5 format)."""
+    stanzas: dict[str, tuple[str, str]] = {}
+    for copyright_file in sorted(root.glob("debian-copyright-*.txt")):
+        for block in copyright_file.read_text(encoding="utf-8").split("\n\n"):
+            fields = dict(re.findall(r"^(Files|Copyright|License):[ \t]*(.*)$", block, flags=re.MULTILINE))
+            if "Files" in fields and "License" in fields:
+                stanzas[Path(fields["Files"].strip()).name] = (fields["License"].strip(),
+                                                                fields.get("Copyright", "").strip())
+    sources = []
+    for path in sorted(root.glob("*.jpg")):
+        if path.name not in stanzas:
+            raise ValueError(f"expected a licence for {path.name} in {root}/debian-copyright-*.txt, got none")
+        licence, holder = stanzas[path.name]
+        sources.append(Source(f"lomiri-{path.stem}", "lomiri", "lomiri-wallpapers (Debian)", f"lomiri/{path.name}",
+                              licence, f"{licence}; Copyright: {holder} (Debian copyright file)", holder,
+                              origin="folder"))
+    return sources
+
+
+def _camera_trap_sources(root: Path) -> list[Source]:
+    """Camera-trap images listed as *Original* in the folder's README table (CDLA-Permissive-1.0)."""
+    sources = []
+    for line in (root / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or cells[1] != "Original":
+            continue
+        file = re.search(r"\[([^\]]+\.jpg)\]", cells[0])
+        origin = re.search(r"\[([^\]]+)\]\(([^)]+)\)", cells[2])
+        licence = re.search(r"\[([^\]]+)\]", cells[3])
+        if file and (root / file.group(1)).is_file():
+            collection = origin.group(1) if origin else cells[2]
+            sources.append(Source(f"camera-traps-{Path(file.group(1)).stem}", "camera-traps",
+                                  "google/cameratrapai test data", f"camera-traps/{file.group(1)}",
+                                  licence.group(1) if licence else cells[3],
+                                  f"{licence.group(1) if licence else cells[3]}; from {collection}", collection,
+                                  origin="folder"))
+    return sources
+
+
+def folder_sources(root: Path) -> list[Source]:
+    """Every photograph of a ``--photos`` folder with its licence and author, read from the folder's own files."""
+    found = []
+    for sub, reader in (("cq100", _cq100_sources), ("lomiri", _lomiri_sources),
+                        ("camera-traps", _camera_trap_sources)):
+        if not (root / sub).is_dir():
+            raise FileNotFoundError(f"expected {root / sub}/ in the photograph folder, got no such folder")
+        found.extend(reader(root / sub))
+    return found
 
 
 def package_dir(package: str) -> Path:
@@ -118,6 +196,16 @@ def load_rgb(path: Path) -> np.ndarray:
     """(H, W, 3) uint8; grayscale replicated, alpha dropped."""
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def limit_side(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` downscaled (Lanczos) so that its longer side is at most ``max_side``."""
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image
+    factor = max_side / max(height, width)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
 
 
 def make_crops(image: np.ndarray, name: str, count: int, sizes: tuple[int, ...], min_scale: float,
@@ -147,30 +235,36 @@ def make_crops(image: np.ndarray, name: str, count: int, sizes: tuple[int, ...],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--photos", type=Path, default=None,
+                        help="photograph folder with cq100/, lomiri/ and camera-traps/ (see the module docstring)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--crops", type=int, default=40, help="crops per training source (default 40)")
-    parser.add_argument("--heldout-crops", type=int, default=4, help="crops per held-out source (default 4)")
+    parser.add_argument("--crops", type=int, default=12, help="crops per training source (default 12)")
+    parser.add_argument("--heldout-crops", type=int, default=1, help="crops per held-out source (default 1)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[160, 192, 224, 256],
                         help="square crop sides in pixels, drawn uniformly (default 160 192 224 256)")
     parser.add_argument("--heldout-size", type=int, default=256, help="side of the held-out crops (default 256)")
-    parser.add_argument("--min-scale", type=float, default=0.4, help="smallest downscale factor (default 0.4)")
+    parser.add_argument("--min-scale", type=float, default=0.5, help="smallest downscale factor (default 0.5)")
+    parser.add_argument("--max-side", type=int, default=1024,
+                        help="photographs are first downscaled to this longer side (default 1024)")
     args = parser.parse_args(argv)
 
     train_dir = args.out / "ref_imgs"
     held_dir = args.out / "heldout" / "ref_imgs"
-    for folder in (train_dir, held_dir):
+    photo_dir = args.out / "heldout" / "photos"
+    for folder in (train_dir, held_dir, photo_dir):
         folder.mkdir(parents=True, exist_ok=True)
         stale = sorted(folder.glob("*.png"))
         if stale:
             print(f"error: {folder} already holds {len(stale)} PNG files; use a fresh --out", file=sys.stderr)
             return 2
+    sources = list(SOURCES) + (folder_sources(args.photos) if args.photos is not None else [])
     records = []
-    for source in SOURCES:
-        path = package_dir(source.package) / source.path
+    for source in sources:
+        base = package_dir(source.package) if source.origin == "package" else args.photos
+        path = base / source.path
         if not path.is_file():
-            raise FileNotFoundError(f"expected {source.path} in the {source.distribution} package, got no file at "
-                                    f"{path}")
-        image = load_rgb(path)
+            raise FileNotFoundError(f"expected {source.path} in {source.distribution}, got no file at {path}")
+        image = limit_side(load_rgb(path), args.max_side)
         held = source.name in HELD_OUT
         count, sizes, folder = ((args.heldout_crops, (args.heldout_size,), held_dir) if held
                                 else (args.crops, tuple(args.sizes), train_dir))
@@ -180,21 +274,29 @@ def main(argv: list[str] | None = None) -> int:
             name = f"{source.name}_{index:02d}.png"
             Image.fromarray(crop).save(folder / name)
             files.append({"file": name, **info})
+        if held:
+            Image.fromarray(image).save(photo_dir / f"{source.name}.png")
+        version = (importlib.metadata.version(source.distribution) if source.origin == "package" else None)
         records.append({
-            "name": source.name, "package": source.distribution,
-            "version": importlib.metadata.version(source.distribution),
-            "file": f"{source.package}/{source.path}",
+            "name": source.name, "origin": source.origin, "package": source.distribution, "version": version,
+            "file": f"{source.package}/{source.path}" if source.origin == "package" else source.path,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
             "size": [int(image.shape[1]), int(image.shape[0])],
             "licence": source.licence, "licence_text": source.licence_text,
-            "licence_stated_in": _LICENCE_FILES[source.package].replace("<name>",
-                                                                        _LOADERS.get(source.name, source.name)),
+            "licence_stated_in": (_LICENCE_FILES[source.package].replace("<name>", _LOADERS.get(source.name,
+                                                                                               source.name))
+                                  if source.origin == "package" else f"{source.package}/ metadata in --photos"),
             "attribution": source.attribution,
             "held_out": held, "crops": files,
         })
-        print(f"{source.name:18s} {'held-out' if held else 'train':8s} {len(files):3d} crops  {source.licence}")
+        print(f"{source.name:40s} {'held-out' if held else 'train':8s} {len(files):3d} crops  {source.licence}")
+    missing = sorted(set(HELD_OUT) - {record["name"] for record in records})
+    if missing:
+        print(f"error: held-out sources {missing} were not found; pass --photos", file=sys.stderr)
+        return 2
     manifest = {"seed": args.seed, "sizes": list(args.sizes), "heldout_size": args.heldout_size,
-                "min_scale": args.min_scale, "held_out": list(HELD_OUT), "sources": records}
+                "min_scale": args.min_scale, "max_side": args.max_side, "held_out": list(HELD_OUT),
+                "sources": records}
     (args.out / "sources.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {sum(len(r['crops']) for r in records if not r['held_out'])} training and "
           f"{sum(len(r['crops']) for r in records if r['held_out'])} held-out references under {args.out}")
