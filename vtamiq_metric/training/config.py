@@ -147,7 +147,7 @@ STAGES: dict[str, dict[str, Any]] = {
        for name in ("live", "csiq", "tid2013", "kadid10k")},
     # The bundled default model: trained from scratch on KADIS-style pairs of permissively licensed photographs.
     "bundled-default": {"dataset": "kadis700k", "dataset_options": {"label": "vsi"}, "model_preset":
-                        "vtamiq_tiny_patch16", "epochs": 6, "lr": 3e-4, "lr_milestones": [4, 5], "lr_gamma": 0.3,
+                        "vtamiq_tiny_patch16", "epochs": 4, "lr": 3e-4, "lr_milestones": [2, 3], "lr_gamma": 0.3,
                         "batch_size": 20, "precision": "bf16",
                         "train_patches": 128, "eval_patches": 256, "val_fraction": 0.05, "test_fraction": 0.0},
 }
