@@ -21,6 +21,10 @@ Conventions shared by all readers:
   missing-file skipping or :meth:`subset`, so a subset keeps the targets of the full dataset, as in the reference code.
 - :meth:`ref_ids` lists reference identities in *natural* order (digit runs compare as numbers: ``I2`` < ``I10``),
   independent of directory listing order; records keep the order of the label file(s).
+
+Readers have the same shape on purpose: each declares ``name``, ``higher_is_better`` and ``layout``, documents the
+shared ``linearize``/``validate_images``/``skip_missing`` arguments in its own docstring and implements ``_read``, so
+that one file tells everything about one dataset (the ``duplicates`` tool lists these declarations as same-shape).
 """
 
 from __future__ import annotations
