@@ -192,7 +192,7 @@ def test_auto_batch_size_is_unchanged_on_cpu_and_follows_free_memory_on_cuda(mon
 def test_pair_flops_matches_torch_flop_counter():
     from torch.utils.flop_counter import FlopCounterMode
 
-    assert abs(api.pair_flops(get_preset("paper2021"), 1024) / 215e9 - 1) < 0.01  # the figure DESIGN.md quotes
+    assert abs(api.pair_flops(get_preset("paper2021"), 1024) / 215e9 - 1) < 0.01  # the figure the README quotes
     tiny = get_preset("tiny")
     for config, patches in ((tiny, 16), (tiny.replace(num_extra_tokens=3, layer_scale=True, diff_scale=True), 8)):
         torch.manual_seed(0)
