@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("model", ("model",)),
     ("weights sources", ("hub",)),
     ("score core", ("api", "_distributed")),
-    ("faces", ("loss", "metrics", "cli", "")),  # "" is the package __init__
+    ("faces", ("loss", "cli", "")),  # "" is the package __init__
     ("training", ("training",)),
 ]
 
