@@ -8,7 +8,7 @@ For a preset with random (seeded) weights, 512x384 image pairs, and each number 
 * ``files``: end-to-end ``score()`` from PNG files on disk, decoding included;
 * ``loss``: :class:`vtamiq_metric.VTAMIQLoss` forward + backward with respect to ``dist``.
 
-Variants (one model instance; attention is switched per block with ``block.attn.fused_attn``):
+Variants (one model instance; attention is switched with ``model.backbone.set_fused_attention``):
 
 * ``naive-fp32`` -- the **baseline**: materialised softmax attention (``fused_attn = False``) in float32, the way
   the authors' model computes. It is timed for ``forward`` and ``loss``.
@@ -19,15 +19,8 @@ Every time is also given as ``x naive``: the baseline's median over this median,
 of patches. The ``forward``, ``score`` and ``files`` stages are compared with the baseline *forward* (so end-to-end
 figures carry the sampling and decoding costs against a model-only baseline); ``loss`` with the baseline *loss*.
 
-FLOPs per pair (multiply-add = 2 FLOPs), from the config, for T = 1 + extra tokens + N tokens per image, width D,
-depth L, MLP width M, patch side P, and both images of the pair::
-
-    per image = 2 * N * 3P^2 * D                 patch embedding
-              + L * 2 * T * (4 D^2 + 2 D M)      qkv (3 D^2), attention projection (D^2), MLP (2 D M)
-              + L * 4 * T^2 * D                  attention scores Q K^T and the weighted sum A V
-    per pair  = 2 * per image + 2 * (weights of the DiffNet and head linears)
-
-For ``paper2021`` at N = 1024 this is about 215 GFLOP per pair. ``loss`` counts twice the forward: the backward to the
+FLOPs per pair (multiply-add = 2 FLOPs) come from the config, :func:`vtamiq_metric.api.pair_flops` (the formula is in
+its docstring); for ``paper2021`` at N = 1024 this is about 215 GFLOP per pair. ``loss`` counts twice the forward: the backward to the
 inputs repeats each matmul once (no weight gradients are computed), a slight undercount for attention. On CUDA the
 script reports TFLOP/s, the fraction of ``--peak-tflops`` (default 790, an H100's dense bf16 peak) and the peak
 allocated memory per pair; on CPU the process's peak resident memory.
@@ -67,8 +60,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 import vtamiq_metric
-from vtamiq_metric import VTAMIQ, VTAMIQConfig, VTAMIQLoss, score
-from vtamiq_metric.api import compiled_forward
+from vtamiq_metric import VTAMIQ, VTAMIQLoss, score
+from vtamiq_metric._precision import autocast
+from vtamiq_metric.api import compiled_forward, pair_flops
 from vtamiq_metric.sampling import sample_patches
 
 STAGES = ("forward", "score", "files", "loss")
@@ -84,28 +78,6 @@ class Variant:
     fused_attn: bool
     precision: str  # "fp32" or "bf16"
     compile: bool = False
-
-
-def pair_flops(config: VTAMIQConfig, num_patches: int) -> int:
-    """Forward FLOPs of one image pair (see the module docstring for the formula).
-
-    Args:
-        config: the model's config.
-        num_patches: patches per image N.
-
-    Returns:
-        FLOPs (a multiply-add counts 2).
-    """
-    dim, mlp, depth = config.embed_dim, config.mlp_dim, config.depth
-    tokens = 1 + config.num_extra_tokens + num_patches
-    embed = 2 * num_patches * 3 * config.patch_size**2 * dim
-    matmuls = depth * 2 * tokens * (4 * dim * dim + 2 * dim * mlp)
-    attention = depth * 4 * tokens * tokens * dim
-    per_image = embed + matmuls + attention
-    hidden = dim // config.ca_reduction
-    diffnet = config.num_groups * (config.blocks_per_group * (dim * dim + 2 * dim * hidden) + dim * dim) + dim * dim
-    head = dim * config.head_hidden + config.head_hidden
-    return 2 * per_image + 2 * (diffnet + head)
 
 
 def make_images(count: int, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,19 +101,6 @@ def write_pngs(ref: torch.Tensor, dist: torch.Tensor, folder: Path) -> tuple[lis
             Image.fromarray(array).save(path)
             paths.append(str(path))
     return refs, dists
-
-
-def set_fused_attention(model: VTAMIQ, enabled: bool) -> None:
-    """Switch every backbone block between SDPA (True) and a materialised softmax (False)."""
-    for block in model.backbone.blocks:
-        block.attn.fused_attn = enabled
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast for ``"bf16"``, nothing for ``"fp32"``."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def peak_rss_mib() -> float:
@@ -285,7 +244,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         for num_patches in args.patches:
             for batch in args.batch_sizes:
                 for variant in variants(args):
-                    set_fused_attention(model, variant.fused_attn)
+                    model.backbone.set_fused_attention(variant.fused_attn)
                     stages = [s for s in args.stages if variant.name != BASELINE or s in ("forward", "loss")]
                     if variant.compile:
                         stages = [s for s in stages if s != "loss"]
@@ -298,7 +257,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                         rows.append(row)
                         print(f"N={num_patches:5d} B={batch:3d} {variant.name:20s} {stage:8s} "
                               f"{row['median_s'] * 1e3:10.1f} ms  {row['pairs_per_s']:9.2f} pairs/s", flush=True)
-        set_fused_attention(model, True)
+        model.backbone.set_fused_attention(True)
     overheads = add_ratios(rows)
     return {
         "schema": SCHEMA_VERSION,

@@ -11,7 +11,6 @@ Prints JSON. One KADID-10k epoch is 10,125 pairs: the script also prints the imp
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import sys
@@ -21,6 +20,7 @@ from datetime import datetime, timezone
 import torch
 
 from vtamiq_metric import VTAMIQ
+from vtamiq_metric._precision import autocast
 from vtamiq_metric.training.losses import regression_rank_loss
 
 KADID_PAIRS = 10_125
@@ -41,8 +41,7 @@ def measure(model: VTAMIQ, batch: int, patches: int, steps: int, warmup: int, de
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        context = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        with context:
+        with autocast(device, "bf16" if bf16 else "fp32"):
             pred = model(ref, dist, pos).float()
         loss = regression_rank_loss(pred, target)
         optimizer.zero_grad(set_to_none=True)

@@ -145,6 +145,7 @@ def test_public_api_is_small():
         ["VTAMIQ", "VTAMIQConfig", "VTAMIQLoss", "__version__", "list_pretrained", "load_model", "score"])
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_the_package_does_not_import_training():
     import subprocess
     import sys

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.helpers import golden_state_dict
 from vtamiq_metric import cli
 
 
@@ -95,10 +96,8 @@ def test_models_lists_registry(capsys, monkeypatch):
 
 
 def test_convert_writes_a_loadable_directory(tmp_path, capsys):
-    from test_golden import _golden_state_dict
-
     checkpoint = tmp_path / "ckpt.pth"
-    torch.save({"epoch": 1, "test_accuracy": 0.5, "model_state_dict": _golden_state_dict("paper")}, checkpoint)
+    torch.save({"epoch": 1, "test_accuracy": 0.5, "model_state_dict": golden_state_dict("paper")}, checkpoint)
     assert cli.main(["convert", str(checkpoint), "--variant", "paper2021", "--out", str(tmp_path / "out")]) == 0
     assert "57,306,274 parameters" in capsys.readouterr().out
     from vtamiq_metric import load_model

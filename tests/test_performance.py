@@ -1,5 +1,5 @@
-"""Fast paths (SDPA, bf16 autocast, torch.compile, automatic CUDA batch size) against the fp32 reference path, and
-the scoring benchmark's formula and output.
+"""Fast paths (SDPA, bf16 autocast, torch.compile, automatic CUDA batch size) against the fp32 reference path, the
+FLOP count the scoring benchmark reports, and a smoke run of the benchmark script.
 
 Tolerances, and why:
 
@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import copy
 import gc
-import importlib.util
 import json
 import shutil
+import subprocess
 import sys
 import weakref
 from pathlib import Path
@@ -70,23 +70,6 @@ def srocc(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.corrcoef(ranks)[0, 1])
 
 
-def set_fused_attention(model: VTAMIQ, enabled: bool) -> None:
-    for block in model.backbone.blocks:
-        block.attn.fused_attn = enabled
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_score", _BENCH_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
-
-
 def _compile_unavailable() -> str | None:
     if not hasattr(torch, "compile"):
         return f"torch {torch.__version__} has no torch.compile"
@@ -103,7 +86,7 @@ def _compile_unavailable() -> str | None:
 # SDPA vs materialised attention, bf16 vs fp32 (CPU)
 
 
-@pytest.mark.parametrize("preset", ["tiny", "paper2021"])
+@pytest.mark.parametrize("preset", ["tiny", pytest.param("paper2021", marks=pytest.mark.slow)])
 def test_sdpa_matches_materialised_attention_in_fp32(preset, monkeypatch):
     torch.manual_seed(0)
     model = VTAMIQ(preset).eval().requires_grad_(False)
@@ -114,10 +97,10 @@ def test_sdpa_matches_materialised_attention_in_fp32(preset, monkeypatch):
     sdpa = F.scaled_dot_product_attention
     monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
     with torch.no_grad():
-        set_fused_attention(model, False)
+        model.backbone.set_fused_attention(False)
         naive = model(*args)
         assert not calls  # really the materialised path
-        set_fused_attention(model, True)
+        model.backbone.set_fused_attention(True)
         fused = model(*args)
     assert len(calls) == model.config.depth
     torch.testing.assert_close(fused, naive, atol=1e-5, rtol=1e-5)
@@ -206,26 +189,29 @@ def test_auto_batch_size_is_unchanged_on_cpu_and_follows_free_memory_on_cuda(mon
 # The benchmark script
 
 
-def test_benchmark_flop_formula_matches_torch_flop_counter(bench):
+def test_pair_flops_matches_torch_flop_counter():
     from torch.utils.flop_counter import FlopCounterMode
 
-    assert abs(bench.pair_flops(get_preset("paper2021"), 1024) / 215e9 - 1) < 0.01  # the figure DESIGN.md quotes
+    assert abs(api.pair_flops(get_preset("paper2021"), 1024) / 215e9 - 1) < 0.01  # the figure the README quotes
     tiny = get_preset("tiny")
     for config, patches in ((tiny, 16), (tiny.replace(num_extra_tokens=3, layer_scale=True, diff_scale=True), 8)):
         torch.manual_seed(0)
         model = VTAMIQ(config).eval()
-        bench.set_fused_attention(model, False)  # plain matmuls, which the counter sees
+        model.backbone.set_fused_attention(False)  # plain matmuls, which the counter sees
         patches_t = torch.rand(1, patches, 3, 16, 16)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(patches_t, patches_t, torch.rand(1, patches, 2) * 0.99)
-        assert counter.get_total_flops() == bench.pair_flops(model.config, patches)
+        assert counter.get_total_flops() == api.pair_flops(model.config, patches)
 
 
-def test_benchmark_quick_run_writes_json_and_markdown(bench, tmp_path, capsys):
+@pytest.mark.slow  # runs the script in a subprocess
+def test_benchmark_script_quick_run_writes_json_and_markdown(tmp_path):
     out, table = tmp_path / "results.json", tmp_path / "table.md"
     argv = ["--quick", "--preset", "tiny", "--device", "cpu", "--patches", "16", "--image-size", "64", "48",
             "--out", str(out), "--markdown", str(table)]
-    assert bench.main(argv) == 0
+    done = subprocess.run([sys.executable, str(_BENCH_PATH), *argv], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     for key in ("date", "command", "device", "device_name", "torch_version", "preset", "num_params", "baseline",
                 "flops_per_pair", "measurements", "sampling_overhead", "num_threads"):
@@ -242,7 +228,7 @@ def test_benchmark_quick_run_writes_json_and_markdown(bench, tmp_path, capsys):
     assert {o["variant"] for o in result["sampling_overhead"]} == {"sdpa-fp32", "sdpa-bf16"}
     markdown = table.read_text()
     assert "| patches | batch | variant |" in markdown and "`sdpa-bf16`" in markdown
-    assert "naive-fp32" in capsys.readouterr().out
+    assert "naive-fp32" in done.stdout
 
 
 # ---------------------------------------------------------------------------------------------------------------------

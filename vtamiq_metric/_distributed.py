@@ -1,4 +1,4 @@
-"""Running under ``torchrun``: process-group set-up, rank guards, sharding and gathering of indexed results.
+"""Running under ``torchrun``: process-group set-up, rank guards, and sharding by item index.
 
 ``torchrun`` starts one process per GPU (or per CPU worker) and tells each one who it is through the environment
 variables ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (plus ``MASTER_ADDR``/``MASTER_PORT``). :func:`init_from_env`
@@ -8,7 +8,9 @@ is created and every helper here degrades to its single-process meaning (rank 0 
 them unconditionally.
 
 Sharding is by item index: rank ``r`` of ``w`` handles indices ``r, r + w, r + 2w, ...`` (:func:`shard_indices`),
-a disjoint, unpadded subset, so that after :func:`gather_indexed` every item counts exactly once, in index order.
+a disjoint, unpadded subset, so that after gathering every item counts exactly once, in index order. This is what
+``vtamiq score`` needs; the training-only pieces (the epoch sampler, the indexed gather, the all-reduce of metrics)
+live in :mod:`vtamiq_metric.training.distributed`.
 
 Example:
     >>> from vtamiq_metric import _distributed as distributed
@@ -23,28 +25,20 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset, DistributedSampler
 
 __all__ = [
     "DistContext",
-    "EpochShardSampler",
     "all_gather_objects",
-    "all_reduce_sum",
     "barrier",
     "env_ranks",
-    "gather_indexed",
     "init_from_env",
     "is_main",
-    "merge_indexed",
     "rank_world",
     "shard_indices",
     "shutdown",
@@ -209,40 +203,6 @@ def shard_indices(n: int, rank: int, world_size: int) -> range:
     return range(rank, n, world_size)
 
 
-class EpochShardSampler(DistributedSampler):
-    """A :class:`~torch.utils.data.DistributedSampler` whose epoch order is the single-process training order.
-
-    Each epoch draws one permutation of all items from a generator seeded by ``derive_seed(seed, "order", epoch)``,
-    exactly the permutation the single-process loader (``shuffle=True`` with that generator) draws; rank
-    ``r`` of ``w`` takes positions ``r, r + w, ...`` of it. With ``batch_size`` B, the items of step k on all ranks
-    together are positions ``k*w*B .. (k+1)*w*B - 1``: one global batch of ``w*B`` consecutive items, whatever ``w``.
-    ``drop_last`` is False: the permutation is padded with its first items up to a multiple of ``w`` so that every
-    rank takes the same number of steps (those few items are seen twice in that epoch). Call :meth:`set_epoch`
-    before each epoch.
-
-    Args:
-        dataset: the training items.
-        num_replicas: world size.
-        rank: this process's rank.
-        seed: the run seed (``TrainConfig.seed``).
-    """
-
-    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
-
-    def __iter__(self):
-        from .training.data import derive_seed  # lazy: `vtamiq score` uses this module without the training extras
-
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, "order", self.epoch))
-        # A shuffling DataLoader draws its workers' base seed from the generator before the permutation; drawing it
-        # here too makes the order identical to the single-process loader's (tests check this against DataLoader).
-        torch.empty((), dtype=torch.int64).random_(generator=generator)
-        order = torch.randperm(len(self.dataset), generator=generator).tolist()  # type: ignore[arg-type]
-        if order and len(order) < self.total_size:
-            order = (order * math.ceil(self.total_size / len(order)))[:self.total_size]
-        return iter(order[self.rank:self.total_size:self.num_replicas])
-
-
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` in a single-process run."""
     if not _active():
@@ -250,61 +210,3 @@ def all_gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
-
-
-def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]:
-    """Element-wise sum of ``values`` over all ranks (float64); the values themselves in a single-process run."""
-    if not _active():
-        return [float(v) for v in values]
-    tensor = torch.tensor(list(values), dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
-def merge_indexed(parts: Sequence[tuple[np.ndarray, Mapping[str, np.ndarray]]], total: int) -> dict[str, np.ndarray]:
-    """Join per-rank ``(indices, {name: values})`` into arrays ordered by index, checking each index once.
-
-    Args:
-        parts: one ``(indices, arrays)`` pair per rank; ``indices`` is (k,) int, every array is (k,) or (k, ...).
-        total: the number of items; the indices must be exactly ``0 .. total - 1``.
-
-    Returns:
-        ``{name: (total, ...) array}`` in index order, plus ``"index"`` = ``arange(total)``.
-
-    Raises:
-        ValueError: an index is missing or appears more than once, or the arrays disagree in length.
-    """
-    if not parts:
-        raise ValueError("expected at least one part to merge, got none")
-    index = np.concatenate([np.asarray(idx, dtype=np.int64).reshape(-1) for idx, _ in parts])
-    counts = np.bincount(index[(index >= 0) & (index < total)], minlength=total) if total > 0 else np.zeros(0, int)
-    outside = index[(index < 0) | (index >= total)]
-    if len(index) != total or outside.size or (counts != 1).any():
-        missing = np.flatnonzero(counts == 0)[:10].tolist()
-        repeated = np.flatnonzero(counts > 1)[:10].tolist()
-        raise ValueError(f"expected each of {total} item indices exactly once, got {len(index)} indices "
-                         f"(missing {missing}, repeated {repeated}, out of range {outside[:10].tolist()})")
-    order = np.argsort(index, kind="stable")
-    names = list(parts[0][1])
-    out: dict[str, np.ndarray] = {}
-    for name in names:
-        chunks = []
-        for idx, arrays in parts:
-            if name not in arrays:
-                raise ValueError(f"expected every part to hold {names}, got {sorted(arrays)}")
-            values = np.asarray(arrays[name])
-            if len(values) != len(idx):
-                raise ValueError(f"expected {len(idx)} values of {name!r} (one per index), got {len(values)}")
-            chunks.append(values)
-        out[name] = np.concatenate(chunks)[order]
-    out["index"] = index[order]
-    return out
-
-
-def gather_indexed(indices: np.ndarray, arrays: Mapping[str, np.ndarray], total: int) -> dict[str, np.ndarray]:
-    """Gather every rank's ``(indices, arrays)`` on every rank and merge them with :func:`merge_indexed`.
-
-    In a single-process run the local part is merged (and checked) alone.
-    """
-    local = (np.asarray(indices, dtype=np.int64), {k: np.asarray(v) for k, v in arrays.items()})
-    return merge_indexed(all_gather_objects(local), total)

@@ -68,7 +68,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageLike", "prepare_pair", "to_batch"]
+__all__ = ["ImageLike", "load_image", "prepare_pair", "to_batch"]
 
 _logger = logging.getLogger(__name__)
 
@@ -346,6 +346,26 @@ def _pil_to_batch(image: Image.Image, name: str) -> torch.Tensor:
 
 def _path_to_batch(path: str | os.PathLike[str], name: str) -> torch.Tensor:
     """Decode an image file with Pillow to float32 ``(1, 3, H, W)``."""
+    return load_image(path, name=name)[None]
+
+
+def load_image(path: str | os.PathLike[str], *, name: str = "image") -> torch.Tensor:
+    """Decode an image file: the package's one image decoder (scoring, training data, KADIS references).
+
+    Pillow opens the file and the PIL rules of the module docstring apply: 8-bit data is divided by 255, 16-bit by
+    65535, grayscale is replicated to RGB, alpha is dropped, palettes are expanded, only the first frame is used.
+
+    Args:
+        path: the image file.
+        name: what to call it in error messages, e.g. ``"ref"``.
+
+    Returns:
+        ``(3, H, W)`` float32 RGB tensor with values in ``[0, 1]``, on the CPU.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a directory, or a file Pillow cannot decode (the decoder's reason is quoted).
+    """
     file = Path(os.fspath(path))
     if not file.exists():
         raise FileNotFoundError(f"{name}: image file not found: {os.fspath(path)!r}")
@@ -354,7 +374,7 @@ def _path_to_batch(path: str | os.PathLike[str], name: str) -> torch.Tensor:
     try:
         with Image.open(file) as image:
             image.load()
-            return _pil_to_batch(image, f"{name} ({os.fspath(path)!r})")
+            return _pil_to_batch(image, f"{name} ({os.fspath(path)!r})")[0]  # (3, H, W)
     except PermissionError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:

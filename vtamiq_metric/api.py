@@ -20,28 +20,23 @@ Performance:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Literal
-
 import torch
 
 from . import hub
+from ._precision import Precision, autocast, uses_bf16
 from ._validation import ImageLike, prepare_pair
 from .model.config import VTAMIQConfig
 from .model.vtamiq import VTAMIQ
 from .sampling import SamplingConfig, sample_patches
 
 __all__ = ["auto_batch_size", "compiled_forward", "default_model_name", "estimate_pair_bytes", "forward_pairs",
-           "resolve_device", "resolve_model", "score"]
+           "pair_flops", "resolve_device", "resolve_model", "score"]
 
 _logger = logging.getLogger(__name__)
-
-Precision = Literal["auto", "fp32", "bf16"]
-_PRECISIONS = ("auto", "fp32", "bf16")
 
 _MODEL_CACHE: dict[tuple[str, str], VTAMIQ] = {}
 _CACHE_LOCK = threading.Lock()
@@ -109,15 +104,6 @@ def resolve_model(model: str | VTAMIQ | None, device: torch.device) -> VTAMIQ:
     return cached
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if not use_bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
 def compiled_forward(model: VTAMIQ) -> Callable[..., torch.Tensor]:
     """``model``'s forward wrapped with ``torch.compile``, built once per model instance and cached.
 
@@ -163,7 +149,8 @@ def forward_pairs(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, *, num_p
         num_patches: patches per image.
         seed: sampling seed.
         sampling: CAPS settings.
-        precision: ``"fp32"``, ``"bf16"`` (autocast), or ``"auto"`` (bf16 on CUDA only).
+        precision: ``"fp32"``, ``"bf16"`` (autocast), or ``"auto"`` (see :mod:`vtamiq_metric._precision`: bf16 on
+            CUDA only).
         compile: run the model through its cached ``torch.compile`` wrapper (:func:`compiled_forward`); sampling
             stays eager.
 
@@ -175,7 +162,7 @@ def forward_pairs(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, *, num_p
     ref_p = model.normalize(sample.ref.to(param.dtype))  # (B, N, 3, P, P)
     dist_p = model.normalize(sample.dist.to(param.dtype))
     forward = compiled_forward(model) if compile else model
-    with _autocast(ref.device, precision):
+    with autocast(ref.device, precision):
         out = forward(ref_p, dist_p, sample.pos.to(param.dtype), sample.scale)
     return out.float()
 
@@ -207,6 +194,39 @@ def estimate_pair_bytes(config: VTAMIQConfig, num_patches: int, height: int, wid
     patches = 6 * num_patches * 3 * config.patch_size**2 * 4
     sampler = height * width * (2 * 3 * 4 + 12 * 8)
     return 2 * (block + attention) + patches + sampler
+
+
+def pair_flops(config: VTAMIQConfig, num_patches: int) -> int:
+    """Forward FLOPs of one image pair (a multiply-add counts 2), from the config.
+
+    For ``T = 1 + num_extra_tokens + N`` tokens per image, width D, depth L, MLP width M and patch side P::
+
+        per image = 2 * N * 3P^2 * D                 patch embedding
+                  + L * 2 * T * (4 D^2 + 2 D M)      qkv (3 D^2), attention projection (D^2), MLP (2 D M)
+                  + L * 4 * T^2 * D                  attention scores Q K^T and the weighted sum A V
+        per pair  = 2 * per image + 2 * (weights of the DiffNet and head linears)
+
+    For ``paper2021`` at N = 1024 this is about 215 GFLOP per pair. Elementwise work (norms, activations, softmax) and
+    the token distance are not counted; ``torch.utils.flop_counter`` agrees exactly on the materialised-attention path
+    (tested).
+
+    Args:
+        config: the model's config.
+        num_patches: patches per image N.
+
+    Returns:
+        FLOPs per pair.
+    """
+    dim, mlp, depth = config.embed_dim, config.mlp_dim, config.depth
+    tokens = 1 + config.num_extra_tokens + num_patches
+    embed = 2 * num_patches * 3 * config.patch_size**2 * dim
+    matmuls = depth * 2 * tokens * (4 * dim * dim + 2 * dim * mlp)
+    attention = depth * 4 * tokens * tokens * dim
+    per_image = embed + matmuls + attention
+    hidden = dim // config.ca_reduction
+    diffnet = config.num_groups * (config.blocks_per_group * (dim * dim + 2 * dim * hidden) + dim * dim) + dim * dim
+    head = dim * config.head_hidden + config.head_hidden
+    return 2 * per_image + 2 * (diffnet + head)
 
 
 def auto_batch_size(config: VTAMIQConfig, num_patches: int, height: int, width: int, num_pairs: int,
@@ -318,9 +338,8 @@ def score(
     if batch_size is not None:
         chunk = batch_size
     else:
-        half = precision == "bf16" or (precision == "auto" and target.type == "cuda")
         chunk = auto_batch_size(config, num_patches, ref_t.shape[-2], ref_t.shape[-1], len(ref_t), target,
-                                half_precision=half)
+                                half_precision=uses_bf16(target, precision))
 
     runs = []
     with torch.no_grad():

@@ -25,21 +25,22 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
-import os
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._io import atomic_write_text
 from ._version import __version__
 
 if TYPE_CHECKING:
     from ._distributed import DistContext
 
-__all__ = ["main"]
+__all__ = ["main", "parse_shard", "shard_path"]
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -59,7 +60,12 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
                         help="auto = bf16 autocast on CUDA, fp32 on CPU")
 
 
-def _parse_shard(text: str) -> tuple[int, int]:
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse an ``--shard I/N`` value (``vtamiq score`` and ``vtamiq-train make-kadis``): ``"3/8"`` -> ``(3, 8)``.
+
+    Raises:
+        argparse.ArgumentTypeError: not ``I/N`` with ``0 <= I < N`` (argparse prints the message as the error).
+    """
     match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
     if match is None or not 0 <= int(match[1]) < int(match[2]):
         raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (e.g. 3/8), got {text!r}")
@@ -86,7 +92,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p_score.add_argument("--output", type=Path, help="write results to this .csv or .json file")
     p_score.add_argument("--json", action="store_true", help="print JSON instead of plain text")
     p_score.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p_score.add_argument("--shard", type=_parse_shard, metavar="I/N",
+    p_score.add_argument("--shard", type=parse_shard, metavar="I/N",
                          help="score only pairs whose index %% N == I and write OUTPUT's shard file "
                               "(STEM.shard-I-of-N.SUFFIX); join shards with `vtamiq merge-scores OUTPUT`")
     _add_scoring_options(p_score)
@@ -136,20 +142,16 @@ _SHARD_FIELDS = ["index", "total", *_FIELDS]
 
 
 def _write_results(rows: list[dict], output: Path, fields: list[str] = _FIELDS) -> None:
-    """Write rows as JSON or CSV (by suffix) through a temporary file and a rename."""
+    """Write rows as JSON or CSV (by suffix), atomically."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        if output.suffix.lower() == ".json":
-            tmp.write_text(json.dumps(rows, indent=2) + "\n")
-        else:
-            with open(tmp, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=fields)
-                writer.writeheader()
-                writer.writerows(rows)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if output.suffix.lower() == ".json":
+        atomic_write_text(output, json.dumps(rows, indent=2) + "\n")
+        return
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(output, table.getvalue(), newline="")
 
 
 def _read_results(path: Path) -> list[dict]:
@@ -304,9 +306,6 @@ def _merge_scores(output: Path) -> int:
 def _models() -> int:
     from .hub import DEFAULT_MODEL, PRETRAINED
 
-    if not PRETRAINED:
-        print("no registered weights in this version; load a local file or hf-hub:org/repo")
-        return 0
     for name in sorted(PRETRAINED):
         entry = PRETRAINED[name]
         where = f"bundled ({entry.bundled_path})" if entry.bundled_path else f"{entry.hf_hub_id}@{entry.revision}"

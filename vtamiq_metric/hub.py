@@ -1,7 +1,9 @@
-"""Pretrained weights: the registry, safetensors save/load, and Hugging Face Hub download.
+"""Where weights come from: the registry of pretrained weights, Hugging Face Hub download, and ``load_model``.
 
 Weights are ``model.safetensors`` files whose header metadata holds the model config (JSON) and provenance, next to a
-``config.json`` with the same config. Every load is strict: a missing, unexpected or mis-shaped tensor raises.
+``config.json`` with the same config (:mod:`vtamiq_metric.model.serialization`). This module only finds the file;
+:mod:`vtamiq_metric.model.weights` loads it, strictly: a missing, unexpected or mis-shaped tensor raises. The file
+helpers are re-exported here for convenience (``hub.save_pretrained``, ``hub.load_file``, ``hub.sha256sum``...).
 
 ``load_model`` accepts:
 
@@ -16,19 +18,15 @@ Hub files come through ``huggingface_hub``, so its cache, ``HF_HOME``, ``HF_HUB_
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from ._version import __version__
-from .model.config import VTAMIQConfig
-from .model.convert import build_model
+from .model.serialization import CONFIG_NAME, WEIGHTS_NAME, WeightsError, read_weights, sha256sum
 from .model.vtamiq import VTAMIQ
+from .model.weights import load_directory, load_file, save_pretrained
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -36,22 +34,14 @@ __all__ = [
     "PretrainedCfg",
     "WeightsError",
     "list_pretrained",
+    "load_file",
     "load_model",
+    "read_weights",
     "save_pretrained",
     "sha256sum",
 ]
 
-_logger = logging.getLogger(__name__)
-
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
-_CONFIG_META = "vtamiq_config"
-_PROVENANCE_META = "vtamiq_provenance"
 _PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-class WeightsError(ValueError):
-    """A weights file that cannot be used: corrupt, wrong checksum, or not matching its config."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +67,6 @@ class PretrainedCfg:
     filename: str = WEIGHTS_NAME
     bundled_path: str | None = None
     notes: str = ""
-    tags: tuple[str, ...] = field(default_factory=tuple)
 
 
 #: Registered weights.
@@ -93,7 +82,6 @@ PRETRAINED: dict[str, PretrainedCfg] = {
                   "labels) of public-domain/CC0/CC-BY photographs from scikit-image and scikit-learn; not the paper's "
                   "model and not calibrated to human scores (held-out SROCC vs 1-VSI 0.72); see "
                   "weights/MODEL_CARD.md",
-            tags=("bundled", "default"),
         ),
     )
 }
@@ -105,116 +93,6 @@ DEFAULT_MODEL: str | None = "vtamiq_tiny_patch16.kadis_synthetic"
 def list_pretrained() -> list[str]:
     """Names of the registered weights, sorted."""
     return sorted(PRETRAINED)
-
-
-def sha256sum(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Save
-
-
-def save_pretrained(model: VTAMIQ, directory: str | Path, *, provenance: dict[str, Any] | None = None) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` for ``model`` into ``directory``.
-
-    The safetensors metadata holds the config JSON, the package version and ``provenance`` (merged over
-    ``model.provenance``). Tensors are saved contiguous and on the CPU, in the model's dtype.
-
-    Returns:
-        ``directory`` as a Path.
-    """
-    from safetensors.torch import save_file
-
-    if not isinstance(model, VTAMIQ):
-        raise TypeError(f"expected a VTAMIQ model, got {type(model).__name__}")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    info = {**model.provenance, **(provenance or {}), "vtamiq_metric_version": __version__}
-    metadata = {
-        "format": "pt",
-        _CONFIG_META: model.config.to_json(),
-        _PROVENANCE_META: json.dumps(info, sort_keys=True, default=str),
-    }
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
-    config_text = json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n"
-    _atomic_write(directory / CONFIG_NAME, lambda tmp: tmp.write_text(config_text))
-    return directory
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Load
-
-
-def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and header metadata of a safetensors file; corrupt files raise :class:`WeightsError`."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as exc:  # safetensors raises its own error types for truncated or garbled headers and data
-        raise WeightsError(f"cannot read weights file {path}: it is not a valid safetensors file ({exc})") from exc
-    return tensors, metadata
-
-
-def load_file(path: str | Path, *, config: VTAMIQConfig | None = None, sha256: str | None = None) -> VTAMIQ:
-    """Load one safetensors file strictly.
-
-    Args:
-        path: the ``.safetensors`` file.
-        config: the config to build; if None it is read from the file's metadata.
-        sha256: expected checksum; checked before anything is parsed.
-    """
-    path = Path(path)
-    if sha256 is not None:
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file not found: {path}")
-        actual = sha256sum(path)
-        if actual != sha256:
-            raise WeightsError(f"checksum mismatch for {path}: expected sha256 {sha256}, got {actual}; the file is "
-                               f"corrupt or not the registered weights (delete it to download again)")
-    tensors, metadata = read_weights(path)
-    if config is None:
-        if _CONFIG_META not in metadata:
-            raise WeightsError(f"{path} has no {_CONFIG_META!r} entry in its metadata; pass a config or load the "
-                               f"directory that holds its {CONFIG_NAME}")
-        config = VTAMIQConfig.from_json(metadata[_CONFIG_META])
-    model = build_model(config, tensors, f"weights file {path}")
-    if _PROVENANCE_META in metadata:
-        try:
-            model.provenance = json.loads(metadata[_PROVENANCE_META])
-        except json.JSONDecodeError:
-            _logger.warning("ignoring unreadable provenance metadata in %s", path)
-    return model
-
-
-def _load_directory(directory: Path) -> VTAMIQ:
-    weights = directory / WEIGHTS_NAME
-    if not weights.is_file():
-        raise FileNotFoundError(f"{directory} has no {WEIGHTS_NAME}")
-    config_file = directory / CONFIG_NAME
-    config = VTAMIQConfig.from_json(config_file.read_text()) if config_file.is_file() else None
-    return load_file(weights, config=config)
 
 
 def _hub_download(repo_id: str, filename: str, revision: str | None, cache_dir: str | Path | None) -> Path:
@@ -278,7 +156,7 @@ def load_model(name_or_path: str | Path, device: str | torch.device | None = Non
     else:
         path = Path(spec).expanduser()
         if path.is_dir():
-            model = _load_directory(path)
+            model = load_directory(path)
         elif path.is_file():
             model = load_file(path)
         elif path.suffix or "/" in spec or "\\" in spec:

@@ -221,6 +221,13 @@ def _check_int(name: str, value: object, *, minimum: int) -> int:
     return int(value)
 
 
+def _check_fits_a_patch(height: int, width: int, patch_size: int) -> None:
+    if height < patch_size or width < patch_size:
+        raise ValueError(
+            f"image smaller than a patch: expected height and width >= patch_size={patch_size}, got {height}x{width}"
+        )
+
+
 def _ceil_div(numerator: Tensor, denominator: int | Tensor) -> Tensor:
     return -torch.div(-numerator, denominator, rounding_mode="floor")
 
@@ -258,10 +265,7 @@ def effective_num_scales(height: int, width: int, patch_size: int, num_scales: i
     width = _check_int("width", width, minimum=1)
     patch_size = _check_int("patch_size", patch_size, minimum=1)
     num_scales = _check_int("num_scales", num_scales, minimum=1)
-    if height < patch_size or width < patch_size:
-        raise ValueError(
-            f"image smaller than a patch: expected height and width >= patch_size={patch_size}, got {height}x{width}"
-        )
+    _check_fits_a_patch(height, width, patch_size)
     levels = 0
     while levels < num_scales and height >= patch_size and width >= patch_size:
         levels += 1
@@ -340,10 +344,7 @@ def centre_bias(height: int, width: int, sigma: tuple[float, float] = (0.25, 0.2
     height = _check_int("height", height, minimum=1)
     width = _check_int("width", width, minimum=1)
     patch_size = _check_int("patch_size", patch_size, minimum=1)
-    if height < patch_size or width < patch_size:
-        raise ValueError(
-            f"image smaller than a patch: expected height and width >= patch_size={patch_size}, got {height}x{width}"
-        )
+    _check_fits_a_patch(height, width, patch_size)
     if len(sigma) != 2:
         raise ValueError(f"sigma: expected a (row, col) pair, got {sigma!r}")
     for value in sigma:
@@ -695,10 +696,7 @@ def sample_patches(
     elif not isinstance(config, SamplingConfig):
         raise TypeError(f"config: expected a SamplingConfig or None, got {type(config).__name__}")
     batch, _, height, width = ref.shape
-    if height < patch_size or width < patch_size:
-        raise ValueError(
-            f"image smaller than a patch: expected height and width >= patch_size={patch_size}, got {height}x{width}"
-        )
+    _check_fits_a_patch(height, width, patch_size)
     if not isinstance(per_image_draws, bool):
         raise TypeError(f"per_image_draws: expected a bool, got {type(per_image_draws).__name__}")
     gen = _resolve_generator(seed, generator)

@@ -158,11 +158,6 @@ class VTAMIQConfig:
             raise ValueError(f"sampling.num_scales ({self.sampling.num_scales}) exceeds the model's num_scales "
                              f"({self.num_scales})")
 
-    @property
-    def head_dim(self) -> int:
-        """Width of one attention head."""
-        return self.embed_dim // self.num_heads
-
     def replace(self, **changes: Any) -> VTAMIQConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)

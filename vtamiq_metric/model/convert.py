@@ -24,13 +24,12 @@ import torch.nn.functional as F
 
 from .config import VTAMIQConfig, get_preset
 from .vtamiq import VTAMIQ
+from .weights import model_from_state_dict
 
 __all__ = [
     "REFERENCE_VARIANTS",
     "backbone_from_npz",
     "backbone_from_timm",
-    "build_model",
-    "check_state_dict",
     "convert_reference_state_dict",
     "from_reference_state_dict",
     "load_backbone",
@@ -232,7 +231,7 @@ def from_reference_state_dict(state_dict: Mapping[str, Any], variant: str) -> VT
         The model in eval mode, in the checkpoint's dtype.
     """
     config, sd = convert_reference_state_dict(state_dict, variant)
-    model = build_model(config, sd, f"{variant} checkpoint")
+    model = model_from_state_dict(config, sd, f"{variant} checkpoint")
     model.provenance = {"converted_from": variant}
     return model
 
@@ -249,33 +248,6 @@ def load_reference_checkpoint(path: str | Path, variant: str) -> VTAMIQ:
     model = from_reference_state_dict(checkpoint, variant)
     model.provenance = {"converted_from": variant, "source_file": path.name}
     return model
-
-
-def build_model(config: VTAMIQConfig, state_dict: Mapping[str, torch.Tensor], what: str) -> VTAMIQ:
-    """A :class:`VTAMIQ` holding exactly ``state_dict`` (strict: names and shapes must match), in eval mode.
-
-    The module is built on the meta device and the tensors are assigned, so no time is spent on a random
-    initialisation that would be overwritten. ``what`` names the source in error messages.
-    """
-    with torch.device("meta"):
-        model = VTAMIQ(config)
-    check_state_dict(model, state_dict, what)
-    model.load_state_dict(state_dict, strict=True, assign=True)
-    return model.eval()
-
-
-def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
-    """Raise ValueError naming every missing or unexpected key, or the first key whose shape differs."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    if missing or unexpected:
-        raise ValueError(f"{what} does not match the model: missing keys {missing[:10]}, unexpected keys "
-                         f"{unexpected[:10]}")
-    for key, value in state_dict.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise ValueError(f"{what}: key {key!r} has shape {tuple(value.shape)}, the model expects "
-                             f"{tuple(expected[key].shape)}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

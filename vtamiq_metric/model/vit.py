@@ -80,6 +80,12 @@ class SparseViT(nn.Module):
         self.norm = norm_layer(dim)
         self.init_weights()
 
+    def set_fused_attention(self, enabled: bool) -> None:
+        """Run attention through ``scaled_dot_product_attention`` (True, the default) or as a materialised softmax
+        (False: the authors' computation, the baseline of ``benchmarks/bench_score.py``). The weights do not change."""
+        for block in self.blocks:
+            block.attn.fused_attn = enabled
+
     def init_weights(self) -> None:
         """Random initialisation for training from scratch (ViT conventions: truncated normal 0.02)."""
         for tensor in (self.cls_token, self.pos_embed, self.reg_token, self.scale_embed):

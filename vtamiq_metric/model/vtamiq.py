@@ -22,6 +22,7 @@ from torch import nn
 from .config import VTAMIQConfig, get_preset
 from .diffnet import DiffNet
 from .distance import TokenDistance
+from .serialization import write_pretrained
 from .vit import SparseViT
 
 __all__ = ["VTAMIQ", "QualityHead"]
@@ -173,11 +174,13 @@ class VTAMIQ(nn.Module):
         return (images - mean) / std
 
     def save_pretrained(self, directory: str | Path, *, provenance: dict[str, Any] | None = None) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (config and provenance also in its metadata).
+        """Write ``config.json`` and ``model.safetensors`` (config and provenance also in its metadata), atomically.
+
+        Args:
+            directory: the model directory (created if needed); :func:`vtamiq_metric.load_model` reads it back.
+            provenance: merged over :attr:`provenance` in the file's metadata (training data, metrics...).
 
         Returns:
             The directory written.
         """
-        from ..hub import save_pretrained
-
-        return save_pretrained(self, directory, provenance=provenance)
+        return write_pretrained(directory, self.state_dict(), self.config, {**self.provenance, **(provenance or {})})

@@ -19,33 +19,72 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
-import re
 import logging
 import sys
+import types
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import _distributed as distributed
-from .config import STAGES, TrainConfig, load_config_file
+from ..cli import parse_shard
+from .config import STAGES, DatasetOptions, TrainConfig, load_config_file
 
 __all__ = ["main", "make_kadis_main", "make_kadis_parser"]
 
 _logger = logging.getLogger(__name__)
 
-# Flags of `train` that map one-to-one onto TrainConfig fields (dest name = field name).
-_TRAIN_FLAGS: list[tuple[str, dict[str, Any]]] = [
-    ("--dataset", {}), ("--data-root", {}), ("--output", {}), ("--model-preset", {}), ("--init", {}),
-    ("--freeze", {"nargs": "*"}), ("--epochs", {"type": int}), ("--lr", {"type": float}),
-    ("--lr-milestones", {"type": int, "nargs": "*"}), ("--lr-gamma", {"type": float}),
-    ("--weight-decay", {"type": float}), ("--batch-size", {"type": int}), ("--train-patches", {"type": int}),
-    ("--eval-patches", {"type": int}), ("--eval-repeats", {"type": int}), ("--loss", {"choices": ("l1", "l2")}),
-    ("--rank-weight", {"type": float}), ("--grad-clip", {"type": float}), ("--seed", {"type": int}),
-    ("--split-seed", {"type": int}), ("--split-file", {}), ("--runs", {"type": int}), ("--workers", {"type": int}),
-    ("--precision", {"choices": ("auto", "fp32", "bf16")}), ("--device", {}),
-    ("--max-steps-per-epoch", {"type": int}),
-]
+# TrainConfig fields that are not plain flags: dataset_options has --dataset-option KEY=VALUE.
+_SPECIAL_FIELDS = ("dataset_options",)
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """Each attribute's description from the "Attributes:" section of a Google-style class docstring."""
+    docs: dict[str, str] = {}
+    name = None
+    in_section = False
+    for line in (inspect.getdoc(cls) or "").splitlines():
+        if line.strip() == "Attributes:":
+            in_section = True
+        elif in_section and line.startswith("        ") and name is not None:
+            docs[name] += " " + line.strip()
+        elif in_section and line.startswith("    ") and ":" in line:
+            name, text = line.strip().split(":", 1)
+            docs[name] = text.strip()
+        elif in_section and line.strip():
+            break
+    return docs
+
+
+def _flag_options(hint: Any) -> dict[str, Any]:
+    """``add_argument`` options for a dataclass field of type ``hint``: type, choices, nargs or a boolean action."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: the flag takes an X
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if typing.get_origin(hint) is typing.Literal:
+        return {"choices": typing.get_args(hint)}
+    if typing.get_origin(hint) is list:
+        return {"nargs": "*", "type": typing.get_args(hint)[0]}
+    return {"type": hint}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainConfig` field (``--lr-milestones`` for ``lr_milestones``), typed and documented from
+    the dataclass itself; every default is None so that only the flags given override the stage and config file."""
+    hints = typing.get_type_hints(TrainConfig)
+    docs = _attribute_docs(TrainConfig)
+    for item in dataclasses.fields(TrainConfig):
+        if item.name in _SPECIAL_FIELDS:
+            continue
+        default = item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
+        help_text = f"{docs.get(item.name, '')} (default: {default})".replace("%", "%%")
+        parser.add_argument(f"--{item.name.replace('_', '-')}", default=None, help=help_text,
+                            **_flag_options(hints[item.name]))
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -57,11 +96,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--config", type=Path, help="TOML/YAML/JSON file of TrainConfig settings")
     p_train.add_argument("--stage", choices=sorted(STAGES), help="the paper's stage presets")
     p_train.add_argument("--resume", action="store_true", help="continue from <output>/checkpoints/last.pt")
-    p_train.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p_train.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
-                         help="extra dataset reader option (repeatable), e.g. label=vsi")
-    for flag, kwargs in _TRAIN_FLAGS:
-        p_train.add_argument(flag, default=None, **kwargs)
+                         help="dataset reader option (repeatable), e.g. label=vsi; VALUE is read as JSON when it "
+                              f"parses; options: {', '.join(f.name for f in dataclasses.fields(DatasetOptions))}")
+    _add_config_flags(p_train)
 
     p_eval = sub.add_parser("evaluate", help="SROCC/KROCC/PLCC of a model on datasets")
     p_eval.add_argument("--checkpoint", required=True, help="model directory, .safetensors, run folder or name")
@@ -88,8 +126,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p_splits.add_argument("--test-fraction", type=float, default=0.2)
     p_splits.add_argument("--out", type=Path, required=True)
 
-    sub.add_parser("make-kadis", help="generate KADIS-700k distortions and VSI labels (see make-kadis --help)",
-                   add_help=False)
+    p_kadis = sub.add_parser("make-kadis", help="generate KADIS-700k distortions and VSI labels",
+                             description=_MAKE_KADIS_DESCRIPTION)
+    _add_make_kadis_arguments(p_kadis)
     return parser
 
 
@@ -109,16 +148,14 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         settings.update(STAGES[args.stage])
     if args.config:
         settings.update(load_config_file(args.config))
-    for flag, _ in _TRAIN_FLAGS:
-        dest = flag[2:].replace("-", "_")
-        value = getattr(args, dest)
-        if value is not None:
-            settings[dest] = value
+    for item in dataclasses.fields(TrainConfig):
+        value = getattr(args, item.name, None)
+        if item.name not in _SPECIAL_FIELDS and value is not None:
+            settings[item.name] = value
     if args.dataset_option:
-        settings["dataset_options"] = {**settings.get("dataset_options", {}),
-                                       **dict(_parse_option(o) for o in args.dataset_option)}
-    if args.no_progress:
-        settings["progress"] = False
+        options = settings.get("dataset_options", {})
+        options = options.to_dict() if isinstance(options, DatasetOptions) else dict(options)
+        settings["dataset_options"] = {**options, **dict(_parse_option(o) for o in args.dataset_option)}
     config = TrainConfig.from_dict(settings)
     if not config.data_root:
         raise ValueError("no data root: pass --data-root DIR (or data_root in the config file)")
@@ -238,9 +275,7 @@ def _splits(args: argparse.Namespace) -> int:
 def _configure_logging(verbose: bool) -> None:
     """INFO (DEBUG with -v) on rank 0; under torchrun the other ranks log warnings and errors only, tagged."""
     try:
-        from .._distributed import env_ranks
-
-        rank, world, _ = env_ranks()
+        rank, world, _ = distributed.env_ranks()
     except ValueError:
         rank, world = 0, 1
     level = logging.DEBUG if verbose else logging.INFO
@@ -284,109 +319,65 @@ def _parse_labels(text: str) -> list[str]:
     return names
 
 
-def _parse_shard(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
-    if match is None or not 0 <= int(match[1]) < int(match[2]):
-        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (e.g. 3/8), got {text!r}")
-    return int(match[1]), int(match[2])
+_MAKE_KADIS_DESCRIPTION = ("Distort pristine reference images with the 25 KADID/KADIS-700k distortions (our Python "
+                           "port) and label each pair (VSI by default). Resumable: rerun the same command after an "
+                           "interruption.")
 
 
-def make_kadis_parser() -> argparse.ArgumentParser:
-    """The ``vtamiq-train make-kadis`` argument parser."""
+def _add_make_kadis_arguments(parser: argparse.ArgumentParser) -> None:
     from .kadis import ALL_LEVELS, DEFAULT_SKIP_TYPES
     from .labels import LABELS
 
-    parser = argparse.ArgumentParser(
-        prog="vtamiq-train make-kadis",
-        description="Distort pristine reference images with the 25 KADID/KADIS-700k distortions (our Python port) "
-        "and label each pair (VSI by default). Resumable: rerun the same command after an interruption.",
-    )
     parser.add_argument("--refs", required=True, type=Path, help="folder of pristine images (png/jpg/bmp)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (dist_imgs/, kadis700k_scores.csv)")
-    parser.add_argument(
-        "--ref-csv", type=Path, default=None, help="KADIS-700k kadis700k_ref_imgs.csv (column 2 = type per reference)"
-    )
+    parser.add_argument("--ref-csv", type=Path, default=None,
+                        help="KADIS-700k kadis700k_ref_imgs.csv (column 2 = type per reference)")
     parser.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
-    parser.add_argument(
-        "--types-per-ref", type=int, default=1, help="types drawn per reference without --ref-csv (default 1)"
-    )
-    parser.add_argument(
-        "--levels", type=_parse_int_list, default=list(ALL_LEVELS), help="levels, e.g. '1-5' or '1,3,5' (default 1-5)"
-    )
-    parser.add_argument(
-        "--label",
-        type=_parse_labels,
-        default=["vsi"],
-        help=f"comma-separated labels among {', '.join(sorted(LABELS))}, or 'none' (default vsi)",
-    )
-    parser.add_argument(
-        "--skip-types",
-        type=_parse_int_list,
-        default=list(DEFAULT_SKIP_TYPES),
-        help="type ids never generated, e.g. '15' or 'none' (default 15: denoise, skipped by VTAMIQ)",
-    )
+    parser.add_argument("--types-per-ref", type=int, default=1,
+                        help="types drawn per reference without --ref-csv (default 1)")
+    parser.add_argument("--levels", type=_parse_int_list, default=list(ALL_LEVELS),
+                        help="levels, e.g. '1-5' or '1,3,5' (default 1-5)")
+    parser.add_argument("--label", type=_parse_labels, default=["vsi"],
+                        help=f"comma-separated labels among {', '.join(sorted(LABELS))}, or 'none' (default vsi)")
+    parser.add_argument("--skip-types", type=_parse_int_list, default=list(DEFAULT_SKIP_TYPES),
+                        help="type ids never generated, e.g. '15' or 'none' (default 15: denoise, skipped by VTAMIQ)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all CPU cores)")
     parser.add_argument("--limit", type=int, default=None, help="process only the first N references")
-    parser.add_argument(
-        "--skip-bad-refs", action="store_true", help="leave unreadable references out of the CSV instead of failing"
-    )
-    parser.add_argument(
-        "--png-compress-level", type=int, default=1, help="PNG zlib level 0-9 (default 1: fast; 6-9: smaller files)"
-    )
+    parser.add_argument("--skip-bad-refs", action="store_true",
+                        help="leave unreadable references out of the CSV instead of failing")
+    parser.add_argument("--png-compress-level", type=int, default=1,
+                        help="PNG zlib level 0-9 (default 1: fast; 6-9: smaller files)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--shard",
-        type=_parse_shard,
-        default=None,
-        metavar="I/N",
-        help="process only references k %% N == I of the sorted list (one machine of N; no CSV); then --merge",
-    )
-    mode.add_argument(
-        "--merge",
-        action="store_true",
-        help="check that the shards (same --refs/--out/settings) left nothing missing or duplicated, write the CSV",
-    )
+    mode.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
+                      help="process only references k %% N == I of the sorted list (one machine of N; no CSV); then "
+                           "--merge")
+    mode.add_argument("--merge", action="store_true",
+                      help="check that the shards (same --refs/--out/settings) left nothing missing or duplicated, "
+                           "write the CSV")
+
+
+def make_kadis_parser() -> argparse.ArgumentParser:
+    """The ``vtamiq-train make-kadis`` arguments as a parser of their own (the subcommand uses the same ones)."""
+    parser = argparse.ArgumentParser(prog="vtamiq-train make-kadis", description=_MAKE_KADIS_DESCRIPTION)
+    _add_make_kadis_arguments(parser)
     return parser
 
 
-def make_kadis_main(argv: list[str] | None = None) -> int:
-    """Command-line entry point of ``vtamiq-train make-kadis``.
+def _make_kadis(args: argparse.Namespace) -> int:
+    """Exit status 0 on success, 1 if some references failed, 2 for invalid arguments or inputs."""
+    from .kadis import KadisGenerationError, KadisSettings, generate_kadis, merge_kadis
 
-    Args:
-        argv: arguments without the program name (default: ``sys.argv[1:]``).
-
-    Returns:
-        0 on success, 1 if some references failed, 2 for invalid arguments or inputs.
-    """
-    from .kadis import KadisGenerationError, generate_kadis, merge_kadis
-
-    args = make_kadis_parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = {
-        "ref_csv": args.ref_csv,
-        "seed": args.seed,
-        "types_per_ref": args.types_per_ref,
-        "levels": args.levels,
-        "labels": args.label,
-        "skip_types": args.skip_types,
-        "limit": args.limit,
-    }
     try:
+        settings = KadisSettings(ref_csv=args.ref_csv, seed=args.seed, types_per_ref=args.types_per_ref,
+                                 levels=args.levels, labels=args.label, skip_types=args.skip_types, limit=args.limit,
+                                 png_compress_level=args.png_compress_level)
         if args.merge:
-            print(merge_kadis(args.refs, args.out, **settings))
-            return 0
-        path = generate_kadis(
-            args.refs,
-            args.out,
-            **settings,
-            workers=args.workers,
-            on_error="skip" if args.skip_bad_refs else "raise",
-            png_compress_level=args.png_compress_level,
-            progress=not args.no_progress,
-            shard=args.shard,
-        )
+            path = merge_kadis(args.refs, args.out, settings)
+        else:
+            path = generate_kadis(args.refs, args.out, settings, workers=args.workers,
+                                  on_error="skip" if args.skip_bad_refs else "raise", progress=not args.no_progress,
+                                  shard=args.shard)
     except KadisGenerationError as error:
         print(f"vtamiq-train make-kadis: error: {error}", file=sys.stderr)
         return 1
@@ -397,14 +388,24 @@ def make_kadis_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def make_kadis_main(argv: Sequence[str] | None = None) -> int:
+    """``vtamiq-train make-kadis ARGS``: the same as ``main(["make-kadis", *argv])``.
+
+    Args:
+        argv: arguments after ``make-kadis`` (default: ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 1 if some references failed, 2 for invalid arguments or inputs.
+    """
+    return main(["make-kadis", *(sys.argv[1:] if argv is None else argv)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``vtamiq-train``; returns the exit status (0 ok, 1 error, 2 usage, 130 interrupted)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "make-kadis":
-        return make_kadis_main(argv[1:])
     args = _build_parser().parse_args(argv)
     _configure_logging(args.verbose)
-    handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "splits": _splits}
+    handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "splits": _splits,
+                "make-kadis": _make_kadis}
     try:
         return handlers[args.command](args)
     except (OSError, ValueError, KeyError, TypeError, FloatingPointError) as exc:

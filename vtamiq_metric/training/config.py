@@ -17,16 +17,91 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["STAGES", "TrainConfig", "load_config_file"]
+from .._precision import PRECISIONS, Precision
 
-_LOSSES = ("l1", "l2")
-_PRECISIONS = ("auto", "fp32", "bf16")
+__all__ = ["STAGES", "DatasetOptions", "TrainConfig", "load_config_file"]
+
+Loss = Literal["l1", "l2"]
+_LOSSES = typing.get_args(Loss)
 
 
+@dataclass(frozen=True)
+class DatasetOptions:
+    """Options for the dataset reader, passed as ``get_dataset(name, root, **options.kwargs())``.
+
+    None (the default of every field) leaves the reader's own default. A reader accepts only the options of its
+    constructor: an option it does not take (e.g. ``label`` for ``kadid10k``) raises ``TypeError`` naming it when the
+    dataset is opened. In a config file the options form a table (TOML ``dataset_options = {label = "vsi"}``); on the
+    command line, ``--dataset-option KEY=VALUE`` (repeatable, VALUE read as JSON when it parses).
+
+    Attributes:
+        label: ``kadis700k``: the label column used as the score (``"vsi"`` in the paper).
+        exclude_types: ``kadis700k``: KADID type ids (1-25) to drop.
+        linearize: histogram-equalise the targets (every reader; default True except ``pieapp_test``).
+        validate_images: decode every image once when the dataset is opened.
+        skip_missing: drop pairs whose images are missing (with a warning) instead of raising.
+        higher_is_better: ``csv``: whether the CSV's score is higher-is-better (``csv`` requires it).
+        label_file: ``csiq``: the label file to read instead of the official one.
+        scores: ``live``: ``"realigned"`` or ``"original"`` DMOS.
+        parts: ``pieapp``: the parts to read, e.g. ``["train"]`` or ``["train", "val"]``.
+        probability: ``pieapp``: ``"processed"`` or ``"raw"`` preference probabilities.
+    """
+
+    label: str | None = None
+    exclude_types: tuple[int, ...] | None = None
+    linearize: bool | None = None
+    validate_images: bool | None = None
+    skip_missing: bool | None = None
+    higher_is_better: bool | None = None
+    label_file: str | None = None
+    scores: str | None = None
+    parts: tuple[str, ...] | None = None
+    probability: str | None = None
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if value is None:
+                continue
+            kind = typing.get_args(typing.get_type_hints(DatasetOptions)[item.name])[0]  # X of "X | None"
+            if typing.get_origin(kind) is tuple:
+                element = typing.get_args(kind)[0]
+                if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not all(
+                        isinstance(v, element) and not isinstance(v, bool) for v in value):
+                    raise ValueError(f"dataset option {item.name} must be a list of {element.__name__}, got {value!r}")
+                object.__setattr__(self, item.name, tuple(value))
+            elif not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                raise ValueError(f"dataset option {item.name} must be a {kind.__name__}, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetOptions:
+        """Build from a dict of options; unknown keys raise with the list of known ones."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"dataset_options must be a table of reader options, got {type(data).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"unknown dataset options {unknown}; known options are {known}")
+        return cls(**data)
+
+    def kwargs(self) -> dict[str, Any]:
+        """The options that are set (not None), as keyword arguments for the reader."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of the options that are set (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.kwargs().items()}
+
+
+# Like VTAMIQConfig (model/config.py), a flat dataclass of typed fields with defaults, documented in "Attributes:" and
+# checked in __post_init__; the command line derives its flags from these fields and their docstring
+# (training/cli.py), so the similar shape of the two configs is deliberate.
 @dataclass
 class TrainConfig:
     """One training run.
@@ -34,7 +109,8 @@ class TrainConfig:
     Attributes:
         dataset: dataset name (see ``vtamiq_metric.training.datasets.DATASETS``).
         data_root: folder holding the dataset in its official layout.
-        dataset_options: extra keyword arguments for the dataset reader (e.g. ``{"label": "vsi"}`` for KADIS-700k).
+        dataset_options: options for the dataset reader (:class:`DatasetOptions`, e.g. ``label="vsi"`` for
+            KADIS-700k); a dict of them is accepted and converted.
         output: run folder (checkpoints, metrics, exported model).
         model_preset: ``VTAMIQConfig`` preset of a model built from scratch.
         init: initial weights: ``npz:PATH`` (Google ViT-B/16 .npz), ``timm:PATH`` (a timm ViT state_dict file), or
@@ -71,7 +147,7 @@ class TrainConfig:
 
     dataset: str = "kadid10k"
     data_root: str = ""
-    dataset_options: dict[str, Any] = field(default_factory=dict)
+    dataset_options: DatasetOptions = field(default_factory=DatasetOptions)
     output: str = "runs/vtamiq"
     model_preset: str = "paper2021"
     init: str | None = None
@@ -85,7 +161,7 @@ class TrainConfig:
     train_patches: int = 256
     eval_patches: int = 1024
     eval_repeats: int = 1
-    loss: str = "l1"
+    loss: Loss = "l1"
     rank_weight: float = 1.0
     grad_clip: float = 1.0
     seed: int = 0
@@ -95,7 +171,7 @@ class TrainConfig:
     test_fraction: float = 0.2
     runs: int = 1
     workers: int = 2
-    precision: str = "auto"
+    precision: Precision = "auto"
     device: str | None = None
     max_steps_per_epoch: int | None = None
     progress: bool = True
@@ -109,18 +185,20 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.workers must be >= 0, got {self.workers!r}")
         if self.loss not in _LOSSES:
             raise ValueError(f"TrainConfig.loss must be one of {_LOSSES}, got {self.loss!r}")
-        if self.precision not in _PRECISIONS:
-            raise ValueError(f"TrainConfig.precision must be one of {_PRECISIONS}, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.lr <= 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ValueError(f"TrainConfig.max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
         self.lr_milestones = [int(m) for m in self.lr_milestones]
         self.freeze = list(self.freeze)
+        if not isinstance(self.dataset_options, DatasetOptions):
+            self.dataset_options = DatasetOptions.from_dict(self.dataset_options)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of every field."""
-        return dataclasses.asdict(self)
+        """JSON-able dict of every field (``dataset_options`` holds only the options that are set)."""
+        return {**dataclasses.asdict(self), "dataset_options": self.dataset_options.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -1,43 +1,27 @@
 """Torch datasets that decode image pairs and draw CAPS patches inside DataLoader workers.
 
-Every item's patch positions come from a seed derived from ``(run seed, epoch, item index)``: each epoch sees fresh
-positions for every image (the paper's "fresh CAPS draws every time an image is seen"), and a resumed run draws
-exactly what the uninterrupted run would have drawn, whatever the number of workers.
+Every item's patch positions come from a seed derived from ``(run seed, epoch, item index)``
+(:func:`.seeds.derive_seed`): each epoch sees fresh positions for every image (the paper's "fresh CAPS draws every time
+an image is seen"), and a resumed run draws exactly what the uninterrupted run would have drawn, whatever the number
+of workers. Images are decoded with the package's one decoder, :func:`vtamiq_metric._validation.load_image`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
+from .._validation import load_image
 from ..sampling import PatchSample, SamplingConfig, extract_patches, sample_patches
 from .datasets.base import IQARecord, PairwiseRecord
+from .seeds import derive_seed
 
-__all__ = ["PairPatches", "TripletPatches", "derive_seed", "load_image", "collate"]
-
-
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed from any parts (stable across processes and Python versions)."""
-    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-def load_image(path: Path) -> torch.Tensor:
-    """Decode an image file to a (3, H, W) float32 tensor in [0, 1] (RGB; grayscale replicated, alpha dropped)."""
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot decode image {path}: {exc}") from exc
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255)  # (3, H, W)
+# ``derive_seed`` and ``load_image`` are re-exported: they are what a data pipeline needs, defined where they belong
+# (:mod:`.seeds`, :mod:`vtamiq_metric._validation`).
+__all__ = ["PairPatches", "TripletPatches", "collate", "derive_seed", "load_image"]
 
 
 def _check_same_size(paths: Sequence[Path], images: Sequence[torch.Tensor]) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats
 from scipy.optimize import OptimizeWarning, curve_fit
 
-from .datasets.targets import _as_scores, logistic5
+from .datasets.targets import as_scores, logistic5
 
 __all__ = ["METRICS", "aggregate_runs", "correlations", "cross_dataset_table"]
 
@@ -45,11 +45,11 @@ def _as_vector(values: Any, what: str) -> np.ndarray:
         values = values.detach().cpu().numpy()
     try:
         shape = np.shape(values)
-    except ValueError:  # ragged input: let _as_scores report it
+    except ValueError:  # ragged input: let as_scores report it
         shape = (0,)
     if len(shape) != 1 and math.prod(shape) == max(shape, default=1):  # scalar, (N, 1), (1, N): squeeze to (N,)
         values = np.reshape(values, -1)
-    return _as_scores(values, what)
+    return as_scores(values, what)
 
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, str]:

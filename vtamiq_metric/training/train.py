@@ -11,6 +11,8 @@ validating every epoch. A run never loses work:
 - Ctrl-C stops after the last completed epoch's checkpoint, and the run can be resumed;
 - metrics go to ``<output>/metrics.jsonl`` and ``metrics.csv`` (and TensorBoard when it is installed).
 
+Checkpoints, ``best/``, RNG states and the metric log are written by :mod:`.checkpoint`.
+
 Several processes (``torchrun --nproc_per_node=N vtamiq-train train ...``, one process per GPU, or per CPU worker with
 gloo; see :mod:`.distributed`): the model is wrapped in ``DistributedDataParallel`` and each rank trains on its share
 of every epoch's permutation (:class:`.distributed.EpochShardSampler`, the same permutation as a single-process run).
@@ -35,13 +37,8 @@ of every epoch's permutation (:class:`.distributed.EpochShardSampler`, the same 
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import json
 import logging
-import math
-import os
-import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -53,24 +50,26 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler, Subset
 
-from ..hub import load_model, save_pretrained
+from .. import _distributed
+from .._precision import autocast
+from ..hub import load_model
 from ..model.config import get_preset
 from ..model.convert import backbone_from_npz, backbone_from_timm, load_backbone
 from ..model.vtamiq import VTAMIQ
-from .. import _distributed as distributed
+from . import checkpoint
 from .config import TrainConfig
-from .data import PairPatches, TripletPatches, collate, derive_seed
+from .data import PairPatches, TripletPatches, collate
 from .datasets import get_dataset
 from .datasets.base import IQADataset, PairwiseDataset
 from .datasets.splits import Split, make_split, split_dataset
+from .distributed import EpochShardSampler, all_reduce_sum, gather_indexed
 from .evaluate import aggregate_runs, correlations
 from .losses import preference_loss, preference_probability, regression_rank_loss
+from .seeds import derive_seed
 
-__all__ = ["RunResult", "build_model", "fit", "predict", "run"]
+__all__ = ["RunResult", "fit", "initial_model", "predict", "run"]
 
 _logger = logging.getLogger(__name__)
-
-CHECKPOINT_NAME = "last.pt"
 
 
 @dataclass
@@ -88,14 +87,12 @@ class RunResult:
 # Set-up
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def initial_model(config: TrainConfig) -> VTAMIQ:
+    """The model a run starts from: ``config.init`` weights, or the preset with a seeded random initialisation.
 
-
-def build_model(config: TrainConfig) -> VTAMIQ:
-    """The model a run starts from: ``config.init`` weights, or the preset with a seeded random initialisation."""
+    Seeds the global torch RNG with ``config.seed`` first (the initialisation draws from it), then freezes the
+    parameters named by ``config.freeze``.
+    """
     torch.manual_seed(config.seed)
     init = config.init
     if init is not None and not init.startswith(("npz:", "timm:")):
@@ -158,7 +155,7 @@ def _scores(model: VTAMIQ, batch: dict, key: str, device: torch.device, precisio
     ref = model.normalize(batch["ref"].to(device, non_blocking=True))
     dist = model.normalize(batch[key].to(device, non_blocking=True))
     scale = batch["scale"].to(device) if batch["scale"] is not None else None
-    with _autocast(device, precision):
+    with autocast(device, precision):
         return model(ref, dist, batch["pos"].to(device), scale).float()
 
 
@@ -209,8 +206,8 @@ def predict(model: VTAMIQ, items: PairPatches | TripletPatches, config: TrainCon
     """
     model.eval()
     pairwise = isinstance(items, TripletPatches)
-    rank, world = distributed.rank_world() if shard else (0, 1)
-    source = items if world == 1 else Subset(items, list(distributed.shard_indices(len(items), rank, world)))
+    rank, world = _distributed.rank_world() if shard else (0, 1)
+    source = items if world == 1 else Subset(items, list(_distributed.shard_indices(len(items), rank, world)))
     totals: dict[str, np.ndarray] = {}
     index = np.zeros(0, dtype=np.int64)
     for repeat in range(repeats):
@@ -233,7 +230,7 @@ def predict(model: VTAMIQ, items: PairPatches | TripletPatches, config: TrainCon
     if world > 1:
         if not out:  # an empty shard (fewer items than ranks) still has to take part in the gather
             out = {key: np.zeros(0) for key in (("pred", "pred_b", "target") if pairwise else ("pred", "target"))}
-        out = distributed.gather_indexed(index, out, len(items))
+        out = gather_indexed(index, out, len(items))
     else:
         out["index"] = index
     if pairwise:
@@ -257,111 +254,82 @@ def _validate(model: VTAMIQ, items, config: TrainConfig, device: torch.device, *
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Checkpoints and logs
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _rng_state(device: torch.device | None = None) -> dict[str, Any]:
-    """This process's RNG states; with ``device`` (distributed runs) only that GPU's CUDA state."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        if device is not None and device.type == "cuda":
-            state["cuda_device"] = torch.cuda.get_rng_state(device)
-        elif device is None:
-            state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if not torch.cuda.is_available():
-        return
-    if device is None:
-        if "cuda" in state:
-            torch.cuda.set_rng_state_all(state["cuda"])
-    elif device.type == "cuda":
-        if "cuda_device" in state:
-            torch.cuda.set_rng_state(state["cuda_device"], device)
-        elif "cuda" in state and device.index is not None and device.index < len(state["cuda"]):
-            torch.cuda.set_rng_state(state["cuda"][device.index], device)
-
-
-def _save_best(model: VTAMIQ, output: Path, info: dict[str, Any]) -> Path:
-    best = output / "best"
-    staging = output / ".best.tmp"
-    if staging.exists():
-        for child in staging.iterdir():
-            child.unlink()
-    save_pretrained(model, staging, provenance=info)
-    best.mkdir(exist_ok=True)
-    for child in staging.iterdir():
-        os.replace(child, best / child.name)
-    staging.rmdir()
-    return best
-
-
-class _MetricLog:
-    def __init__(self, output: Path) -> None:
-        self.jsonl = output / "metrics.jsonl"
-        self.csv = output / "metrics.csv"
-        self.writer = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(output / "tensorboard"))
-        except ImportError:
-            _logger.debug("TensorBoard not installed; metrics go to JSONL and CSV only")
-
-    def truncate_after(self, epoch: int) -> None:
-        """Drop rows of epochs after ``epoch`` (written by a run that was interrupted before its checkpoint)."""
-        if not self.jsonl.exists():
-            return
-        rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
-        self._rewrite([row for row in rows if row["epoch"] <= epoch])
-
-    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
-        self.jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        keys = sorted({key for row in rows for key in row}, key=lambda k: (k != "epoch", k))
-        with open(self.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def append(self, row: dict[str, Any]) -> None:
-        rows = [json.loads(line) for line in self.jsonl.read_text().splitlines()] if self.jsonl.exists() else []
-        self._rewrite(rows + [row])
-        if self.writer is not None:
-            for key, value in row.items():
-                if isinstance(value, (int, float)) and key != "epoch" and math.isfinite(value):
-                    self.writer.add_scalar(key, value, row["epoch"])
-            self.writer.flush()
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # The loop
 
 
-def _restore_rng(state: dict[str, Any], ctx: distributed.DistContext, config: TrainConfig, epoch: int) -> None:
-    if not ctx.distributed:
-        _set_rng_state(state["rng"])
-        return
-    per_rank = state.get("rng_ranks")
-    if per_rank is not None and len(per_rank) == ctx.world_size:
-        _set_rng_state(per_rank[ctx.rank], ctx.device)
-        return
-    # Saved with another number of processes: rank 0's state everywhere, then distinct streams on ranks > 0.
-    _set_rng_state(state["rng"], ctx.device)
-    if ctx.rank > 0:
-        torch.manual_seed(derive_seed(config.seed, "rank", ctx.rank, epoch))
+def _split_dataset(config: TrainConfig, split_seed: int, output: Path | None, ctx: _distributed.DistContext
+                   ) -> tuple[Any, Any, Any, bool]:
+    """The dataset split by reference image (``split.json`` written by rank 0): ``(train, val, test, pairwise)``."""
+    dataset = get_dataset(config.dataset, config.data_root, **config.dataset_options.kwargs())
+    train_set, val_set, test_set = split_dataset(dataset, _split(config, dataset, split_seed, output))
+    if ctx.is_main:
+        _logger.info("%s: %d train, %d val, %d test items", config.dataset, len(train_set), len(val_set),
+                     len(test_set))
+    return train_set, val_set, test_set, isinstance(dataset, PairwiseDataset)
+
+
+def _optimizer(model: VTAMIQ, config: TrainConfig) -> tuple[list[torch.Tensor], torch.optim.Optimizer,
+                                                              torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW over the trainable parameters with the step decay of ``lr_milestones``/``lr_gamma``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.lr_milestones,
+                                                     gamma=config.lr_gamma)
+    return params, optimizer, scheduler
+
+
+def _train_epoch(forward: torch.nn.Module, items: PairPatches | TripletPatches, epoch: int, *, config: TrainConfig,
+                 ctx: _distributed.DistContext, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
+                 sampler: EpochShardSampler | None, pairwise: bool) -> tuple[float, float]:
+    """One epoch of optimisation; returns the mean training loss and the pairs per second (both over all ranks)."""
+    forward.train()
+    items.set_epoch(epoch)
+    started = time.perf_counter()
+    losses, seen = [], 0
+    if sampler is None:
+        batches = _loader(items, config, shuffle_seed=derive_seed(config.seed, "order", epoch))
+    else:
+        sampler.set_epoch(epoch)
+        batches = _loader(items, config, shuffle_seed=None, sampler=sampler)
+    steps = len(batches) if config.max_steps_per_epoch is None else min(len(batches), config.max_steps_per_epoch)
+    for step, batch in enumerate(_progress(batches, config.progress and ctx.is_main, total=steps,
+                                           desc=f"epoch {epoch}")):
+        if step >= steps:
+            break
+        loss = _loss(forward, batch, config, ctx.device, pairwise)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}, step {step}"
+                                     + (f" on rank {ctx.rank}" if ctx.distributed else ""))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        losses.append(loss.item())
+        seen += len(batch["target"])
+    elapsed = time.perf_counter() - started
+    if ctx.distributed:
+        loss_sum, loss_count, seen_all = all_reduce_sum([sum(losses), len(losses), seen], ctx.device)
+        train_loss, seen = loss_sum / max(loss_count, 1), int(seen_all)
+    else:
+        train_loss = float(np.mean(losses))
+    return train_loss, seen / elapsed if elapsed > 0 else float("nan")
+
+
+def _test(output: Path, items: PairPatches | TripletPatches, config: TrainConfig, ctx: _distributed.DistContext,
+          pairwise: bool) -> dict[str, Any] | None:
+    """Test metrics of ``<output>/best`` (written to ``test.json`` by rank 0); None without a test split."""
+    if len(items) == 0:
+        return None
+    best = load_model(output / "best", device=ctx.device)
+    preds = predict(best, items, config, ctx.device, repeats=config.eval_repeats, tag="test", shard=ctx.distributed)
+    if pairwise:
+        test = {"preference_mae": float(np.abs(preds["prob"] - preds["target"]).mean())}
+    else:
+        test = correlations(preds["pred"], preds["target"])
+    if ctx.is_main:
+        (output / "test.json").write_text(json.dumps(test, indent=2, default=float) + "\n")
+    return test
 
 
 def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = None,
@@ -378,25 +346,17 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
         A :class:`RunResult` with the best epoch, its validation score, and test metrics when there is a test split
         (the same on every rank).
     """
-    ctx = distributed.init_from_env(config.device)
-    main = ctx.is_main
-    device = ctx.device
+    ctx = _distributed.init_from_env(config.device)
     output = Path(output or config.output)
     split_seed = config.split_seed if split_seed is None else split_seed
-    if main:
+    if ctx.is_main:
         (output / "checkpoints").mkdir(parents=True, exist_ok=True)
         (output / "config.json").write_text(json.dumps({**config.to_dict(), "split_seed": split_seed}, indent=2)
                                             + "\n")
+    train_set, val_set, test_set, pairwise = _split_dataset(config, split_seed, output if ctx.is_main else None,
+                                                            ctx)
 
-    dataset = get_dataset(config.dataset, config.data_root, **config.dataset_options)
-    pairwise = isinstance(dataset, PairwiseDataset)
-    split = _split(config, dataset, split_seed, output if main else None)
-    train_set, val_set, test_set = split_dataset(dataset, split)
-    if main:
-        _logger.info("%s: %d train, %d val, %d test items", config.dataset, len(train_set), len(val_set),
-                     len(test_set))
-
-    model = build_model(config).to(device)
+    model = initial_model(config).to(ctx.device)
     if ctx.rank > 0:  # same initial weights (seeded above) but distinct dropout streams per rank
         torch.manual_seed(derive_seed(config.seed, "rank", ctx.rank))
     wrap = TripletPatches if pairwise else PairPatches
@@ -404,120 +364,52 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
     train_items = wrap(train_set.records, config.train_patches, patch, sampling, config.seed)
     val_items = wrap(val_set.records, config.eval_patches, patch, sampling, config.seed)
     test_items = wrap(test_set.records, config.eval_patches, patch, sampling, config.seed)
+    params, optimizer, scheduler = _optimizer(model, config)
+    log = checkpoint.MetricLog(output) if ctx.is_main else None
+    last = output / "checkpoints" / checkpoint.CHECKPOINT_NAME
+    state = dict(model=model, optimizer=optimizer, scheduler=scheduler)
+    progress = checkpoint.resume(last, **state, ctx=ctx, seed=config.seed, log=log) if resume else checkpoint.Progress()
+    starts = _distributed.all_gather_objects(progress.start_epoch)
+    if len(set(starts)) != 1:
+        raise ValueError(f"expected every rank to start at the same epoch, got {starts}; the output folder {output} "
+                         f"must be on a filesystem that every node sees")
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.lr_milestones,
-                                                     gamma=config.lr_gamma)
-    log = _MetricLog(output) if main else None
-    checkpoint_path = output / "checkpoints" / CHECKPOINT_NAME
-    start_epoch, best_score, best_epoch = 0, -math.inf, -1
-    if resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
-        _restore_rng(state, ctx, config, start_epoch)
-        if log is not None:
-            log.truncate_after(state["epoch"])
-        if main:
-            _logger.info("resumed from %s after epoch %d (saved by %d process(es), now %d)", checkpoint_path,
-                         state["epoch"], state.get("world_size", 1), ctx.world_size)
-    elif resume and main:
-        _logger.warning("no checkpoint at %s; starting from scratch", checkpoint_path)
-    if ctx.distributed:
-        starts = distributed.all_gather_objects(start_epoch)
-        if len(set(starts)) != 1:
-            raise ValueError(f"expected every rank to start at the same epoch, got {starts}; the output folder "
-                             f"{output} must be on a filesystem that every node sees")
-
-    forward: torch.nn.Module = _TrainForward(model, device, config.precision, pairwise)
+    forward: torch.nn.Module = _TrainForward(model, ctx.device, config.precision, pairwise)
     sampler = None
     if ctx.distributed:
-        forward = DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
-        sampler = distributed.EpochShardSampler(train_items, num_replicas=ctx.world_size, rank=ctx.rank,
-                                                seed=config.seed)
-
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        forward = DistributedDataParallel(forward, device_ids=device_ids)
+        sampler = EpochShardSampler(train_items, num_replicas=ctx.world_size, rank=ctx.rank, seed=config.seed)
     try:
-        for epoch in range(start_epoch, config.epochs):
-            forward.train()
-            train_items.set_epoch(epoch)
-            started = time.perf_counter()
-            losses, seen = [], 0
-            if sampler is None:
-                batches = _loader(train_items, config, shuffle_seed=derive_seed(config.seed, "order", epoch))
-            else:
-                sampler.set_epoch(epoch)
-                batches = _loader(train_items, config, shuffle_seed=None, sampler=sampler)
-            steps = len(batches) if config.max_steps_per_epoch is None else min(len(batches),
-                                                                                config.max_steps_per_epoch)
-            shown = config.progress and main
-            for step, batch in enumerate(_progress(batches, shown, total=steps, desc=f"epoch {epoch}")):
-                if step >= steps:
-                    break
-                loss = _loss(forward, batch, config, device, pairwise)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}, step {step}"
-                                             + (f" on rank {ctx.rank}" if ctx.distributed else ""))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                optimizer.step()
-                losses.append(loss.item())
-                seen += len(batch["target"])
-            elapsed = time.perf_counter() - started
+        for epoch in range(progress.start_epoch, config.epochs):
+            train_loss, pairs_per_second = _train_epoch(forward, train_items, epoch, config=config, ctx=ctx,
+                                                        optimizer=optimizer, params=params, sampler=sampler,
+                                                        pairwise=pairwise)
             scheduler.step()
-            if ctx.distributed:
-                loss_sum, loss_count, seen_all = distributed.all_reduce_sum([sum(losses), len(losses), seen], device)
-                train_loss, seen = loss_sum / max(loss_count, 1), int(seen_all)
-            else:
-                train_loss = float(np.mean(losses))
-            val = _validate(model, val_items, config, device, shard=ctx.distributed)
-            row = {"epoch": epoch, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
-                   "pairs_per_second": seen / elapsed if elapsed > 0 else float("nan"),
-                   **{f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}}
-            selection = val["selection"]
-            improved = best_epoch < 0 or (math.isfinite(selection) and selection > best_score)
-            if improved:
-                best_score, best_epoch = (selection if math.isfinite(selection) else -math.inf), epoch
-            rng = _rng_state(device if ctx.distributed else None)
-            rng_ranks = distributed.all_gather_objects(rng) if ctx.distributed else None
-            if main:
+            val = _validate(model, val_items, config, ctx.device, shard=ctx.distributed)
+            improved = progress.update(epoch, val["selection"])
+            rng = checkpoint.rng_state(ctx.device if ctx.distributed else None)
+            rng_ranks = _distributed.all_gather_objects(rng) if ctx.distributed else None
+            if ctx.is_main:
                 if improved:
-                    _save_best(model, output, {"dataset": config.dataset, "epoch": epoch, "val": val,
-                                               "seed": config.seed, "split_seed": split_seed})
-                log.append(row)
-                checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict(), "rng": rng, "epoch": epoch,
-                              "best_score": best_score, "best_epoch": best_epoch, "config": config.to_dict(),
-                              "world_size": ctx.world_size}
-                if rng_ranks is not None:
-                    checkpoint["rng_ranks"] = rng_ranks
-                _atomic_torch_save(checkpoint, checkpoint_path)
-                _logger.info("epoch %d: loss %.4f, val %s", epoch, row["train_loss"], val.get("selection"))
-            distributed.barrier()  # best/ and last.pt are complete before any rank goes on
+                    checkpoint.save_best(model, output, {"dataset": config.dataset, "epoch": epoch, "val": val,
+                                                         "seed": config.seed, "split_seed": split_seed})
+                log.append({"epoch": epoch, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
+                            "pairs_per_second": pairs_per_second,
+                            **{f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}})
+                checkpoint.save_checkpoint(last, **state, epoch=epoch, progress=progress, config=config.to_dict(),
+                                           rng=rng, world_size=ctx.world_size, rng_ranks=rng_ranks)
+                _logger.info("epoch %d: loss %.4f, val %s", epoch, train_loss, val.get("selection"))
+            _distributed.barrier()  # best/ and last.pt are complete before any rank goes on
     except KeyboardInterrupt:
-        if main:
-            _logger.warning("interrupted; the last completed epoch is checkpointed in %s, resume with --resume",
-                            checkpoint_path)
+        if ctx.is_main:
+            _logger.warning("interrupted; the last completed epoch is checkpointed in %s, resume with --resume", last)
         raise
 
-    test = None
-    if len(test_items) > 0:
-        best = load_model(output / "best", device=device)
-        preds = predict(best, test_items, config, device, repeats=config.eval_repeats, tag="test",
-                        shard=ctx.distributed)
-        if pairwise:
-            test = {"preference_mae": float(np.abs(preds["prob"] - preds["target"]).mean())}
-        else:
-            test = correlations(preds["pred"], preds["target"])
-        if main:
-            (output / "test.json").write_text(json.dumps(test, indent=2, default=float) + "\n")
-    distributed.barrier()
-    return RunResult(output=output, best_dir=output / "best", best_epoch=best_epoch, best_score=best_score,
-                     test=test)
+    test = _test(output, test_items, config, ctx, pairwise)
+    _distributed.barrier()
+    return RunResult(output=output, best_dir=output / "best", best_epoch=progress.best_epoch,
+                     best_score=progress.best_score, test=test)
 
 
 def run(config: TrainConfig, *, resume: bool = False) -> list[RunResult]:
@@ -529,6 +421,6 @@ def run(config: TrainConfig, *, resume: bool = False) -> list[RunResult]:
     results = [fit(config, resume=resume, split_seed=config.split_seed + i, output=output / f"run_{i:02d}")
                for i in range(config.runs)]
     tests = [r.test for r in results if r.test is not None]
-    if tests and distributed.is_main():
+    if tests and _distributed.is_main():
         (output / "summary.json").write_text(json.dumps(aggregate_runs(tests), indent=2, default=float) + "\n")
     return results

@@ -21,6 +21,10 @@ Conventions shared by all readers:
   missing-file skipping or :meth:`subset`, so a subset keeps the targets of the full dataset, as in the reference code.
 - :meth:`ref_ids` lists reference identities in *natural* order (digit runs compare as numbers: ``I2`` < ``I10``),
   independent of directory listing order; records keep the order of the label file(s).
+
+Readers have the same shape on purpose: each declares ``name``, ``higher_is_better`` and ``layout``, documents the
+shared ``linearize``/``validate_images``/``skip_missing`` arguments in its own docstring and implements ``_read``, so
+that one file tells everything about one dataset (the ``duplicates`` tool lists these declarations as same-shape).
 """
 
 from __future__ import annotations
@@ -328,16 +332,16 @@ def header_index(header: Sequence[str], required: Sequence[str], source: Path) -
 
 
 def check_images(paths: Iterable[Path], dataset: str) -> None:
-    """Decode every image once with Pillow; raise ValueError naming the undecodable files."""
-    from PIL import Image
+    """Decode every image once, with the decoder training uses (:func:`vtamiq_metric._validation.load_image`); raise
+    ValueError naming the undecodable files."""
+    from ..._validation import load_image
 
     bad: list[str] = []
     for path in paths:
         try:
-            with Image.open(path) as img:
-                img.load()
-        except (OSError, ValueError, SyntaxError) as err:  # Pillow raises these for truncated or foreign data
-            bad.append(f"{path} ({err})")
+            load_image(path)
+        except (OSError, ValueError) as err:
+            bad.append(f"{path} ({err.__cause__ or err})")  # Pillow's reason, when there is one
     if bad:
         more = f"; and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
         raise ValueError(

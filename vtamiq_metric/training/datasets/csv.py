@@ -51,6 +51,7 @@ class CSVDataset(IQADataset):
     ) -> None:
         if not isinstance(higher_is_better, bool):
             raise TypeError(f"csv: expected higher_is_better as a bool, got {type(higher_is_better).__name__}")
+        # The root of this format is a file, not a folder, so base.resolve_root's checks are made here for a file.
         if not isinstance(root, (str, os.PathLike)):
             raise TypeError(f"csv: expected the CSV file path as str or Path, got {type(root).__name__}")
         csv_path = Path(root).expanduser()

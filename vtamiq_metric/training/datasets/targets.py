@@ -35,7 +35,7 @@ import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 from scipy.special import expit
 
-__all__ = ["histogram_equalize", "logistic5", "minmax_normalize", "process_scores"]
+__all__ = ["as_scores", "histogram_equalize", "logistic5", "minmax_normalize", "process_scores"]
 
 _logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def logistic5(x: np.ndarray | float, p0: float, p1: float, p2: float, p3: float,
     return p0 * (0.5 - expit(-p1 * (x - p2))) + abs(p3) * x + p4
 
 
-def _as_scores(scores: Sequence[float] | np.ndarray, what: str = "scores") -> np.ndarray:
+def as_scores(scores: Sequence[float] | np.ndarray, what: str = "scores") -> np.ndarray:
     """Return ``scores`` as a finite 1-D float64 array or raise ValueError/TypeError."""
     try:
         arr = np.asarray(scores, dtype=np.float64)
@@ -97,7 +97,7 @@ def minmax_normalize(scores: Sequence[float] | np.ndarray) -> np.ndarray:
     Raises:
         ValueError: the scores are not 1-D, not finite, or all equal.
     """
-    arr = _as_scores(scores)
+    arr = as_scores(scores)
     if arr.size == 0:
         raise ValueError("expected at least two distinct scores, got an empty array")
     lo, hi = float(arr.min()), float(arr.max())

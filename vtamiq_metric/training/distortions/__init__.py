@@ -25,6 +25,10 @@ passed Generator, never from a global state. MATLAB's unseeded global stream can
 deterministic per seed but not pixel-equal to the official KADIS-700k images. Seed each (reference, type, level)
 separately when generating a dataset.
 
+Every type's function has the same shape on purpose (an ``(H, W, 3)`` float64 image and the MATLAB level value in,
+the same Args/Returns docstring giving the KADIS values of the five levels), so that each documents its own
+parameters; the ``duplicates`` tool lists these docstrings as same-shape.
+
 Levels that are the identity in MATLAB (up to float rounding): type 1 level 1 (sigma 0.1), type 3 level 1
 (length 1), type 8 level 1 (factor 1, Lab round trip) and type 18 level 3 (offset 0).
 

@@ -39,6 +39,14 @@ COLOR_BLOCK_MIN_SIZE = _BLOCK
 """Smallest height and width (32) that hold a colour block."""
 
 
+def _checked_size(image: np.ndarray, minimum: int, what: str, why: str = "") -> tuple[int, int]:
+    """``(H, W)`` of ``image``, or ValueError naming the distortion when a side is below ``minimum`` pixels."""
+    h, w = image.shape[:2]
+    if h < minimum or w < minimum:
+        raise ValueError(f"{what}: expected an image of at least {minimum}x{minimum} pixels{why}, got {h}x{w}")
+    return h, w
+
+
 def _keys_weights(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cubic-convolution weights (a = -0.5) of the taps at floor-1, floor, floor+1, floor+2 for fraction t."""
     t2 = t * t
@@ -124,12 +132,8 @@ def non_eccentricity(image: np.ndarray, num_patches: int, rng: np.random.Generat
     Raises:
         ValueError: if the image is smaller than 48 pixels on a side.
     """
-    h, w = image.shape[:2]
-    if h < NON_ECCENTRICITY_MIN_SIZE or w < NON_ECCENTRICITY_MIN_SIZE:
-        raise ValueError(
-            f"non-eccentricity patch: expected an image of at least {NON_ECCENTRICITY_MIN_SIZE}x"
-            f"{NON_ECCENTRICITY_MIN_SIZE} pixels (16x16 patches drawn from [16, size - 32]), got {h}x{w}"
-        )
+    h, w = _checked_size(image, NON_ECCENTRICITY_MIN_SIZE, "non-eccentricity patch",
+                         " (16x16 patches drawn from [16, size - 32])")
     out = np.array(image, dtype=np.float64, copy=True)
     lo = _PATCH
     hmax, wmax = h - 2 * _PATCH, w - 2 * _PATCH
@@ -180,12 +184,7 @@ def color_block(image: np.ndarray, num_blocks: int, rng: np.random.Generator) ->
     Raises:
         ValueError: if the image is smaller than 32 pixels on a side.
     """
-    h, w = image.shape[:2]
-    if h < COLOR_BLOCK_MIN_SIZE or w < COLOR_BLOCK_MIN_SIZE:
-        raise ValueError(
-            f"colour block: expected an image of at least {COLOR_BLOCK_MIN_SIZE}x{COLOR_BLOCK_MIN_SIZE} pixels, "
-            f"got {h}x{w}"
-        )
+    h, w = _checked_size(image, COLOR_BLOCK_MIN_SIZE, "colour block")
     out = np.array(image, dtype=np.float64, copy=True)
     draws = rng.random((int(num_blocks), 5))
     for red, green, blue, ux, uy in draws:

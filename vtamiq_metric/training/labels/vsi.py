@@ -138,15 +138,6 @@ def _imresize_taps(in_len: int, out_len: int) -> tuple[torch.Tensor, torch.Tenso
     )
 
 
-def _imresize_matrix(in_len: int, out_len: int) -> np.ndarray:
-    """Dense (out_len, in_len) float64 matrix of :func:`_imresize_taps` (``resized = M @ signal``), for checks."""
-    index, weight = _imresize_taps(in_len, out_len)
-    matrix = np.zeros((out_len, in_len), dtype=np.float64)
-    rows = np.repeat(np.arange(out_len), index.shape[1])
-    np.add.at(matrix, (rows, index.numpy().ravel()), weight.numpy().ravel())
-    return matrix
-
-
 def _resize_rows(x: torch.Tensor, out_len: int) -> torch.Tensor:
     """MATLAB bilinear ``imresize`` along the rows of ``x`` (..., n, W) -> (..., out_len, W).
 

@@ -1,80 +1,18 @@
 """Golden equivalence with the authors' model classes (spec/REFERENCE.md §1.9).
 
 Weights and inputs are rebuilt with the crc32-seeded generator the golden values were computed with, converted with
-`from_reference_state_dict`, and compared to `assets/reference/reference-golden.json`: float64 within 1e-10,
+`from_reference_state_dict`, and compared to `tests/assets/reference/reference-golden.json`: float64 within 1e-10,
 float32 within 1e-5 (q) and 1e-4 on intermediate features (REFERENCE.md measures float32 drift up to ~2e-6 there).
 The JSON and key lists are copies of the spec's companion files.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import zlib
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
 
+from tests.helpers import GOLDEN, VARIANTS, drop_keys, generated_state_dict, golden_inputs, golden_state_dict
 from vtamiq_metric.model.convert import convert_reference_state_dict, from_reference_state_dict
-
-ASSETS = Path(__file__).parent / "assets" / "reference"
-GOLDEN = json.loads((ASSETS / "reference-golden.json").read_text())["model"]
-
-
-def _keys(era_file: str) -> list[tuple[str, tuple[int, ...]]]:
-    out = []
-    for line in (ASSETS / era_file).read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        key, shape = line.split("\t")
-        out.append((key, tuple(int(s) for s in shape.strip("()").split(",") if s.strip())))
-    return out
-
-
-def _drop(keys, *needles):
-    return [(k, s) for k, s in keys if not any(n in k for n in needles)]
-
-
-VARIANTS = {
-    # golden name: (our converter variant, key list, position transform is internal)
-    "head": ("head2024", _keys("keys-head2024.tsv")),
-    "head_min": ("head2024", _drop(_keys("keys-head2024.tsv"), "extra_tokens", ".ls1.", ".ls2.", "diff_scale")),
-    "rel": ("release2022", _keys("keys-release2022.tsv")),
-    "rel_noscale": ("release2022", _drop(_keys("keys-release2022.tsv"), "scale_embeddings")),
-    "paper": ("paper2021", _keys("keys-paper2021.tsv")),
-}
-
-
-@functools.lru_cache(maxsize=None)
-def _golden_state_dict(name: str) -> dict[str, torch.Tensor]:
-    return _generated_state_dict(VARIANTS[name][1])
-
-
-def _generated_state_dict(keys) -> dict[str, torch.Tensor]:
-    sd = {}
-    for key, shape in keys:
-        z = np.random.RandomState(zlib.crc32(key.encode("utf-8"))).standard_normal(size=shape)
-        last = key.split(".")[-1]
-        if key.endswith("norm.weight") or last == "gamma":
-            value = 1 + 0.1 * z
-        elif shape == (1,) and last == "weight":
-            value = 0.25 + 0.05 * z
-        else:
-            value = 0.02 * z
-        sd[key] = torch.from_numpy(value.astype(np.float32))
-    return sd
-
-
-def _inputs(dtype):
-    p_ref = np.random.RandomState(1).uniform(-2, 2, (2, 32, 3, 16, 16))
-    p_dist = p_ref + np.random.RandomState(2).normal(0, 0.3, p_ref.shape)
-    pos01 = np.random.RandomState(3).uniform(0, 1, (2, 32, 2))
-    sc = np.random.RandomState(4).randint(0, 5, (2, 32))
-    as_t = lambda a: torch.from_numpy(a).to(dtype)  # noqa: E731
-    return as_t(p_ref), as_t(p_dist), as_t(pos01), torch.from_numpy(sc).long()
-
 
 def test_key_counts_match_the_spec():
     assert len(VARIANTS["head"][1]) == 243
@@ -89,8 +27,8 @@ def test_key_counts_match_the_spec():
 def test_golden_outputs(name, dtype_name):
     variant, _ = VARIANTS[name]
     dtype = torch.float64 if dtype_name == "float64" else torch.float32
-    model = from_reference_state_dict(_golden_state_dict(name), variant).to(dtype).eval()
-    p_ref, p_dist, pos, sc = _inputs(dtype)
+    model = from_reference_state_dict(golden_state_dict(name), variant).to(dtype).eval()
+    p_ref, p_dist, pos, sc = golden_inputs(dtype)
     scale = sc if name == "rel" else None
     with torch.no_grad():
         feats = model.forward_features(p_ref, p_dist, pos, scale)
@@ -108,8 +46,8 @@ def test_golden_outputs(name, dtype_name):
 
 
 def test_golden_model_equals_forward():
-    model = from_reference_state_dict(_golden_state_dict("rel"), "release2022").double().eval()
-    p_ref, p_dist, pos, sc = _inputs(torch.float64)
+    model = from_reference_state_dict(golden_state_dict("rel"), "release2022").double().eval()
+    p_ref, p_dist, pos, sc = golden_inputs(torch.float64)
     with torch.no_grad():
         q = model(p_ref, p_dist, pos, sc)
     torch.testing.assert_close(q, torch.tensor(GOLDEN["rel"]["float64"]["q"], dtype=torch.float64), atol=1e-10,
@@ -117,26 +55,26 @@ def test_golden_model_equals_forward():
 
 
 def test_converter_infers_sizes_from_keys():
-    config, _ = convert_reference_state_dict(_golden_state_dict("rel"), "release2022")
+    config, _ = convert_reference_state_dict(golden_state_dict("rel"), "release2022")
     assert (config.depth, config.num_scales, config.num_extra_tokens, config.layer_scale) == (6, 5, 0, False)
-    config, _ = convert_reference_state_dict(_golden_state_dict("head"), "head2024")
+    config, _ = convert_reference_state_dict(golden_state_dict("head"), "head2024")
     assert (config.depth, config.num_scales, config.num_extra_tokens, config.layer_scale, config.diff_scale) == (
         6, 1, 8, True, True)
     # A 4-layer checkpoint: drop blocks 4 and 5.
-    keys = _drop(VARIANTS["paper"][1], "encoder.layer.4.", "encoder.layer.5.")
-    config, _ = convert_reference_state_dict(_generated_state_dict(keys), "paper2021")
+    keys = drop_keys(VARIANTS["paper"][1], "encoder.layer.4.", "encoder.layer.5.")
+    config, _ = convert_reference_state_dict(generated_state_dict(keys), "paper2021")
     assert config.depth == 4
 
 
 def test_converter_accepts_containers_and_module_prefix():
-    sd = _golden_state_dict("rel_noscale")
+    sd = golden_state_dict("rel_noscale")
     container = {"epoch": 3, "test_accuracy": 0.9, "model_state_dict": {f"module.{k}": v for k, v in sd.items()}}
     model = from_reference_state_dict(container, "release2022")
     assert model.config.num_scales == 1
 
 
 def test_converter_refuses_unknown_missing_and_misshaped_keys():
-    sd = _golden_state_dict("paper")
+    sd = golden_state_dict("paper")
     with pytest.raises(ValueError, match="unexpected keys .*bogus.weight"):
         from_reference_state_dict({**sd, "bogus.weight": torch.zeros(1)}, "paper2021")
     broken = dict(sd)

@@ -110,7 +110,7 @@ def test_attention_is_fused_sdpa_not_materialised(tiny_model, monkeypatch):
     with torch.no_grad():
         tiny_model(ref, dist, pos)
     assert len(calls) == tiny_model.config.depth
-    assert all(block.attn.fused_attn for block in tiny_model.backbone.blocks)
+    assert all(block.attn.fused_attn for block in tiny_model.backbone.blocks)  # the default
 
 
 def test_every_parameter_gets_a_gradient_in_training():

@@ -57,7 +57,10 @@ def _noisy(ref: torch.Tensor, sigma: float, seed: int = 1) -> torch.Tensor:
 # VSI: basic properties
 
 
-@pytest.mark.parametrize("size", [(48, 64), (256, 256), (384, 512)])
+_LARGE = pytest.mark.slow  # 384 x 512 images: seconds per VSI on 2 cores
+
+
+@pytest.mark.parametrize("size", [(48, 64), (256, 256), pytest.param((384, 512), marks=_LARGE)])
 def test_vsi_identical_is_one(size):
     ref = _natural_like(*size, batch=2)
     out = vsi(ref, ref)
@@ -65,7 +68,7 @@ def test_vsi_identical_is_one(size):
     torch.testing.assert_close(out, torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("size", [(48, 64), (384, 512)])
+@pytest.mark.parametrize("size", [(48, 64), pytest.param((384, 512), marks=_LARGE)])
 def test_vsi_decreases_with_noise(size):
     ref = _natural_like(*size, seed=3)
     sigmas = [0.0, 0.01, 0.03, 0.06, 0.12, 0.25]
@@ -102,6 +105,7 @@ def test_vsi_symmetric_float32_input_and_gray_images():
 # VSI versus piq
 
 
+@pytest.mark.slow  # piq in float64
 def test_vsi_matches_piq_where_the_steps_coincide():
     # At 256 x 256 every resize is the identity and F = 1, so the only difference left is the D50 white
     # (MATLAB 0.9642 / 0.8251, piq 0.96421 / 0.82519), which moves VSI by about 2e-7 here.
@@ -113,7 +117,8 @@ def test_vsi_matches_piq_where_the_steps_coincide():
         torch.testing.assert_close(ours, theirs.to(ours.dtype), rtol=0, atol=2e-6)
 
 
-@pytest.mark.parametrize(("size", "atol"), [((384, 512), 3e-3), ((300, 200), 3e-3), ((48, 64), 2e-2)])
+@pytest.mark.parametrize(("size", "atol"), [pytest.param((384, 512), 3e-3, marks=_LARGE),
+                                            pytest.param((300, 200), 3e-3, marks=_LARGE), ((48, 64), 2e-2)])
 def test_vsi_close_to_piq_elsewhere(size, atol):
     # piq resizes without antialiasing and with align_corners=True on the way back, and shifts the F x F grid
     # (DATASETS.md §3.2). These mostly change the saliency weights, so VSI moves little: measured differences are
@@ -127,6 +132,7 @@ def test_vsi_close_to_piq_elsewhere(size, atol):
         assert ours == pytest.approx(theirs, abs=atol), (size, sigma)
 
 
+@pytest.mark.slow  # 384 x 512
 def test_vsi_differs_from_piq_on_the_f2_path():
     # 384 x 512 takes the F = 2 path; MATLAB's box grid starts at pixel 1, piq's at pixel 0 (replicated).
     ref = _natural_like(384, 512, seed=17)
@@ -215,23 +221,32 @@ def test_log_gabor_properties():
     assert odd[0, 1] == pytest.approx(math.exp(-(math.log(0.25 / 0.021) ** 2) / (2 * 1.34**2)), rel=1e-12)
 
 
+def _imresize_matrix(in_len: int, out_len: int) -> np.ndarray:
+    """Dense (out_len, in_len) float64 matrix of ``vsi._imresize_taps`` (``resized = M @ signal``)."""
+    index, weight = vsi_module._imresize_taps(in_len, out_len)
+    matrix = np.zeros((out_len, in_len), dtype=np.float64)
+    rows = np.repeat(np.arange(out_len), index.shape[1])
+    np.add.at(matrix, (rows, index.numpy().ravel()), weight.numpy().ravel())
+    return matrix
+
+
 def test_imresize_matches_matlab_bilinear_rules():
     # Shrinking with MATLAB's antialiasing: [1 2 3 4] -> 2 samples. Output pixel 1 maps to u = 1.5, the triangle is
     # stretched to width 4 and the tap left of the border is mirrored onto pixel 1: weights (0.5, 0.375, 0.125, 0).
-    m = vsi_module._imresize_matrix(4, 2)
+    m = _imresize_matrix(4, 2)
     np.testing.assert_allclose(m @ np.array([1.0, 2.0, 3.0, 4.0]), [1.625, 3.375], rtol=0, atol=1e-12)
     np.testing.assert_allclose(m.sum(axis=1), 1.0, rtol=0, atol=1e-12)
     # Away from the borders the antialiased triangle equals torch's (PIL-style) antialiased bilinear filter; at the
     # borders MATLAB mirrors the signal where torch renormalises the truncated kernel.
     eye = torch.eye(384, dtype=torch.float64)[None, None]
     torch_down = F.interpolate(eye, size=(256, 384), mode="bilinear", antialias=True, align_corners=False)[0, 0]
-    ours_down = vsi_module._imresize_matrix(384, 256)
+    ours_down = _imresize_matrix(384, 256)
     np.testing.assert_allclose(ours_down[3:-3], torch_down.numpy()[3:-3], rtol=0, atol=1e-12)
     assert np.abs(ours_down[0] - torch_down.numpy()[0]).max() > 1e-3
     # Enlarging is plain bilinear with pixel-centre alignment (align_corners=False), also at the borders.
     eye = torch.eye(256, dtype=torch.float64)[None, None]
     torch_up = F.interpolate(eye, size=(384, 256), mode="bilinear", align_corners=False)[0, 0]
-    np.testing.assert_allclose(vsi_module._imresize_matrix(256, 384), torch_up.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(_imresize_matrix(256, 384), torch_up.numpy(), rtol=0, atol=1e-12)
 
 
 def test_sdsp_range_and_centre_bias():
@@ -277,13 +292,13 @@ def test_bad_inputs_raise_with_messages():
 # MS-SSIM / SSIM and the registry
 
 
+@pytest.mark.slow  # piq in float64
 def test_ms_ssim_identical_noise_and_piq():
     ref = _natural_like(192, 176, seed=19, batch=2)
     torch.testing.assert_close(ms_ssim(ref, ref), torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-12)
     scores = [ms_ssim(ref, _noisy(ref, s)) for s in (0.01, 0.04, 0.1, 0.3)]
     assert all(bool((a > b).all()) for a, b in itertools.pairwise(scores))
-    # 192 x 176 halves evenly 4 times, where our pooling and piq's padding agree; same definition otherwise.
-    # We filter in float32 (measured difference to piq's float64 result: ~2e-6).
+    # Our labels are piq's MS-SSIM filtered in float32 (measured difference to piq's float64 result: ~2e-6).
     dist = _noisy(ref, 0.1)
     theirs = piq.multi_scale_ssim(ref, dist, data_range=1.0, reduction="none")
     torch.testing.assert_close(ms_ssim(ref, dist), theirs.to(torch.float64), rtol=0, atol=1e-5)
@@ -300,8 +315,19 @@ def test_ms_ssim_small_images_fall_back_to_ssim():
     assert bool((ms_ssim(ref, _noisy(ref, 0.2)) < ms_ssim(ref, dist)).all())
 
 
-def test_registry():
-    assert set(LABELS) == {"vsi", "ms_ssim"}
+@pytest.mark.parametrize("name", sorted(LABELS))
+def test_every_registered_label_is_a_similarity_in_unit_range(name):
+    ref = _natural_like(48, 64, seed=29, batch=2)
+    mild, strong = _noisy(ref, 0.05), _noisy(ref, 0.2)
+    same = compute_label(name, ref, ref)
+    assert same.dtype == torch.float64 and same.shape == (2,)
+    torch.testing.assert_close(same, torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-12)
+    values = compute_label(name, ref, mild)
+    assert bool(((values >= 0) & (values < 1)).all()) and bool((compute_label(name, ref, strong) < values).all())
+    torch.testing.assert_close(compute_label(name, ref[:1], mild[:1]), values[:1], rtol=0, atol=1e-7)
+
+
+def test_compute_label_dispatches_by_name_and_names_the_choices():
     ref = _natural_like(48, 64, seed=29)
     dist = _noisy(ref, 0.05)
     torch.testing.assert_close(compute_label("vsi", ref, dist), vsi(ref, dist), rtol=0, atol=0)

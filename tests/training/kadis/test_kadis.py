@@ -11,10 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vtamiq_metric.training import kadis
-from vtamiq_metric.training.distortions import apply_distortion
 from vtamiq_metric.training.cli import make_kadis_main as main
-from vtamiq_metric.training.kadis import KadisGenerationError, generate_kadis, image_seed
+from vtamiq_metric.training.distortions import apply_distortion
+from vtamiq_metric.training.kadis import KadisGenerationError, KadisSettings, generate_kadis, image_seed, worker
 from vtamiq_metric.training.labels import ms_ssim, vsi
 
 REF_NAMES = ["a-fleshy-plant-1464418.png", "b.second.PNG", "c_dog.jpg", "d.bmp"]
@@ -86,9 +85,10 @@ def test_make_kadis_with_kadis_ref_csv(tmp_path):
         level = int(row["dist_level"])
         expected = apply_distortion(ref, 23, level, seed=image_seed(5, "d.bmp", 23, level))
         np.testing.assert_array_equal(dist, expected)
-        # (the generator runs single-threaded and batches the 5 levels; allow for float reduction order)
+        # (the generator runs single-threaded and batches the 5 levels; allow for float reduction order: piq filters
+        # with a float32 conv2d whose sums depend on the batch size and thread count, measured 1.5e-8)
         assert float(row["vsi"]) == pytest.approx(float(vsi(_tensor(ref), _tensor(dist))), rel=0, abs=1e-12)
-        assert float(row["ms_ssim"]) == pytest.approx(float(ms_ssim(_tensor(ref), _tensor(dist))), rel=0, abs=1e-12)
+        assert float(row["ms_ssim"]) == pytest.approx(float(ms_ssim(_tensor(ref), _tensor(dist))), rel=0, abs=1e-6)
     assert all(0.0 <= float(r["vsi"]) <= 1.0 for r in rows)
     assert all(float(r["vsi"]) < 1.0 for r in rows if r["dist_type"] == "23")  # colour blocks always change pixels
 
@@ -121,6 +121,7 @@ def test_make_kadis_types_drawn_by_seed(tmp_path):
     }
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_output_does_not_depend_on_worker_count(tmp_path):
     refs = _make_refs(tmp_path / "refs")
     # random types (motion blur angle, noise, jitter, colour blocks) so that seeding matters
@@ -143,7 +144,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path, monkeypatch):
     reference_csv = generate_kadis(refs, tmp_path / "uninterrupted", **options).read_text()
 
     out = tmp_path / "out"
-    real_apply = kadis.apply_distortion
+    real_apply = worker.apply_distortion
     calls = {"n": 0}
 
     def dying_apply(*args, **kwargs):
@@ -152,7 +153,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated kill")
         return real_apply(*args, **kwargs)
 
-    monkeypatch.setattr(kadis, "apply_distortion", dying_apply)
+    monkeypatch.setattr(worker, "apply_distortion", dying_apply)
     with pytest.raises(KeyboardInterrupt):
         generate_kadis(refs, out, **options)
     assert not (out / "kadis700k_scores.csv").exists()
@@ -169,14 +170,14 @@ def test_killed_run_resumes_without_duplicates(tmp_path, monkeypatch):
     with (out / ".kadis_progress.jsonl").open("a") as handle:
         handle.write(journal[0] + "\n" + journal[0][: len(journal[0]) // 2])
 
-    monkeypatch.setattr(kadis, "apply_distortion", real_apply)
+    monkeypatch.setattr(worker, "apply_distortion", real_apply)
     counted = {"n": 0}
 
     def counting_apply(*args, **kwargs):
         counted["n"] += 1
         return real_apply(*args, **kwargs)
 
-    monkeypatch.setattr(kadis, "apply_distortion", counting_apply)
+    monkeypatch.setattr(worker, "apply_distortion", counting_apply)
     path = generate_kadis(refs, out, **options)
     assert counted["n"] == 15  # the finished reference was not redone
     assert path.read_text() == reference_csv
@@ -225,3 +226,21 @@ def test_bad_arguments_raise_with_messages(tmp_path):
         main(["--refs", str(refs), "--out", str(tmp_path / "out"), "--label", "fsim"])
     assert excinfo.value.code == 2
     assert main(["--refs", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
+
+
+def test_settings_dataclass_or_keywords(tmp_path):
+    refs = _make_refs(tmp_path / "refs", REF_NAMES[:2])
+    settings = KadisSettings(seed=3, levels=[3, 1, 3], labels=["vsi", "vsi"], skip_types=[15, 2])
+    assert (settings.levels, settings.labels, settings.skip_types) == ((1, 3), ("vsi",), (2, 15))
+    by_settings = generate_kadis(refs, tmp_path / "a", settings, workers=1, progress=False).read_text()
+    by_keywords = generate_kadis(refs, tmp_path / "b", seed=3, levels=[1, 3], skip_types=[2, 15], workers=1,
+                                 progress=False).read_text()
+    assert by_settings.replace("/a/", "/b/") == by_keywords
+    with pytest.raises(TypeError, match="pass either a KadisSettings or its fields as keywords, not both"):
+        generate_kadis(refs, tmp_path / "c", settings, seed=4)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'sed'"):
+        generate_kadis(refs, tmp_path / "c", sed=4)
+    with pytest.raises(ValueError, match="expected png_compress_level in 0..9, got 10"):
+        KadisSettings(png_compress_level=10)
+    with pytest.raises(ValueError, match="expected seed as a non-negative int, got -1"):
+        KadisSettings(seed=-1)

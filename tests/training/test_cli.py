@@ -1,0 +1,93 @@
+"""The ``vtamiq-train`` command, in-process, on a tiny fake KADID-10k."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vtamiq_metric.training import cli
+
+
+def test_cli_train_with_config_file_flags_and_workers(kadid, tmp_path, capsys):
+    config_file = tmp_path / "run.toml"
+    config_file.write_text(f'dataset = "kadid10k"\ndata_root = "{kadid}"\nmodel_preset = "tiny"\nepochs = 5\n'
+                           f'batch_size = 4\ntrain_patches = 8\neval_patches = 8\n')
+    code = cli.main(["train", "--config", str(config_file), "--epochs", "1", "--workers", "1", "--output",
+                     str(tmp_path / "cli_run"), "--no-progress", "--max-steps-per-epoch", "2"])
+    assert code == 0
+    saved = json.loads((tmp_path / "cli_run" / "config.json").read_text())
+    assert saved["epochs"] == 1 and saved["workers"] == 1 and saved["max_steps_per_epoch"] == 2
+    assert "best epoch 0" in capsys.readouterr().out
+
+
+def test_cli_evaluate_and_splits(kadid, tmp_path, tiny_model, capsys):
+    tiny_model.save_pretrained(tmp_path / "m")
+    out = tmp_path / "eval.json"
+    assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "m"), "--dataset", "kadid10k", "--data-root",
+                     str(kadid), "--patches", "8", "--workers", "0", "--output", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert "kadid10k" in json.dumps(data) and out.with_suffix(".md").is_file()
+    assert "SROCC" in capsys.readouterr().out
+    assert cli.main(["splits", "--dataset", "kadid10k", "--data-root", str(kadid), "--out",
+                     str(tmp_path / "s.json")]) == 0
+    assert "3/1/1" in capsys.readouterr().out
+
+
+def test_cli_reports_bad_inputs(tmp_path, capsys):
+    assert cli.main(["train", "--dataset", "kadid10k", "--data-root", str(tmp_path / "none"), "--model-preset",
+                     "tiny", "--no-progress"]) == 1
+    assert "vtamiq-train: error" in capsys.readouterr().err
+    assert cli.main(["train", "--dataset", "kadid10k"]) == 1
+    assert "no data root" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--loss", "huber"])
+
+
+def test_train_flags_are_derived_from_the_config_dataclass(capsys):
+    import dataclasses
+
+    from vtamiq_metric.training.config import TrainConfig
+
+    parser = cli._build_parser()
+    train = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "train")[1]
+    flags = {option for action in train._actions for option in action.option_strings}
+    for field in dataclasses.fields(TrainConfig):
+        if field.name != "dataset_options":
+            assert f"--{field.name.replace('_', '-')}" in flags, field.name
+    assert "--dataset-option" in flags and "--no-progress" in flags
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    usage = " ".join(capsys.readouterr().out.split())
+    # help texts come from the TrainConfig docstring, defaults from its fields
+    assert "--lr-milestones [LR_MILESTONES ...]" in usage and "(default: [12])" in usage
+    assert "{l1,l2}" in usage and "{auto,fp32,bf16}" in usage
+    assert "DataLoader worker processes (decoding and CAPS sampling run there). (default: 2)" in usage
+
+
+def test_train_settings_precedence_stage_file_flags_and_dataset_options(kadid, tmp_path):
+    config_file = tmp_path / "run.toml"
+    config_file.write_text('epochs = 3\nlr = 0.002\ndataset_options = {label = "vsi", linearize = false}\n')
+    args = cli._build_parser().parse_args(
+        ["train", "--stage", "kadis700k-pretrain", "--config", str(config_file), "--epochs", "2", "--data-root",
+         str(kadid), "--dataset-option", "exclude_types=[15]", "--dataset-option", "linearize=true",
+         "--no-progress", "--val-fraction", "0.25"])
+    config = cli._train_config(args)
+    assert (config.dataset, config.epochs, config.lr, config.progress, config.val_fraction) == (
+        "kadis700k", 2, 0.002, False, 0.25)  # stage < file < flags
+    assert config.dataset_options.kwargs() == {"label": "vsi", "exclude_types": (15,), "linearize": True}
+    bad = cli._build_parser().parse_args(["train", "--data-root", str(kadid), "--dataset-option", "lable=vsi"])
+    with pytest.raises(ValueError, match=r"unknown dataset options \['lable'\]; known options are \['label'"):
+        cli._train_config(bad)
+
+
+def test_make_kadis_is_an_argparse_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["make-kadis", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--refs REFS" in out and "--shard I/N" in out and "--merge" in out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["make-kadis", "--refs", "r", "--out", "o", "--shard", "2/2"])
+    assert exit_info.value.code == 2
+    assert "expected I/N with 0 <= I < N (e.g. 3/8), got '2/2'" in capsys.readouterr().err
