@@ -45,7 +45,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -234,7 +236,9 @@ def _overlay(ax: Any, background: np.ndarray, values: np.ndarray, *, cmap: str, 
 
     norm = Normalize(vmin=0.0, vmax=vmax, clip=True)
     colours = matplotlib.colormaps[cmap](norm(values))  # (H, W, 4)
-    colours[..., 3] = 0.9 * np.sqrt(norm(values))  # low values fade out, so the image shows through
+    # Opacity ramps from 0 at 2% of the scale to 0.9 at a third of it: the faint tail stays out of the way and the
+    # image shows through wherever there is little damage.
+    colours[..., 3] = 0.9 * np.clip((norm(values) - 0.02) / 0.3, 0.0, 1.0)
     ax.imshow(0.25 + 0.5 * _gray(background), cmap="gray", vmin=0.0, vmax=1.0, interpolation="antialiased")
     ax.imshow(colours, interpolation="antialiased")
     mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
@@ -344,5 +348,6 @@ def _model_label(model: str | VTAMIQ | None, net: VTAMIQ) -> str:
 
         return str(hub.DEFAULT_MODEL)
     if not isinstance(model, VTAMIQ):
-        return str(model)
+        text = str(model)
+        return Path(text).name if os.sep in text and not text.startswith("hf-hub:") else text
     return f"VTAMIQ model (embed_dim {net.config.embed_dim}, depth {net.config.depth})"
