@@ -82,5 +82,5 @@ def save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _logger.info("wrote %s", path)
+    _logger.debug("wrote %s", path)
     return path
