@@ -1,4 +1,4 @@
-"""Evaluation figures: `vtamiq-train evaluate --plot` and `vtamiq-train plot RUN` (need matplotlib, the [plot] extra)."""
+"""Evaluation figures: `vtamiq-train evaluate --plot` and `vtamiq-train plot RUN` (matplotlib, the [plot] extra)."""
 
 from __future__ import annotations
 

@@ -164,5 +164,6 @@ class VTAMIQMetric(Metric):
         return (self.score_sum / self.num_pairs).float()
 
     def extra_repr(self) -> str:
+        """The settings shown in ``repr(metric)``."""
         return (f"num_patches={self.num_patches}, num_repeats={self.num_repeats}, seed={self.seed}, "
                 f"reduction={self.reduction!r}")

@@ -136,7 +136,8 @@ def read_metrics(run: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{file}:{number}: expected a JSON object per line, got {line[:60]!r}: {exc}") from None
+                raise ValueError(f"{file}:{number}: expected a JSON object per line, got {line[:60]!r}: "
+                                 f"{exc}") from None
             if not isinstance(row, dict) or "epoch" not in row:
                 raise ValueError(f"{file}:{number}: expected a JSON object with an 'epoch', got {line[:60]!r}")
             rows.append(row)
