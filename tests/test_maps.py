@@ -178,3 +178,12 @@ def test_bad_images_raise_like_score(tiny_model, image_pair):
         damage_map(ref, dist[..., :-8], model=tiny_model)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         damage_map(ref * 255, dist, model=tiny_model)
+
+
+@pytest.mark.cuda
+def test_cuda_map_matches_the_cpu_map(tiny_model, image_pair):
+    ref, dist = image_pair
+    cpu = damage_map(ref, dist, model=tiny_model, num_patches=16, draws=2, signed=True)
+    gpu = damage_map(ref.cuda(), dist.cuda(), model=tiny_model.cuda(), num_patches=16, draws=2, signed=True)
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-6)  # same positions, float rounding only

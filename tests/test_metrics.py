@@ -189,3 +189,14 @@ def test_two_gloo_processes_give_the_one_process_result(tiny_model, tmp_path):
     torch.testing.assert_close(results["sum"], expected.sum(), rtol=1e-6, atol=1e-7)
     # "none" concatenates the ranks' scores: rank 0's pairs (0, 2, 4, 6), then rank 1's (1, 3, 5).
     torch.testing.assert_close(results["none"], expected[results["order"]], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.cuda
+def test_metric_moves_to_cuda_with_its_model(tiny_model):
+    ref, dist = _pairs(4)
+    expected = score(ref, dist, model=tiny_model, num_patches=12, precision="fp32").mean()
+    metric = VTAMIQMetric(tiny_model, num_patches=12, precision="fp32").cuda()
+    metric.update(ref, dist)  # CPU inputs are moved to the model's device
+    value = metric.compute()
+    assert value.device.type == "cuda" and next(metric.model.parameters()).is_cuda
+    torch.testing.assert_close(value.cpu(), expected, rtol=1e-4, atol=1e-6)
