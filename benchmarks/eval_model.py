@@ -27,7 +27,6 @@ Scores use ``vtamiq_metric.score`` with the model's defaults (``--patches`` to c
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import sys
@@ -40,44 +39,9 @@ import torch
 from vtamiq_metric import hub
 from vtamiq_metric.hub import load_model
 from vtamiq_metric.training import acceptance as acc
-from vtamiq_metric.training.data import load_image
+
 
 LOSS_CASES = (("gaussian_blur", 2.0), ("white_noise", 0.08), ("jpeg", 10))
-
-
-def kadis_pairs(root: Path) -> list[dict]:
-    """Rows of ``<root>/kadis700k_scores.csv`` with absolute paths and the VSI label."""
-    path = root / "kadis700k_scores.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"expected {path} (made by vtamiq-train make-kadis), got no file")
-    rows = []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            ref = Path(row["ref_img"])
-            rows.append({"ref": ref if ref.is_absolute() else root / ref, "dist": root / row["dist_img"],
-                         "type": int(row["dist_type"]), "vsi": float(row["vsi"])})
-    if not rows:
-        raise ValueError(f"expected pairs in {path}, got none")
-    return rows
-
-
-def tid2013_pairs(root: Path) -> tuple[list[Path], list[Path], list[float]]:
-    """Every distorted image present in a TID2013-layout folder, its reference and MOS (``mos_with_names.txt``)."""
-    mos = {}
-    for line in (root / "mos_with_names.txt").read_text().splitlines():
-        if line.strip():
-            value, name = line.split()
-            mos[name.lower()] = float(value)
-    refs_by_id = {p.stem.lower(): p for p in (root / "reference_images").iterdir()}
-    refs, dists, values = [], [], []
-    for path in sorted((root / "distorted_images").iterdir()):
-        key = path.name.lower()
-        if key not in mos:
-            raise ValueError(f"expected a MOS for {path.name} in {root / 'mos_with_names.txt'}, got none")
-        refs.append(refs_by_id[key.split("_")[0]])
-        dists.append(path)
-        values.append(mos[key])
-    return refs, dists, values
 
 
 def centre_crop(image: torch.Tensor, side: int) -> torch.Tensor:
@@ -137,12 +101,12 @@ def main(argv: list[str] | None = None) -> int:
             for task in acc.RESTORATION_TASKS}
 
     # 2-4. identity, severity, weak label
-    rows = kadis_pairs(args.heldout)
+    rows = acc.read_kadis_pairs(args.heldout)
     cache: dict[Path, torch.Tensor] = {}
 
     def image(path: Path) -> torch.Tensor:
         if path not in cache:
-            cache[path] = load_image(path)
+            cache[path] = acc.load_images([path])[0]
         return cache[path]
 
     refs = [image(r["ref"]) for r in rows]
@@ -158,14 +122,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. people
     if args.tid2013 is not None:
-        t_refs, t_dists, mos = tid2013_pairs(args.tid2013)
-        t_ref_images = [load_image(p) for p in t_refs]
-        t_dist_images = [load_image(p) for p in t_dists]
+        t_refs, t_dists, mos = acc.read_mos_folder(args.tid2013)
+        t_ref_images = acc.load_images(t_refs)
+        t_dist_images = acc.load_images(t_dists)
         result["tid2013"] = acc.mos_check(t_ref_images, t_dist_images, np.array(mos), scorers)
         groups: dict[Path, list[torch.Tensor]] = {}
         for ref, dist in zip(t_refs, t_dist_images):
             groups.setdefault(ref, []).append(dist)
-        result["tid2013"]["identity"] = acc.identity_check(scorers["model"], [load_image(p) for p in groups],
+        result["tid2013"]["identity"] = acc.identity_check(scorers["model"], acc.load_images(list(groups)),
                                                            list(groups.values()))
 
     # 6. stability

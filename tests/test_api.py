@@ -142,7 +142,7 @@ def test_bad_images_raise_clear_errors(tmp_path, tiny_model):
 
 def test_public_api_is_small():
     assert sorted(vtamiq_metric.__all__) == sorted(
-        ["VTAMIQ", "VTAMIQConfig", "VTAMIQLoss", "__version__", "list_pretrained", "load_model", "score"])
+        ["VTAMIQ", "VTAMIQConfig", "VTAMIQLoss", "__version__", "damage_map", "list_pretrained", "load_model", "score"])
 
 
 @pytest.mark.slow  # a fresh interpreter

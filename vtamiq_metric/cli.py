@@ -9,6 +9,7 @@ Examples::
     vtamiq score --pairs pairs.csv --output scores.csv --shard 3/8   # writes scores.shard-3-of-8.csv
     vtamiq merge-scores scores.csv                                   # joins scores.shard-*-of-8.csv
     vtamiq models
+    vtamiq map ref.png dist.png --out map.png --show-sampling          # needs vtamiq-metric[plot]
     vtamiq convert vtamiq_kadis700k.pth --variant release2022 --out vtamiq-release2022/
 
 Scores are distortions: 0 means identical and higher means worse.
@@ -102,6 +103,8 @@ def _build_parser() -> argparse.ArgumentParser:
                                                    "beside it); written in input order")
 
     sub.add_parser("models", help="list registered weights")
+
+    _add_map_parser(sub)
 
     p_convert = sub.add_parser("convert", help="convert an authors' .pth checkpoint to a safetensors model directory")
     p_convert.add_argument("checkpoint", type=Path)
@@ -303,6 +306,42 @@ def _merge_scores(output: Path) -> int:
     return 0
 
 
+def _add_map_parser(sub: argparse._SubParsersAction) -> None:
+    p_map = sub.add_parser("map", help="draw where VTAMIQ sees the damage (needs vtamiq-metric[plot])",
+                           description="Write a figure: reference, distorted image, and the damage map "
+                                       "(vtamiq_metric.damage_map: integrated gradients of the score, in score units "
+                                       "per pixel) over the distorted image, with the score in the title.")
+    p_map.add_argument("ref", type=Path, help="reference image")
+    p_map.add_argument("dist", type=Path, help="distorted image (same size)")
+    p_map.add_argument("--out", type=Path, required=True, help="figure file: .png, .pdf, .svg, ...")
+    p_map.add_argument("--show-sampling", action="store_true",
+                       help="add a panel with the CAPS sampling density (where the metric draws its patches)")
+    p_map.add_argument("--draws", type=int, default=4, help="seeded CAPS draws to average (default 4)")
+    p_map.add_argument("--steps", type=int, default=1, help="path points per draw (default 1)")
+    p_map.add_argument("--model", default=None, help="registered name, hf-hub:org/repo[@rev], or a local weights "
+                                                     "path (default: the bundled model)")
+    p_map.add_argument("--patches", type=int, default=None, help="patches per image (default: the model's)")
+    p_map.add_argument("--seed", type=int, default=0, help="first sampling seed (default 0)")
+    p_map.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA if available)")
+
+
+def _map(args: argparse.Namespace) -> int:
+    from ._plotting import check_figure_path, save_figure
+
+    check_figure_path(args.out)  # fail on a missing matplotlib or a bad suffix before the model runs
+    from .maps import plot_damage_map
+
+    for path in (args.ref, args.dist):
+        if not path.is_file():
+            raise CLIError(f"image not found: {path}")
+    figure = plot_damage_map(str(args.ref), str(args.dist), model=args.model, num_patches=args.patches,
+                             draws=args.draws, steps=args.steps, seed=args.seed, device=args.device,
+                             show_sampling=args.show_sampling)
+    save_figure(figure, args.out)
+    print(args.out)
+    return 0
+
+
 def _models() -> int:
     from .hub import DEFAULT_MODEL, PRETRAINED
 
@@ -337,11 +376,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _models()
         if args.command == "merge-scores":
             return _merge_scores(args.output)
+        if args.command == "map":
+            return _map(args)
         return _convert(args)
     except CLIError as exc:
         print(f"vtamiq: error: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, ImportError) as exc:
         print(f"vtamiq: error: {exc}", file=sys.stderr)
         return 1
 

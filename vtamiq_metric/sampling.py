@@ -89,6 +89,7 @@ __all__ = [
     "effective_num_scales",
     "extract_patches",
     "sample_patches",
+    "sampling_density",
     "scale_counts",
 ]
 
@@ -441,6 +442,19 @@ def _grid_shape(rows: int, cols: int, count: int, patch_size: int) -> tuple[int,
     return min(rows, max(1, math.ceil(rows / side))), min(cols, max(1, math.ceil(cols / side)))
 
 
+def _levels(height: int, width: int, num_patches: int, patch_size: int, config: SamplingConfig) -> list[_Level]:
+    """The pyramid levels that receive patches, with their counts and cell grids (see the module docstring)."""
+    num_levels = effective_num_scales(height, width, patch_size, config.num_scales)
+    levels = []
+    for s, count in enumerate(scale_counts(num_patches, num_levels, config.scale_ratio)):
+        if count == 0:
+            continue
+        h_s, w_s = height // 2**s, width // 2**s
+        grid = _grid_shape(h_s - patch_size + 1, w_s - patch_size + 1, count, patch_size)
+        levels.append(_Level(index=s, height=h_s, width=w_s, count=count, grid=grid))
+    return levels
+
+
 def _cell_edges(extent: int, cells: int, device: torch.device | None = None) -> Tensor:
     """(cells + 1,) long boundaries splitting ``range(extent)`` into ``cells`` runs whose lengths differ by <= 1."""
     return torch.arange(cells + 1, device=device) * extent // cells
@@ -704,13 +718,7 @@ def sample_patches(
     draws = batch if per_image_draws else 1
 
     num_levels = effective_num_scales(height, width, patch_size, config.num_scales)
-    levels = []
-    for s, count in enumerate(scale_counts(num_patches, num_levels, config.scale_ratio)):
-        if count == 0:
-            continue
-        h_s, w_s = height // 2**s, width // 2**s
-        grid = _grid_shape(h_s - patch_size + 1, w_s - patch_size + 1, count, patch_size)
-        levels.append(_Level(index=s, height=h_s, width=w_s, count=count, grid=grid))
+    levels = _levels(height, width, num_patches, patch_size, config)
 
     diff_masses = None
     if config.diff_weight > 0:
@@ -826,3 +834,87 @@ def extract_patches(images: Tensor, sample: PatchSample, *, patch_size: int | No
         top_left = torch.minimum(sample_top_left, limit)  # other levels' positions kept in range
         out = torch.where(mask, _gather(level, top_left, patch_size), out)  # (B, N, C, P, P)
     return out
+
+
+def sampling_density(
+    ref: Tensor,
+    dist: Tensor,
+    num_patches: int,
+    *,
+    patch_size: int = 16,
+    config: SamplingConfig | None = None,
+) -> Tensor:
+    """Expected number of CAPS patches covering each pixel in one draw of :func:`sample_patches`.
+
+    This is the exact expectation of the sampler above, not an approximation of it: the probability map (centre bias,
+    difference, uniform) is allocated to cells, every cell receives ``n * mass`` patches on average (up to the
+    ``2**-32`` quantisation), and inside a cell every candidate position is equally likely. The density of patch
+    top-left corners is therefore constant within each cell; summing it over the ``P x P`` footprint of each position
+    gives the coverage of every pixel. A level-``s`` patch covers ``(P * 2**s)**2`` full-resolution pixels (the
+    ``2**s`` blocks its pooled pixels came from); pixels cut off by the pooling's floor are never covered at that level.
+
+    Args:
+        ref: (B, 3, H, W) float reference images in [0, 1], H and W >= patch_size.
+        dist: (B, 3, H, W) float distorted images, same shape and device.
+        num_patches: patches per image N, as passed to :func:`sample_patches`.
+        patch_size: patch side P in pixels.
+        config: sampling weights and scales; ``SamplingConfig()`` if None.
+
+    Returns:
+        (B, H, W) float32 tensor on the input's device, >= 0: the expected number of drawn patches that contain each
+        pixel (average over draws of the coverage count). It sums to ``sum_s n_s * (P * 2**s)**2`` over the image
+        (``N * P**2`` for one scale). Higher means the metric looks there more often.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: shapes or devices differ, the images are not (B, 3, H, W), an image is smaller than a patch, or
+            ``num_patches`` is out of range.
+
+    Example:
+        >>> ref = torch.rand(1, 3, 64, 96)
+        >>> density = sampling_density(ref, ref, 32)
+        >>> tuple(density.shape), round(float(density.sum()))
+        ((1, 64, 96), 8192)
+    """
+    _check_pair(ref, dist)
+    num_patches = _check_int("num_patches", num_patches, minimum=1)
+    if num_patches > _MAX_PATCHES:
+        raise ValueError(f"num_patches: expected an int <= {_MAX_PATCHES}, got {num_patches}")
+    patch_size = _check_int("patch_size", patch_size, minimum=1)
+    if config is None:
+        config = SamplingConfig()
+    elif not isinstance(config, SamplingConfig):
+        raise TypeError(f"config: expected a SamplingConfig or None, got {type(config).__name__}")
+    batch, _, height, width = ref.shape
+    if height < patch_size or width < patch_size:
+        raise ValueError(
+            f"image smaller than a patch: expected height and width >= patch_size={patch_size}, got {height}x{width}"
+        )
+    levels = _levels(height, width, num_patches, patch_size, config)
+    diff_masses = None
+    if config.diff_weight > 0:
+        diff_masses = _diff_cell_masses(ref, dist, levels, patch_size, config.diff_type)  # (B, total cells) CPU
+
+    dtype = _work_dtype(ref.device)
+    box = torch.ones(1, 1, patch_size, 1, dtype=dtype, device=ref.device)  # (1, 1, P, 1)
+    density = torch.zeros(batch, height, width, dtype=dtype, device=ref.device)
+    offset = 0
+    for level in levels:
+        gh, gw = level.grid
+        diff = None if diff_masses is None else diff_masses[:, offset : offset + gh * gw]  # (B, K)
+        offset += gh * gw
+        prob = _level_probabilities(level, diff, config, patch_size).expand(batch, -1)  # (B, K)
+        row_edges = _cell_edges(level.height - patch_size + 1, gh)  # (gh + 1,)
+        col_edges = _cell_edges(level.width - patch_size + 1, gw)  # (gw + 1,)
+        rows = row_edges[1:] - row_edges[:-1]  # (gh,)
+        cols = col_edges[1:] - col_edges[:-1]  # (gw,)
+        area = (rows[:, None] * cols[None, :]).reshape(-1).to(torch.float64)  # (K,)
+        per_candidate = level.count * prob / prob.sum(dim=1, keepdim=True) / area  # (B, K)
+        top = per_candidate.view(batch, gh, gw).repeat_interleave(rows, dim=1).repeat_interleave(cols, dim=2)
+        top = top.to(ref.device, dtype)[:, None]  # (B, 1, H_s - P + 1, W_s - P + 1)
+        cover = F.conv2d(top, box, padding=(patch_size - 1, 0))  # (B, 1, H_s, W_s - P + 1)
+        cover = F.conv2d(cover, box.transpose(2, 3), padding=(0, patch_size - 1))[:, 0]  # (B, H_s, W_s)
+        factor = 2**level.index
+        cover = cover.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)  # (B, H_s * 2**s, W_s * 2**s)
+        density[:, : cover.shape[1], : cover.shape[2]] += cover
+    return density.float()

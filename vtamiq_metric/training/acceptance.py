@@ -26,6 +26,7 @@ Checks of the loss:
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import time
@@ -43,11 +44,12 @@ from torch import Tensor, nn
 from ..api import score
 from ..loss import VTAMIQLoss
 from ..model.vtamiq import VTAMIQ
-from .data import derive_seed, load_image
+from .._validation import load_image
+from .seeds import derive_seed
 from .labels.vsi import vsi
 
 __all__ = ["LADDERS", "RESTORATION_TASKS", "RestorationNet", "Scorer", "degrade", "gradient_cosines", "identity_check",
-           "label_check", "load_images", "model_scorer", "mos_check", "pixel_optimisation", "psnr", "psnr_scorer",
+           "label_check", "load_images", "read_kadis_pairs", "read_mos_folder", "model_scorer", "mos_check", "pixel_optimisation", "psnr", "psnr_scorer",
            "reference_scorers", "restoration_benefit", "score_pairs", "severity_check", "stability_check",
            "vsi_scorer"]
 
@@ -512,3 +514,70 @@ def load_images(paths: Sequence[Path], *, max_side: int | None = None) -> list[T
                                          Image.LANCZOS))
         out.append(image)
     return out
+
+
+def read_kadis_pairs(root: Path) -> list[dict]:
+    """Rows of ``<root>/kadis700k_scores.csv`` (written by ``vtamiq-train make-kadis``) with absolute paths.
+
+    Returns:
+        One dict per pair: ``ref`` and ``dist`` (paths), ``type`` (int) and ``vsi`` (float).
+
+    Raises:
+        FileNotFoundError: no CSV in ``root``. ValueError: an empty CSV or a row without the expected columns.
+    """
+    path = Path(root) / "kadis700k_scores.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"expected {path} (made by vtamiq-train make-kadis), got no file")
+    rows = []
+    with open(path, newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            try:
+                ref = Path(row["ref_img"])
+                rows.append({"ref": ref if ref.is_absolute() else path.parent / ref,
+                             "dist": path.parent / row["dist_img"], "type": int(row["dist_type"]),
+                             "vsi": float(row["vsi"])})
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path}, line {line}: expected ref_img, dist_img, dist_type and vsi, got {row}") from exc
+    if not rows:
+        raise ValueError(f"expected pairs in {path}, got none")
+    return rows
+
+
+def read_mos_folder(root: Path) -> tuple[list[Path], list[Path], list[float]]:
+    """Every distorted image present in a folder laid out like TID2013, its reference and its MOS.
+
+    The layout is TID2013's: ``mos_with_names.txt`` (``MOS name`` per line), ``distorted_images/iXX_TT_L.bmp`` and
+    ``reference_images/IXX.BMP`` (names compared case-insensitively). Distorted images listed in the MOS file but not
+    present are skipped, so a fragment of the data set works.
+
+    Returns:
+        (reference paths, distorted paths, MOS) in the sorted order of the distorted files.
+
+    Raises:
+        FileNotFoundError: a missing MOS file or folder. ValueError: a distorted image without a MOS or reference.
+    """
+    root = Path(root)
+    for needed in ("mos_with_names.txt", "distorted_images", "reference_images"):
+        if not (root / needed).exists():
+            raise FileNotFoundError(f"expected {root / needed} (TID2013 layout), got nothing")
+    mos = {}
+    for number, line in enumerate((root / "mos_with_names.txt").read_text().splitlines(), start=1):
+        if line.strip():
+            parts = line.split()
+            if len(parts) != 2:
+                raise ValueError(f"{root / 'mos_with_names.txt'}, line {number}: expected 'MOS name', got {line!r}")
+            mos[parts[1].lower()] = float(parts[0])
+    refs_by_id = {p.stem.lower(): p for p in (root / "reference_images").iterdir()}
+    refs, dists, values = [], [], []
+    for path in sorted((root / "distorted_images").iterdir()):
+        key = path.name.lower()
+        if key not in mos:
+            raise ValueError(f"expected a MOS for {path.name} in {root / 'mos_with_names.txt'}, got none")
+        ref_id = key.split("_")[0]
+        if ref_id not in refs_by_id:
+            raise ValueError(f"expected a reference {ref_id.upper()}.* for {path.name} in {root / 'reference_images'}, "
+                             "got none")
+        refs.append(refs_by_id[ref_id])
+        dists.append(path)
+        values.append(mos[key])
+    return refs, dists, values

@@ -1,4 +1,4 @@
-"""The ``vtamiq-train`` command: train, evaluate, export, splits, make-kadis.
+"""The ``vtamiq-train`` command: train, evaluate, plot, export, splits, make-kadis.
 
 Examples::
 
@@ -6,6 +6,8 @@ Examples::
     vtamiq-train train --config my_run.toml --epochs 2 --output runs/try
     vtamiq-train train --config my_run.toml --resume
     vtamiq-train evaluate --checkpoint runs/try/best --dataset tid2013 --data-root ~/data/tid2013
+    vtamiq-train evaluate --checkpoint runs/try --dataset tid2013 --data-root ~/data/tid2013 --plot scatter.png
+    vtamiq-train plot runs/try --out curves.png
     vtamiq-train export --checkpoint runs/try --out my-model/
     vtamiq-train splits --dataset kadid10k --data-root ~/data/kadid10k --seed 0 --out split.json
     vtamiq-train make-kadis --refs ~/data/kadis700k/ref_imgs --out ~/data/kadis700k
@@ -113,6 +115,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--device")
     p_eval.add_argument("--seed", type=int, default=0)
     p_eval.add_argument("--output", type=Path, help="write results as JSON (and a Markdown table beside it)")
+    p_eval.add_argument("--plot", type=Path, metavar="FIG",
+                        help="draw predicted score against MOS per dataset with the logistic fit (.png, .pdf, .svg; "
+                             "needs vtamiq-metric[plot])")
+
+    p_plot = sub.add_parser("plot", help="draw a run's training loss and validation metrics per epoch "
+                                         "(needs vtamiq-metric[plot])")
+    p_plot.add_argument("run", type=Path, help="run folder (with metrics.jsonl, or run_*/ of --runs N)")
+    p_plot.add_argument("--out", type=Path, help="figure file (default: RUN/curves.png)")
 
     p_export = sub.add_parser("export", help="write a safetensors model directory with a model card")
     p_export.add_argument("--checkpoint", required=True, type=Path, help="run folder (uses best/) or model directory")
@@ -195,6 +205,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if len(args.dataset) != len(args.data_root):
         raise ValueError(f"give one --data-root per --dataset, got {len(args.dataset)} datasets and "
                          f"{len(args.data_root)} roots")
+    if args.plot is not None:
+        from .._plotting import check_figure_path
+
+        check_figure_path(args.plot)  # a missing matplotlib or a bad suffix fails before the evaluation runs
     config = TrainConfig(batch_size=args.batch_size, workers=args.workers, device=args.device,
                          eval_patches=args.patches, precision="auto")
     ctx = distributed.init_from_env(args.device)
@@ -216,6 +230,7 @@ def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: distr
     from .train import predict
 
     results: dict[str, dict[str, Any]] = {}
+    predictions: dict[str, dict[str, Any]] = {}
     for name, root in zip(args.dataset, args.data_root):
         dataset = get_dataset(name, root)
         if args.split_file:
@@ -223,6 +238,7 @@ def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: distr
         items = PairPatches(dataset.records, args.patches, model.config.patch_size, model.config.sampling, args.seed)
         preds = predict(model, items, config, ctx.device, repeats=args.repeats, tag="test", shard=ctx.distributed)
         metrics = correlations(preds["pred"], preds["target"])
+        predictions[name if name not in predictions else f"{name} ({Path(root).name})"] = preds
         results[name] = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in metrics.items()}
         if ctx.is_main:
             print(f"{name}: SROCC {metrics['srocc']:.4f}  KROCC {metrics['krocc']:.4f}  PLCC {metrics['plcc']:.4f}  "
@@ -232,6 +248,24 @@ def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: distr
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(data, indent=2, default=float) + "\n")
         args.output.with_suffix(".md").write_text(table + "\n")
+    if args.plot and ctx.is_main:
+        from .._plotting import save_figure
+        from .plots import plot_predictions
+
+        title = f"predictions against MOS: {Path(args.checkpoint).name}"
+        save_figure(plot_predictions(predictions, title=title), args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .._plotting import check_figure_path, save_figure
+    from .plots import plot_training_curves
+
+    out = args.out if args.out is not None else args.run / "curves.png"
+    check_figure_path(out)
+    save_figure(plot_training_curves(args.run), out)
+    print(f"wrote {out}")
     return 0
 
 
@@ -405,10 +439,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "splits": _splits,
-                "make-kadis": _make_kadis}
+                "make-kadis": _make_kadis, "plot": _plot}
     try:
         return handlers[args.command](args)
-    except (OSError, ValueError, KeyError, TypeError, FloatingPointError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, FloatingPointError, ImportError) as exc:
         print(f"vtamiq-train: error: {exc}", file=sys.stderr)
         return 1
 

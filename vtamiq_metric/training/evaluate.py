@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from scipy.optimize import OptimizeWarning, curve_fit
 
 from .datasets.targets import as_scores, logistic5
 
-__all__ = ["METRICS", "aggregate_runs", "correlations", "cross_dataset_table"]
+__all__ = ["METRICS", "aggregate_runs", "correlations", "cross_dataset_table", "fit_logistic"]
 
 _logger = logging.getLogger(__name__)
 
@@ -52,38 +52,66 @@ def _as_vector(values: Any, what: str) -> np.ndarray:
     return as_scores(values, what)
 
 
-def _fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, str]:
-    """Least-squares map x -> y with logistic5 (several starts) or a line; returns (fitted y, method)."""
+def fit_logistic(pred: Any, target: Any) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """The map predictions -> targets that PLCC is computed after (see the module docstring), as a function.
+
+    Args:
+        pred: predictions ``(N,)``, N >= 2, not constant.
+        target: targets ``(N,)``, not constant.
+
+    Returns:
+        ``(curve, method)``: ``curve(x)`` maps any array of predictions to fitted targets (float64, same shape), and
+        ``method`` is ``"logistic5"`` or ``"linear"`` (the fallback, also used for five points or fewer).
+
+    Raises:
+        TypeError / ValueError: as :func:`correlations` for bad inputs; ValueError for constant inputs.
+    """
+    x = _as_vector(pred, "pred")
+    y = _as_vector(target, "target")
+    if x.size != y.size or x.size < 2 or np.ptp(x) == 0.0 or np.ptp(y) == 0.0:
+        raise ValueError(f"expected pred and target of the same length >= 2, neither constant; got lengths {x.size} "
+                         f"and {y.size}")
     mx, sx, my, sy = x.mean(), x.std(), y.mean(), y.std()
     u, v = (x - mx) / sx, (y - my) / sy
     slope, intercept = np.polyfit(u, v, 1)
-    best_fit = slope * u + intercept
-    best_sse, method = float(np.sum((v - best_fit) ** 2)), "linear"
-    if len(u) <= 5:  # five parameters need more than five points; a line is the only honest fit
-        return best_fit * sy + my, method
-    med = float(np.median(u))
-    span = float(v.max() - v.min())
-    guesses = (
-        (span, 1.0, med, 0.1, 0.0),  # increasing logistic, weak linear part
-        (-span, 1.0, med, 0.1, 0.0),  # decreasing logistic
-        (span, 4.0, med, 0.01, 0.0),  # steep
-        (1.0, 1.0, med, 1.0, float(np.median(v))),  # the reference code's guess
-        (2.0 * span, 0.5, med, 0.0, 0.0),  # shallow, no linear part
-    )
-    for guess in guesses:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", OptimizeWarning)
-                warnings.simplefilter("ignore", RuntimeWarning)
-                params, _ = curve_fit(logistic5, u, v, p0=guess, maxfev=20_000, ftol=1e-12, xtol=1e-12)
-        except (RuntimeError, ValueError) as err:
-            _logger.debug("logistic fit from %s failed: %s", guess, err)
-            continue
-        fit = logistic5(u, *params)
-        sse = float(np.sum((v - fit) ** 2))
-        if np.all(np.isfinite(fit)) and sse < best_sse:
-            best_fit, best_sse, method = fit, sse, "logistic5"
-    return best_fit * sy + my, method
+    best_params: tuple[float, ...] | None = None
+    best_sse, method = float(np.sum((v - (slope * u + intercept)) ** 2)), "linear"
+    if len(u) > 5:  # five parameters need more than five points; otherwise a line is the only honest fit
+        med = float(np.median(u))
+        span = float(v.max() - v.min())
+        guesses = (
+            (span, 1.0, med, 0.1, 0.0),  # increasing logistic, weak linear part
+            (-span, 1.0, med, 0.1, 0.0),  # decreasing logistic
+            (span, 4.0, med, 0.01, 0.0),  # steep
+            (1.0, 1.0, med, 1.0, float(np.median(v))),  # the reference code's guess
+            (2.0 * span, 0.5, med, 0.0, 0.0),  # shallow, no linear part
+        )
+        for guess in guesses:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", OptimizeWarning)
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    params, _ = curve_fit(logistic5, u, v, p0=guess, maxfev=20_000, ftol=1e-12, xtol=1e-12)
+            except (RuntimeError, ValueError) as err:
+                _logger.debug("logistic fit from %s failed: %s", guess, err)
+                continue
+            fit = logistic5(u, *params)
+            sse = float(np.sum((v - fit) ** 2))
+            if np.all(np.isfinite(fit)) and sse < best_sse:
+                best_params, best_sse, method = tuple(float(p) for p in params), sse, "logistic5"
+
+    def curve(values: np.ndarray) -> np.ndarray:
+        w = (np.asarray(values, dtype=np.float64) - mx) / sx
+        fitted = slope * w + intercept if best_params is None else logistic5(w, *best_params)
+        return fitted * sy + my
+
+    return curve, method
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, str]:
+    """Least-squares map x -> y with logistic5 (several starts) or a line; returns (fitted y, method)."""
+    curve, method = fit_logistic(x, y)
+    return curve(x), method
 
 
 def _nan_result(n: int, note: str) -> dict[str, Any]:

@@ -108,3 +108,30 @@ def test_stability_check_reports_the_spread_over_seeds(textured, distance_model)
     result = acc.stability_check(distance_model, [textured], [dist], score_range=1.0, seeds=3, num_patches=16)
     assert result["seeds"] == 3 and result["max_std"] >= 0
     assert result["max_std_over_range"] == result["max_std"]
+
+
+def test_read_mos_folder_reads_a_tid2013_fragment(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "distorted_images").mkdir()
+    (tmp_path / "reference_images").mkdir()
+    image = Image.new("RGB", (32, 32), (10, 20, 30))
+    image.save(tmp_path / "reference_images" / "I01.BMP")
+    image.save(tmp_path / "distorted_images" / "i01_08_2.bmp")
+    (tmp_path / "mos_with_names.txt").write_text("4.5 I01_08_2.bmp\n3.1 i01_08_3.bmp\n")
+    refs, dists, mos = acc.read_mos_folder(tmp_path)
+    assert [p.name for p in refs] == ["I01.BMP"] and [p.name for p in dists] == ["i01_08_2.bmp"] and mos == [4.5]
+    image.save(tmp_path / "distorted_images" / "i02_01_1.bmp")
+    with pytest.raises(ValueError, match="expected a MOS for i02_01_1.bmp"):
+        acc.read_mos_folder(tmp_path)
+
+
+def test_read_kadis_pairs_resolves_paths_and_names_bad_rows(tmp_path):
+    (tmp_path / "kadis700k_scores.csv").write_text("dist_img,ref_img,dist_type,dist_level,vsi\n"
+                                                   "dist_imgs/a_01_01.png,ref_imgs/a.png,1,1,0.98\n")
+    rows = acc.read_kadis_pairs(tmp_path)
+    assert rows == [{"ref": tmp_path / "ref_imgs/a.png", "dist": tmp_path / "dist_imgs/a_01_01.png", "type": 1,
+                     "vsi": 0.98}]
+    (tmp_path / "kadis700k_scores.csv").write_text("dist_img,ref_img,dist_type,dist_level,vsi\nx.png,a.png,one,1,0.9\n")
+    with pytest.raises(ValueError, match="line 2"):
+        acc.read_kadis_pairs(tmp_path)

@@ -1,0 +1,169 @@
+"""``VTAMIQMetric``: VTAMIQ as a torchmetrics ``Metric`` for Lightning/torchmetrics evaluation loops.
+
+Needs the optional extra ``[metrics]`` (``pip install 'vtamiq-metric[metrics]'``). Importing :mod:`vtamiq_metric`
+never imports this module or torchmetrics; import it explicitly::
+
+    from vtamiq_metric.metrics import VTAMIQMetric
+
+The metric accumulates distortion scores (0 = identical, higher = worse) computed exactly as
+:func:`vtamiq_metric.score` computes them, and syncs its state across processes under DDP like any torchmetrics
+metric.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ._validation import ImageLike
+from .api import Precision, default_model_name, score
+from .hub import load_model
+from .model.vtamiq import VTAMIQ
+from .sampling import SamplingConfig
+
+try:
+    from torchmetrics import Metric
+    from torchmetrics.utilities.data import dim_zero_cat
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError("vtamiq_metric.metrics needs torchmetrics, an optional dependency: "
+                      "pip install 'vtamiq-metric[metrics]'") from exc
+
+__all__ = ["VTAMIQMetric"]
+
+_logger = logging.getLogger(__name__)
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+class VTAMIQMetric(Metric):
+    """Mean (or sum, or every) VTAMIQ distortion score over all pairs seen by :meth:`update`.
+
+    Scores are **distortions**: 0 means identical and higher means worse (``higher_is_better = False``). Each
+    :meth:`update` scores its pairs with :func:`vtamiq_metric.score` and the same ``seed``, so every update is an
+    independent, reproducible ``score()`` call: the metric over any split of pairs into batches (and over any number
+    of processes) equals ``score()`` over all of them at once with that seed. A pair's score depends only on the pair
+    and the seed, never on its batch or its position in the stream.
+
+    The network is frozen (``requires_grad=False``) and always in eval mode, even after ``.train()`` on the metric or
+    on a module that holds it. Scores are computed without autograd, so ``is_differentiable = False``: for a loss use
+    :class:`vtamiq_metric.VTAMIQLoss`, the same computation with gradients.
+
+    States (all synced across processes by summation or concatenation): ``score_sum`` and ``num_pairs`` (float64
+    scalars), plus ``scores`` (the per-pair list, only with ``reduction="none"``). Under DDP, ``"none"`` returns the
+    scores grouped by process (rank 0's pairs first), as torchmetrics' ``cat`` reduction does.
+
+    The model is a submodule: ``.to(device)`` moves it with the states, and (as for torchmetrics' LPIPS) its frozen
+    weights are part of the metric's ``state_dict``. The sums are float64, so accumulating millions of pairs loses
+    nothing.
+
+    Args:
+        model: a registered name, ``hf-hub:org/repo[@rev]``, a local path or a :class:`VTAMIQ` instance (frozen in
+            place and set to eval mode); None uses the bundled default. Named models are loaded fresh (not shared
+            with ``score()``'s cache), so moving the metric never moves another user's model.
+        num_patches: patches per image (default: the model config's ``num_patches``).
+        num_repeats: seeded CAPS draws averaged per pair (seeds ``seed .. seed + num_repeats - 1``), as in ``score``.
+        seed: sampling seed used by every update.
+        precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU; the default of ``score``), ``"fp32"`` or
+            ``"bf16"``.
+        sampling: CAPS settings (default: the model config's ``sampling``).
+        reduction: ``"mean"`` (default) and ``"sum"`` give a scalar, ``"none"`` the (num_pairs,) scores.
+        batch_size: pairs per model call inside one update (default as in ``score``: what fits on CUDA, 32 on CPU).
+        **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``dist_sync_on_step``, ``process_group``,
+            ``compute_on_cpu``...).
+
+    Raises:
+        ValueError: unknown ``reduction``, or ``num_patches``/``num_repeats`` below 1.
+        TypeError: ``model`` of the wrong type.
+
+    Example:
+        >>> import torch
+        >>> from vtamiq_metric import VTAMIQ
+        >>> from vtamiq_metric.metrics import VTAMIQMetric
+        >>> metric = VTAMIQMetric(VTAMIQ("tiny"), num_patches=16)
+        >>> ref = torch.rand(4, 3, 32, 32)
+        >>> metric.update(ref, (ref + 0.1 * torch.rand_like(ref)).clamp(0, 1))
+        >>> metric.compute().shape
+        torch.Size([])
+    """
+
+    higher_is_better = False
+    is_differentiable = False
+    full_state_update = False
+    plot_lower_bound = 0.0
+    feature_network = "model"
+
+    score_sum: torch.Tensor
+    num_pairs: torch.Tensor
+
+    def __init__(self, model: str | VTAMIQ | None = None, *, num_patches: int | None = None, num_repeats: int = 1,
+                 seed: int = 0, precision: Precision = "auto", sampling: SamplingConfig | None = None,
+                 reduction: str = "mean", batch_size: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        if not isinstance(model, VTAMIQ):
+            if model is not None and not isinstance(model, str) and not hasattr(model, "__fspath__"):
+                raise TypeError(f"model must be a name, a path or a VTAMIQ instance, got {type(model).__name__}")
+            model = load_model(default_model_name() if model is None else model)
+        self.model = model.eval().requires_grad_(False)
+        self.num_patches = model.config.num_patches if num_patches is None else num_patches
+        if isinstance(self.num_patches, bool) or not isinstance(self.num_patches, int) or self.num_patches < 1:
+            raise ValueError(f"num_patches must be an int >= 1, got {self.num_patches!r}")
+        if isinstance(num_repeats, bool) or not isinstance(num_repeats, int) or num_repeats < 1:
+            raise ValueError(f"num_repeats must be an int >= 1, got {num_repeats!r}")
+        self.num_repeats = num_repeats
+        self.seed = seed
+        self.precision = precision
+        self.sampling = sampling
+        self.reduction = reduction
+        self.batch_size = batch_size
+        self.add_state("score_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("num_pairs", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        if reduction == "none":
+            self.add_state("scores", [], dist_reduce_fx="cat")
+
+    def train(self, mode: bool = True) -> VTAMIQMetric:
+        """Kept for the nn.Module interface: the metric network always stays in eval mode."""
+        super().train(False)
+        return self
+
+    def update(self, ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequence[ImageLike]) -> None:
+        """Score a batch of pairs and add them to the state.
+
+        Args:
+            ref: reference image(s): anything :func:`vtamiq_metric.score` accepts, typically a (B, 3, H, W) float
+                tensor in [0, 1] (moved to the metric's device).
+            dist: distorted image(s), same count and size; may require grad (it is not differentiated).
+
+        Raises:
+            ValueError / TypeError / FileNotFoundError: as :func:`vtamiq_metric.score`.
+        """
+        scores = score(ref, dist, model=self.model, num_patches=self.num_patches, num_repeats=self.num_repeats,
+                       seed=self.seed, precision=self.precision, sampling=self.sampling,
+                       batch_size=self.batch_size).detach()  # (B,) on the model's device
+        self.score_sum += scores.sum(dtype=torch.float64)
+        self.num_pairs += scores.numel()
+        if self.reduction == "none":
+            self.scores.append(scores)
+
+    def compute(self) -> torch.Tensor:
+        """The reduced score over every pair since the last :meth:`reset` (synced across processes).
+
+        Returns:
+            float32: a scalar for ``"mean"`` (NaN before any pair) and ``"sum"``, a (num_pairs,) tensor for ``"none"``.
+        """
+        if self.reduction == "none":
+            if isinstance(self.scores, list) and not self.scores:
+                return torch.zeros(0, device=self.score_sum.device)
+            return dim_zero_cat(self.scores).float()
+        if self.reduction == "sum":
+            return self.score_sum.float()
+        return (self.score_sum / self.num_pairs).float()
+
+    def extra_repr(self) -> str:
+        """The settings shown in ``repr(metric)``."""
+        return (f"num_patches={self.num_patches}, num_repeats={self.num_repeats}, seed={self.seed}, "
+                f"reduction={self.reduction!r}")
