@@ -54,7 +54,8 @@ import numpy as np
 import torch
 
 from ._validation import ImageLike, prepare_pair
-from .api import Precision, _autocast, resolve_device, resolve_model, score
+from ._precision import autocast
+from .api import Precision, resolve_device, resolve_model, score
 from .model.vtamiq import VTAMIQ
 from .sampling import SamplingConfig, extract_patches, sample_patches, sampling_density
 
@@ -101,7 +102,7 @@ def _draw_map(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, alphas: torc
     ref_rep = ref_p.expand(steps, *ref_p.shape).flatten(0, 1)  # (S*B, N, 3, P, P)
     pos = sample.pos.to(param.dtype).repeat(steps, 1, 1)  # (S*B, N, 2)
     scale = None if sample.scale is None else sample.scale.repeat(steps, 1)  # (S*B, N)
-    with _autocast(ref.device, precision):
+    with autocast(ref.device, precision):
         out = model(model.normalize(ref_rep), model.normalize(path), pos, scale)  # (S*B,)
     (grad,) = torch.autograd.grad(out.sum(), path)  # (S*B, N, 3, P, P)
     grad = grad.view(steps, *delta_p.shape).to(ref.dtype).sum(0)  # (B, N, 3, P, P): sum over the path points
