@@ -22,12 +22,12 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # Each layer may import only itself and the layers before it. A module's layer is the first whose prefix matches its
 # dotted name (without the package name); "model." covers the model/ subpackage.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("leaves", ("_version", "_io", "_precision")),
+    ("leaves", ("_version", "_io", "_precision", "_plotting")),
     ("inputs and sampling", ("_validation", "sampling")),
     ("model", ("model",)),
     ("weights sources", ("hub",)),
     ("score core", ("api", "_distributed")),
-    ("faces", ("loss", "cli", "")),  # "" is the package __init__
+    ("faces", ("loss", "maps", "metrics", "cli", "")),  # "" is the package __init__
     ("training", ("training",)),
 ]
 

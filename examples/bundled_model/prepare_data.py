@@ -1,6 +1,6 @@
 """Reference crops for the bundled default model, from permissively licensed photographs.
 
-The bundled model (``vtamiq_tiny_patch16.kadis_synthetic``) is trained only on images whose licence allows
+The bundled model (``vtamiq_tiny_patch16.kadis_photos``) is trained only on images whose licence allows
 redistributing a model trained on them. Two kinds of sources:
 
 - **package photographs**: sample data inside the scikit-image and scikit-learn wheels; the licence of each is the one
@@ -29,7 +29,7 @@ Crops are deterministic (``numpy.random.default_rng([seed, crc32(source name)])`
 exceeds ``--max-side`` are first downscaled to it (Lanczos); then, for each crop, a random downscale (factor in
 [``min_scale``, 1]), a random square side from ``sizes`` and position, a random horizontal flip. Grayscale
 photographs are replicated to RGB. The held-out sources (``HELD_OUT``) never reach the training folder, so the
-evaluation in ``benchmarks/eval_bundled.py`` measures generalisation to unseen photographs.
+evaluation in ``benchmarks/eval_model.py`` measures generalisation to unseen photographs.
 
 Sources considered and left out: scikit-image's ``motorcycle_left``/``motorcycle_right`` (Middlebury 2014 stereo
 set; no licence stated in the package), ``moon`` and ``page`` (no licence stated), ``horse``, ``logo``,

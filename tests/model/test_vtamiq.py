@@ -125,6 +125,45 @@ def test_every_parameter_gets_a_gradient_in_training():
     assert missing == []
 
 
+@pytest.mark.parametrize("extra_tokens", [0, 2])
+def test_zero_identity_and_token_distance_anchor_the_score_at_zero(extra_tokens):
+    config = PRESETS["tiny"].replace(zero_identity=True, token_distance=True, num_extra_tokens=extra_tokens)
+    torch.manual_seed(0)
+    model = VTAMIQ(config).eval()
+    assert model.state_dict()["token_distance.weight"].shape == (config.depth + 1, config.embed_dim)
+    ref, dist, pos = _inputs(batch=3)
+    with torch.no_grad():
+        same = model(ref, ref.clone(), pos)
+        feats = model.forward_features(ref, dist, pos)
+    assert same.abs().max() < 1e-6
+    assert bool((feats["score"] > 0).all()) and bool((feats["head"] >= 0).all())
+    assert torch.allclose(feats["score"], feats["head"] + feats["distance"])
+    # The head's own value at zero difference is subtracted: without the offset the score would be far from 0.
+    raw = model.head(model.diffnet(torch.zeros(1, config.embed_dim)))
+    assert float(raw.abs()) > 1e-4
+
+
+def test_token_distance_gradient_is_a_positive_map_of_the_error():
+    config = PRESETS["tiny"].replace(token_distance=True)
+    torch.manual_seed(1)
+    model = VTAMIQ(config).eval()
+    ref, _, pos = _inputs(batch=1, num=16)
+    dist = (ref + 0.05 * torch.randn(ref.shape, generator=torch.Generator().manual_seed(3))).requires_grad_(True)
+    distance = model.forward_features(ref, dist, pos)["distance"]
+    (grad,) = torch.autograd.grad(distance.sum(), dist)
+    cosine = torch.nn.functional.cosine_similarity(grad.flatten(), (dist - ref).detach().flatten(), dim=0)
+    assert float(cosine) > 0.2  # gradient descent on the distance moves dist towards ref
+
+
+def test_paper_presets_keep_the_plain_head():
+    for name in ("paper2021", "release2022", "head2024"):
+        assert not PRESETS[name].zero_identity and not PRESETS[name].token_distance
+    model = VTAMIQ("tiny")
+    assert model.token_distance is None and "token_distance.weight" not in model.state_dict()
+    with pytest.raises(ValueError, match="token_distance must be a bool"):
+        PRESETS["tiny"].replace(token_distance=1)
+
+
 def test_bf16_autocast_forward_is_close_to_fp32(tiny_model):
     ref, dist, pos = _inputs()
     with torch.no_grad():

@@ -12,7 +12,7 @@ The KADIS-700k generator predates this module and keeps its own two formulas, :f
 **frozen**: they define the images and labels that ``vtamiq-train make-kadis`` writes, which are the published
 generator's data.
 
-**Frozen outputs.** The bundled default model (``vtamiq_tiny_patch16.kadis_synthetic``) was trained on
+**Frozen outputs.** The bundled default model (``vtamiq_tiny_patch16.kadis_photos``) was trained on
 ``make-kadis`` output and with the data order and CAPS draws of :func:`derive_seed`. Changing any formula here moves
 that model's recipe: ``examples/bundled_model/train.sh`` would no longer reproduce the shipped weights. The test
 ``tests/training/test_seeds.py`` pins values of each function so that this cannot happen by accident.
