@@ -9,18 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import build_fake_kadid
 from vtamiq_metric.training import cli
 
 pytest.importorskip("matplotlib")
 from vtamiq_metric.training.evaluate import correlations, fit_logistic  # noqa: E402
 from vtamiq_metric.training.plots import plot_predictions, read_metrics  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def kadid(tmp_path_factory):
-    """5 references x 4 noise levels, 32x40 PNGs, MOS falling with the level."""
-    return build_fake_kadid(tmp_path_factory.mktemp("kadid10k"), levels=4)
 
 
 def _check_picture(path, size: tuple[int, int], min_colours: int = 30) -> np.ndarray:
