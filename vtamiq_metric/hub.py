@@ -74,20 +74,19 @@ PRETRAINED: dict[str, PretrainedCfg] = {
     cfg.name: cfg
     for cfg in (
         PretrainedCfg(
-            name="vtamiq_tiny_patch16.kadis_synthetic",
-            sha256="42d79a4d58bdbf759692b355cb9ddbba3adb9d54c4757a005eb0b0525fc67449",
+            name="vtamiq_tiny_patch16.kadis_photos",
+            sha256="d3ff20f0b8e5072e09006137e5e2fc06320d0bc5d4bb1de060c5ae5fa253c5dd",
             license="Apache-2.0",
-            bundled_path="weights/vtamiq_tiny_patch16.safetensors",
-            notes="small VTAMIQ (3.8M parameters) trained from scratch on KADIS-style synthetic distortions (VSI "
-                  "labels) of public-domain/CC0/CC-BY photographs from scikit-image and scikit-learn; not the paper's "
-                  "model and not calibrated to human scores (held-out SROCC vs 1-VSI 0.72); see "
-                  "weights/MODEL_CARD.md",
+            bundled_path="weights/vtamiq_tiny_patch16_kadis_photos.safetensors",
+            notes="small VTAMIQ (3.8M parameters, token distance, 0 at identity) trained from scratch on KADIS-style "
+                  "synthetic distortions (VSI labels) of permissively licensed photographs; not the paper's model "
+                  "and not calibrated to human scores; see weights/MODEL_CARD.md",
         ),
     )
 }
 
 #: The model ``score()`` and ``VTAMIQLoss`` use when none is named: the small bundled model (works offline).
-DEFAULT_MODEL: str | None = "vtamiq_tiny_patch16.kadis_synthetic"
+DEFAULT_MODEL: str | None = "vtamiq_tiny_patch16.kadis_photos"
 
 
 def list_pretrained() -> list[str]:
