@@ -110,24 +110,32 @@ def test_the_score_rises_with_the_distortion_strength():
 
 
 @needs_images
-def test_the_loss_gradient_points_towards_the_reference():
+@pytest.mark.parametrize("name", ["astronaut", "coffee"])
+def test_the_loss_gradient_points_towards_the_reference(name):
     from vtamiq_metric import VTAMIQLoss
 
-    ref = _crop(IMAGES / "astronaut_ref.png", 128)
-    dist = _crop(IMAGES / "astronaut_blur2.png", 128).requires_grad_(True)
-    loss_fn = VTAMIQLoss(num_patches=128)
-    (grad,) = torch.autograd.grad(loss_fn(ref, dist), dist)
-    cosine = float(torch.nn.functional.cosine_similarity(grad.flatten(), (dist - ref).detach().flatten(), dim=0))
-    assert cosine > 0.15, cosine  # the first bundled model had about 0.01
-    # A few Adam steps on the pixels with the loss alone bring the image closer to its reference.
-    logits = torch.logit(dist.detach().clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
+    # The gradient reaches only the sampled patches, so one draw covers a fraction of the image: sum 8 draws, as the
+    # model card's measurement does. 96 px crops keep it fast; the first bundled model had cosines of about 0.01.
+    ref = _crop(IMAGES / f"{name}_ref.png", 96)
+    loss_fn = VTAMIQLoss(num_patches=128, seed=0, reduction="sum")
+    cosines = []
+    for distortion in ("blur2", "jpeg10", "noise005"):
+        dist = _crop(IMAGES / f"{name}_{distortion}.png", 96).requires_grad_(True)
+        grad = sum(torch.autograd.grad(loss_fn(ref, dist), dist)[0] for _ in range(8))
+        cosines.append(float(torch.nn.functional.cosine_similarity(grad.flatten(), (dist - ref).detach().flatten(),
+                                                                   dim=0)))
+    assert min(cosines) > 0.12 and sorted(cosines)[1] > 0.15, cosines  # measured 0.16-0.23
+    # A few Adam steps on the pixels with the loss alone bring the blurred image closer to its reference.
+    dist = _crop(IMAGES / f"{name}_blur2.png", 96)
+    logits = torch.logit(dist.clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
     optimizer = torch.optim.Adam([logits], lr=0.02)
-    before = float(((dist.detach() - ref) ** 2).mean())
-    for _ in range(8):
+    before = float(((dist - ref) ** 2).mean())
+    for _ in range(30):
         optimizer.zero_grad()
         loss_fn(ref, torch.sigmoid(logits)).backward()
         optimizer.step()
-    assert float(((torch.sigmoid(logits.detach()) - ref) ** 2).mean()) < before
+    after = float(((torch.sigmoid(logits.detach()) - ref) ** 2).mean())
+    assert after < 0.95 * before, (before, after)  # Adam lr 0.02, 30 steps; at lr 0.05 this model overshoots (model card)
 
 
 def test_default_model_is_the_bundled_one(monkeypatch, bundled):
