@@ -230,15 +230,37 @@ reliability on content far from these photographs. The TID2013 figure above uses
 """
 
 
+def _write_card(out_dir: Path, provenance: dict, eval_result: dict | None) -> str:
+    """Write ``MODEL_CARD.md`` for the weights file in ``out_dir``; returns the file's sha256."""
+    target = out_dir / FILE_NAME
+    sha = sha256sum(target)
+    size_mib = target.stat().st_size / 2**20
+    (out_dir / "MODEL_CARD.md").write_text(_card(provenance, sha, eval_result, size_mib))
+    print(f"wrote {target} ({size_mib:.1f} MiB) and {out_dir / 'MODEL_CARD.md'}")
+    return sha
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="exported model directory (vtamiq-train export)")
-    parser.add_argument("--run", type=Path, required=True, help="training run folder (config.json, metrics.jsonl)")
-    parser.add_argument("--data", type=Path, required=True, help="data folder of prepare_data.py / make-kadis")
+    parser.add_argument("--model", type=Path, help="exported model directory (vtamiq-train export)")
+    parser.add_argument("--run", type=Path, help="training run folder (config.json, metrics.jsonl)")
+    parser.add_argument("--data", type=Path, help="data folder of prepare_data.py / make-kadis")
     parser.add_argument("--eval", type=Path, help="JSON written by benchmarks/eval_model.py --output")
     parser.add_argument("--out-dir", type=Path, default=REPO / "vtamiq_metric" / "weights")
     parser.add_argument("--note", default="", help="free text stored in the provenance (e.g. how the run ended)")
+    parser.add_argument("--card-only", action="store_true",
+                        help="keep the weights file in --out-dir as it is (same sha256) and rewrite only MODEL_CARD.md "
+                             "from its provenance metadata and --eval (for an evaluation run after the weights landed)")
     args = parser.parse_args(argv)
+    eval_result = json.loads(args.eval.read_text()) if args.eval else None
+    target = args.out_dir / FILE_NAME
+    if args.card_only:
+        provenance = load_model(target).provenance
+        _write_card(args.out_dir, provenance, eval_result)
+        return 0
+    missing = [f"--{name}" for name in ("model", "run", "data") if getattr(args, name) is None]
+    if missing:
+        parser.error(f"{', '.join(missing)} required (unless --card-only)")
 
     model = load_model(args.model)
     config = json.loads((args.run / "config.json").read_text())
@@ -246,7 +268,6 @@ def main(argv: list[str] | None = None) -> int:
     best = max(epochs, key=lambda r: r["val_srocc"])
     manifest = json.loads((args.data / "sources.json").read_text())
     commit, dirty = _commit(args.run)
-    eval_result = json.loads(args.eval.read_text()) if args.eval else None
     sources = [{k: s.get(k) for k in ("name", "origin", "package", "version", "file", "sha256", "licence",
                                       "attribution", "held_out")} | {"crops": len(s["crops"])}
                for s in manifest["sources"]]
@@ -273,11 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         save_pretrained(model, tmp, provenance=provenance)
-        target = args.out_dir / FILE_NAME
         shutil.copyfile(Path(tmp) / "model.safetensors", target)
-    sha = sha256sum(target)
-    (args.out_dir / "MODEL_CARD.md").write_text(_card(provenance, sha, eval_result, target.stat().st_size / 2**20))
-    print(f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB) and {args.out_dir / 'MODEL_CARD.md'}")
+    sha = _write_card(args.out_dir, provenance, eval_result)
     print(f"""
 PRETRAINED entry for vtamiq_metric/hub.py:
 
