@@ -336,7 +336,7 @@ def backbone_from_npz(npz: str | Path | Mapping[str, np.ndarray], config: VTAMIQ
     and scale embedding (if any) are not in the file and are left out of the returned dict.
     """
     if isinstance(npz, (str, Path)):
-        path = Path(npz)
+        path = Path(npz).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"ViT weights not found: {path}")
         with np.load(path) as data:

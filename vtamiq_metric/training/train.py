@@ -102,6 +102,7 @@ def initial_model(config: TrainConfig) -> VTAMIQ:
         model = VTAMIQ(get_preset(config.model_preset))
         if init is not None:
             kind, path = init.split(":", 1)
+            path = str(Path(path).expanduser())
             if kind == "npz":
                 weights = backbone_from_npz(path, model.config)
             else:
