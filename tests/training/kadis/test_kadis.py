@@ -302,6 +302,10 @@ def test_workers_exit_when_the_main_process_is_killed(tmp_path):
             time.sleep(0.2)
         pids = [int(f.read_text()) for f in files]
         assert all(_alive(pid) for pid in pids)
+        # every child of the main process: the workers and multiprocessing's resource tracker
+        for task in Path(f"/proc/{main_process.pid}/task").iterdir():
+            pids += [int(pid) for pid in (task / "children").read_text().split() if int(pid) not in pids]
+        assert len(pids) >= 3, pids
     finally:
         main_process.send_signal(signal.SIGKILL)
         main_process.wait()
@@ -311,4 +315,4 @@ def test_workers_exit_when_the_main_process_is_killed(tmp_path):
     left = [pid for pid in pids if _alive(pid)]
     for pid in left:  # do not leak them into the rest of the session
         os.kill(pid, signal.SIGKILL)
-    assert not left, f"workers {left} outlived their killed parent by 10 s"
+    assert not left, f"processes {left} (workers, resource tracker) outlived their killed parent by 10 s"
