@@ -27,7 +27,7 @@ def _config_with(model, **changes):
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"depth": 10**6}, r"depth=1000000, expected encoder blocks .* but the file holds indices 0\.\.1"),
+    ({"depth": 10**6}, r"depth=1000000, expected encoder blocks .* 0\.\.999999, but the file holds indices 0\.\.1"),
     ({"num_groups": 10**7}, r"num_groups=10000000"),
     ({"blocks_per_group": 10**5}, r"blocks_per_group=100000"),
     ({"embed_dim": 2**30, "num_heads": 1}, r"embed_dim=1073741824, larger than every tensor dimension"),
@@ -103,11 +103,11 @@ def test_convert_names_the_problem_of_a_junk_file(tmp_path):
     }
     for name, (data, message) in cases.items():
         (tmp_path / name).write_bytes(data)
-        with pytest.raises(ValueError, match=rf"cannot read checkpoint .*{name}: expected a PyTorch checkpoint.*{message}"):
+        expected = rf"cannot read checkpoint .*{name}: expected a PyTorch checkpoint.*{message}"
+        with pytest.raises(ValueError, match=expected):
             load_reference_checkpoint(tmp_path / name, "paper2021")
     marker = tmp_path / "pwned"
     torch.save({"model_state_dict": _Payload(str(marker))}, tmp_path / "evil.pth")
-    with pytest.raises(ValueError, match=r"got a pickle holding other Python objects .*GLOBAL posix.mkdir.*nothing in it "
-                                         r"ran"):
+    with pytest.raises(ValueError, match=r"pickle holding other Python objects .*GLOBAL posix.mkdir.*nothing in it ran"):
         load_reference_checkpoint(tmp_path / "evil.pth", "paper2021")
     assert not marker.exists()

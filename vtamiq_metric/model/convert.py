@@ -85,18 +85,19 @@ def _check_indices(keys: list[str], variant: str, layer: str, decoder: str) -> N
     """Refuse block and group indices beyond the known counts, and gaps, before any size is read from the keys."""
     checks = (
         (rf"transformer\.encoder\.{layer}\.(\d+)\.", _MAX_ENCODER_BLOCKS, f"transformer.encoder.{layer}.<i>",
-         "encoder blocks"),
+         f"at most {_MAX_ENCODER_BLOCKS} encoder blocks"),
         # Group indices run to num_groups: the last one is DiffNet's output layer.
-        (rf"{decoder}\.(\d+)\.", _MAX_DIFFNET_GROUPS + 1, f"{decoder}.<g>", "DiffNet groups (+ the output layer)"),
+        (rf"{decoder}\.(\d+)\.", _MAX_DIFFNET_GROUPS + 1, f"{decoder}.<g>",
+         f"at most {_MAX_DIFFNET_GROUPS} DiffNet groups, then the output layer"),
         (rf"{decoder}\.\d+\.body\.(\d+)\.", _MAX_DIFFNET_BLOCKS + 1, f"{decoder}.<g>.body.<r>",
-         "blocks per DiffNet group (+ the group's last layer)"),
+         f"at most {_MAX_DIFFNET_BLOCKS} blocks per DiffNet group, then the group's last layer"),
     )
     for pattern, limit, name, what in checks:
         found = sorted({int(m.group(1)) for k in keys if (m := re.match(pattern, k))})
         if found and found[-1] >= limit:
             key = next(k for k in keys if (m := re.match(pattern, k)) and int(m.group(1)) == found[-1])
-            raise ValueError(f"{variant} checkpoint: expected {name} indices below {limit} (at most {limit} {what}), "
-                             f"got index {found[-1]} in key {key!r}")
+            raise ValueError(f"{variant} checkpoint: expected {name} indices below {limit} ({what}), got index "
+                             f"{found[-1]} in key {key!r}")
         if found and found != list(range(len(found))):
             missing = sorted(set(range(found[-1] + 1)) - set(found))
             raise ValueError(f"{variant} checkpoint: expected {name} indices 0..{found[-1]} without gaps, got "

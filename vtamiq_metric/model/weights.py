@@ -74,9 +74,9 @@ def check_config_sizes(config: VTAMIQConfig, state_dict: Mapping[str, torch.Tens
     for name, pattern, label in _COUNTS:
         found = {int(m.group(1)) for key in state_dict if (m := pattern.match(key))}
         expected = getattr(config, name)
-        if found != set(range(expected)):
+        if len(found) != expected or (found and max(found) != expected - 1):  # found == {0, ..., expected - 1}
             held = f"indices {min(found)}..{max(found)} ({len(found)} distinct)" if found else "none"
-            raise WeightsError(f"{what}: the config says {name}={expected}, expected {label} with i = 0.."
+            raise WeightsError(f"{what}: the config says {name}={expected}, expected {label} with indices 0.."
                                f"{expected - 1}, but the file holds {held}")
     largest = max((max(value.shape, default=1) for value in state_dict.values()), default=0)
     for name in _WIDTHS:

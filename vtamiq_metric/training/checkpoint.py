@@ -200,8 +200,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"values, got a file that holds other Python objects ({detail}); it was not loaded and nothing in it ran. "
             f"Delete it (or start a fresh run with --overwrite) unless you wrote it yourself") from None
     except Exception as exc:  # zip, EOF and other read errors: not a checkpoint
-        raise CheckpointError(f"cannot resume from {path}: expected a checkpoint written by vtamiq-train "
-                              f"(torch.save zip archive), got an unreadable file ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"cannot resume from {path}: expected a checkpoint written by vtamiq-train (torch.save "
+                              f"zip archive), got an unreadable file ({type(exc).__name__}: {exc})") from exc
     expected = {"model", "optimizer", "scheduler", "rng", "epoch", "best_score", "best_epoch"}
     if not isinstance(state, dict) or not expected <= set(state):
         found = sorted(state) if isinstance(state, dict) else type(state).__name__
