@@ -108,6 +108,6 @@ def test_convert_names_the_problem_of_a_junk_file(tmp_path):
             load_reference_checkpoint(tmp_path / name, "paper2021")
     marker = tmp_path / "pwned"
     torch.save({"model_state_dict": _Payload(str(marker))}, tmp_path / "evil.pth")
-    with pytest.raises(ValueError, match=r"pickle holding other Python objects .*GLOBAL posix.mkdir.*nothing in it ran"):
+    with pytest.raises(ValueError, match=r"pickle holding other Python objects .*GLOBAL posix.mkdir.*nothing in it"):
         load_reference_checkpoint(tmp_path / "evil.pth", "paper2021")
     assert not marker.exists()
