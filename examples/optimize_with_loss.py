@@ -100,14 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     train_clean, train_blurred = load(IMAGES / "astronaut_ref.png"), load(IMAGES / "astronaut_ref.png", args.blur)
     test_clean, test_blurred = load(IMAGES / "coffee_ref.png"), load(IMAGES / "coffee_ref.png", args.blur)
     try:  # VSI lives in the `train` extra
-        from vtamiq_metric.training.labels.vsi import vsi
+        from vtamiq_metric.training.labels import vsi
     except ImportError:
         vsi = None
 
     rows = [("blurred input", test_blurred)]
     for name, fn in (("L1", None), ("L1 + VTAMIQLoss", loss_fn)):
+        net = train(train_clean, train_blurred, fn, args)  # with gradients: not under no_grad
         with torch.no_grad():
-            rows.append((name, train(train_clean, train_blurred, fn, args)(test_blurred)))
+            rows.append((name, net(test_blurred)))
     print(f"deblurring an unseen photograph after {args.steps} steps (higher PSNR/VSI, lower VTAMIQ = better)")
     print(f"{'':18s} {'PSNR dB':>8s} {'VTAMIQ':>8s}" + (f" {'VSI':>8s}" if vsi else ""))
     for name, image in rows:

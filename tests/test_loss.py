@@ -68,3 +68,19 @@ def test_bad_reduction_and_inputs(tiny_model):
         VTAMIQLoss(tiny_model, reduction="max")
     with pytest.raises(ValueError, match="same size"):
         VTAMIQLoss(tiny_model)(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 31))
+
+
+def test_accepts_whatever_score_accepts(tiny_model, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from vtamiq_metric import score
+
+    gen = np.random.default_rng(0)
+    ref = gen.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    dist = np.clip(ref.astype(int) + gen.integers(-30, 31, ref.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(ref).save(tmp_path / "ref.png")
+    refs, dists = [str(tmp_path / "ref.png"), Image.fromarray(ref)], [dist, Image.fromarray(dist)]
+    loss_fn = VTAMIQLoss(tiny_model, num_patches=16, reduction="none", resample=False)
+    expected = score(refs, dists, model=tiny_model, num_patches=16, seed=0, precision="fp32")
+    torch.testing.assert_close(loss_fn(refs, dists), expected)

@@ -23,6 +23,11 @@ class VTAMIQLoss(nn.Module):
     ``.train()``, so dropout never switches on and the metric cannot be trained by accident. Gradients reach ``dist``,
     and ``ref`` too when it requires grad.
 
+    Inputs: ``ref`` and ``dist`` accept whatever :func:`vtamiq_metric.score` accepts (the same coercion and checks:
+    tensors, numpy arrays, PIL images, file paths, or lists of these), and the loss of a pair equals ``score()`` of
+    that pair with the same ``seed``, ``num_patches`` and precision. Gradients need tensors: a side given as files,
+    PIL images or arrays is a constant.
+
     Patch positions: by default (``resample=True``) every call draws fresh CAPS positions, from seeds
     ``seed, seed + 1, ...`` in call order, so the loss sees the whole image over training and a run is reproducible.
     With ``resample=False`` every call uses the positions of ``seed`` (a fixed, deterministic loss for the same
@@ -82,8 +87,10 @@ class VTAMIQLoss(nn.Module):
         """Loss between reference and distorted images.
 
         Args:
-            ref: (B, 3, H, W) or (3, H, W) float reference images in [0, 1].
-            dist: distorted images, same shape; usually the output of the network being trained.
+            ref: reference images: (B, 3, H, W) or (3, H, W) float tensors in [0, 1], or anything else
+                :func:`vtamiq_metric.score` accepts (numpy arrays, PIL images, paths, lists of these).
+            dist: distorted images of the same size, in the same forms; usually the output of the network being
+                trained (a tensor, so that gradients reach it).
 
         Returns:
             The reduced distortion score: a scalar for ``"mean"``/``"sum"``, (B,) for ``"none"``.

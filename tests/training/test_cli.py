@@ -34,10 +34,12 @@ def test_cli_evaluate_and_splits(kadid, tmp_path, tiny_model, capsys):
     assert "3/1/1" in capsys.readouterr().out
 
 
-def test_cli_reports_bad_inputs(tmp_path, capsys):
+def test_cli_reports_bad_inputs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default --output (runs/vtamiq) is relative: keep it out of the repository
     assert cli.main(["train", "--dataset", "kadid10k", "--data-root", str(tmp_path / "none"), "--model-preset",
                      "tiny", "--no-progress"]) == 1
     assert "vtamiq-train: error" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # a run that cannot start leaves no config.json behind
     assert cli.main(["train", "--dataset", "kadid10k"]) == 1
     assert "no data root" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -91,3 +93,34 @@ def test_make_kadis_is_an_argparse_subcommand(capsys):
         cli.main(["make-kadis", "--refs", "r", "--out", "o", "--shard", "2/2"])
     assert exit_info.value.code == 2
     assert "expected I/N with 0 <= I < N (e.g. 3/8), got '2/2'" in capsys.readouterr().err
+
+
+def test_train_help_gives_a_help_text_and_default_for_every_flag(capsys):
+    parser = cli._build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    for action in train._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help and "default" in action.help, action.option_strings
+
+
+def test_stages_prints_what_a_stage_sets(capsys, tmp_path):
+    from vtamiq_metric.training.config import STAGES, TrainConfig, load_config_file
+
+    assert cli.main(["stages", "kadis700k-pretrain"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# --stage kadis700k-pretrain\n")
+    (tmp_path / "stage.toml").write_text(out)
+    settings = load_config_file(tmp_path / "stage.toml")
+    assert settings == STAGES["kadis700k-pretrain"]  # printed as TOML that a config file can hold
+    TrainConfig.from_dict(settings)
+    assert cli.main(["stages"]) == 0
+    assert capsys.readouterr().out.count("# --stage ") == len(STAGES)
+
+
+def test_missing_train_extra_names_the_extra_to_install(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "scipy", None)  # importlib.util.find_spec("scipy") is then None
+    assert cli.main(["make-kadis", "--refs", "r", "--out", "o"]) == 1
+    err = capsys.readouterr().err
+    assert "missing: scipy" in err and "pip install '.[train]'" in err and "vtamiq-metric[train]" in err

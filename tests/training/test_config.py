@@ -43,3 +43,27 @@ def test_dataset_options_are_typed_and_keep_the_dict_form(tmp_path):
         DatasetOptions(exclude_types=["15"])
     with pytest.raises(ValueError, match="dataset_options must be a table of reader options, got list"):
         TrainConfig(dataset_options=["label=vsi"])
+
+
+def test_example_config_files_load_and_kadis_toml_is_complete():
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from vtamiq_metric.training.config import STAGES, TrainConfig, load_config_file
+
+    root = Path(__file__).resolve().parents[2]
+    files = sorted((root / "examples").glob("*.toml")) + sorted((root / "examples").glob("*.y*ml"))
+    assert root / "examples" / "kadis.toml" in files
+    for path in files:
+        TrainConfig.from_dict(load_config_file(path))
+    text = (root / "examples" / "kadis.toml").read_text()
+    written = set(re.findall(r"^#? ?(\w+) = ", text, flags=re.M))
+    assert {f.name for f in dataclasses.fields(TrainConfig)} <= written  # every setting, commented when None
+    settings = load_config_file(root / "examples" / "kadis.toml")
+    assert {k: settings[k] for k in STAGES["kadis700k-pretrain"]} == STAGES["kadis700k-pretrain"]
+    # every config file a README command names is shipped
+    names = re.findall(r"--config ([\w./-]+\.(?:toml|ya?ml|json))", (root / "README.md").read_text())
+    assert "examples/kadis.toml" in names
+    for name in names:
+        assert (root / name).is_file(), name

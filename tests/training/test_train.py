@@ -48,6 +48,14 @@ def test_two_epoch_run_writes_checkpoints_metrics_and_a_usable_model(kadid, tmp_
     assert torch.isfinite(score(str(ref), str(dist), model=model, num_patches=12)).all()
 
 
+def test_run_without_validation_items_warns_and_keeps_the_last_epoch(kadid, tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        result = fit(_config(kadid, tmp_path, val_fraction=0.0, max_steps_per_epoch=1))
+    assert "no validation items" in caplog.text
+    assert result.best_epoch == 1  # the last of 2 epochs
+    assert load_model(result.best_dir).provenance["epoch"] == 1
+
+
 @pytest.mark.slow
 def test_resume_after_interruption_matches_an_uninterrupted_run(kadid, tmp_path, monkeypatch):
     full = fit(_config(kadid, tmp_path / "a"))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
 
 _POS_INDEX_RULES = ("centre", "paper2021")
+_MIN_STD = 1e-3  # a smaller std blows the normalised pixels up (1e-300 is 0 in float32: a division by zero)
 _ACTIVATIONS = ("prelu", "relu")
 
 
@@ -81,7 +83,7 @@ class VTAMIQConfig:
         embed_dropout: dropout on the token sequence after embedding (training only).
         drop_path: stochastic depth on DiffNet residual groups (training only).
         mean: per-channel normalisation mean applied to [0, 1] RGB patches.
-        std: per-channel normalisation std.
+        std: per-channel normalisation std (finite, at least 1e-3).
         num_patches: default number of patches per image at test time.
         sampling: default CAPS settings at test time.
     """
@@ -149,8 +151,14 @@ class VTAMIQConfig:
             value = getattr(self, name)
             if len(value) != 3:
                 raise ValueError(f"VTAMIQConfig.{name} must have 3 values (RGB), got {value!r}")
-        if min(self.std) <= 0:
-            raise ValueError(f"VTAMIQConfig.std must be positive, got {self.std!r}")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise ValueError(f"VTAMIQConfig.mean and std must be finite numbers, got mean {self.mean!r}, "
+                             f"std {self.std!r}")
+        if min(self.std) < _MIN_STD:
+            raise ValueError(f"VTAMIQConfig.std must be at least {_MIN_STD} (pixel values are divided by it), got "
+                             f"{self.std!r}")
+        if not (isinstance(self.norm_eps, (int, float)) and math.isfinite(self.norm_eps) and self.norm_eps > 0):
+            raise ValueError(f"VTAMIQConfig.norm_eps must be a finite number > 0, got {self.norm_eps!r}")
         # Normalise JSON lists back to tuples so equality and hashing hold after a round trip.
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
@@ -199,6 +207,8 @@ class VTAMIQConfig:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"VTAMIQConfig JSON is not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise ValueError("VTAMIQConfig JSON is nested too deeply; expected a flat object of settings") from None
         return cls.from_dict(data)
 
 

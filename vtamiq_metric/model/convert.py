@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -66,13 +68,45 @@ def _unwrap_container(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
+# The largest counts any of the authors' models has (REFERENCE.md §2: ViT-B has 12 encoder blocks, of which VTAMIQ
+# keeps 6; DiffNet has 4 residual groups of 4 blocks), with room for variants. Indices in the keys beyond them are
+# refused before anything is built: a 240 KB file must not make the converter map millions of keys.
+_MAX_ENCODER_BLOCKS = 24
+_MAX_DIFFNET_GROUPS = 16
+_MAX_DIFFNET_BLOCKS = 16
+
+
 def _max_index(keys: list[str], pattern: str) -> int:
     found = [int(m.group(1)) for k in keys if (m := re.match(pattern, k))]
     return max(found) + 1 if found else 0
 
 
+def _check_indices(keys: list[str], variant: str, layer: str, decoder: str) -> None:
+    """Refuse block and group indices beyond the known counts, and gaps, before any size is read from the keys."""
+    checks = (
+        (rf"transformer\.encoder\.{layer}\.(\d+)\.", _MAX_ENCODER_BLOCKS, f"transformer.encoder.{layer}.<i>",
+         f"at most {_MAX_ENCODER_BLOCKS} encoder blocks"),
+        # Group indices run to num_groups: the last one is DiffNet's output layer.
+        (rf"{decoder}\.(\d+)\.", _MAX_DIFFNET_GROUPS + 1, f"{decoder}.<g>",
+         f"at most {_MAX_DIFFNET_GROUPS} DiffNet groups, then the output layer"),
+        (rf"{decoder}\.\d+\.body\.(\d+)\.", _MAX_DIFFNET_BLOCKS + 1, f"{decoder}.<g>.body.<r>",
+         f"at most {_MAX_DIFFNET_BLOCKS} blocks per DiffNet group, then the group's last layer"),
+    )
+    for pattern, limit, name, what in checks:
+        found = sorted({int(m.group(1)) for k in keys if (m := re.match(pattern, k))})
+        if found and found[-1] >= limit:
+            key = next(k for k in keys if (m := re.match(pattern, k)) and int(m.group(1)) == found[-1])
+            raise ValueError(f"{variant} checkpoint: expected {name} indices below {limit} ({what}), got index "
+                             f"{found[-1]} in key {key!r}")
+        if found and found != list(range(len(found))):
+            missing = sorted(set(range(found[-1] + 1)) - set(found))
+            raise ValueError(f"{variant} checkpoint: expected {name} indices 0..{found[-1]} without gaps, got "
+                             f"{len(found)} indices with {missing[:10]} missing")
+
+
 def _config_from_keys(sd: dict[str, torch.Tensor], variant: str, layer: str, decoder: str) -> VTAMIQConfig:
     keys = list(sd)
+    _check_indices(keys, variant, layer, decoder)
 
     def need(key: str) -> torch.Tensor:
         if key not in sd:
@@ -244,10 +278,32 @@ def load_reference_checkpoint(path: str | Path, variant: str) -> VTAMIQ:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and EOF errors all mean "not a readable checkpoint"
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+        raise ValueError(f"cannot read checkpoint {path}: {_describe_unreadable(path, exc)}") from exc
     model = from_reference_state_dict(checkpoint, variant)
     model.provenance = {"converted_from": variant, "source_file": path.name}
     return model
+
+
+def _describe_unreadable(path: Path, exc: Exception) -> str:
+    """Why ``torch.load`` could not read ``path``, in words (torch's own message can be a bare number)."""
+    size = path.stat().st_size
+    if size == 0:
+        return "expected a PyTorch checkpoint, got an empty file"
+    if isinstance(exc, pickle.UnpicklingError):
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = next((line for line in lines if "GLOBAL" in line), None)
+        if detail is not None:
+            return (f"expected a state_dict of tensors, got a pickle holding other Python objects ({detail}); "
+                    f"torch.load(weights_only=True) refused it and nothing in it ran")
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if zipfile.is_zipfile(path):
+        return (f"expected a PyTorch checkpoint (a zip archive from torch.save), got a zip archive that is not one "
+                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})")
+    if head[:1] == b"\x80":  # a pickle, but not torch.save's legacy format
+        return "expected a PyTorch checkpoint (torch.save), got a pickle of something else; nothing in it ran"
+    return (f"expected a PyTorch checkpoint (a zip archive from torch.save, or its legacy pickle format), got "
+            f"{size} bytes that are neither, starting with {head!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -281,7 +337,7 @@ def backbone_from_npz(npz: str | Path | Mapping[str, np.ndarray], config: VTAMIQ
     and scale embedding (if any) are not in the file and are left out of the returned dict.
     """
     if isinstance(npz, (str, Path)):
-        path = Path(npz)
+        path = Path(npz).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"ViT weights not found: {path}")
         with np.load(path) as data:

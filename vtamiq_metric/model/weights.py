@@ -1,7 +1,10 @@
 """The one strict loader: every set of weights reaches a :class:`VTAMIQ` through :func:`model_from_state_dict`.
 
-The module is built on the meta device, :func:`check_state_dict` names every missing or unexpected key and the first
-mis-shaped one, and the tensors are assigned with ``load_state_dict(strict=True)``: there is never a partial load.
+Before anything is built, :func:`check_config_sizes` checks the config's sizes against the tensors present (a config
+cannot make the loader build a module far larger than the file), and every tensor must be floating-point and finite.
+The module is then built on the meta device, :func:`check_state_dict` names every missing or unexpected key and the
+first mis-shaped one, and the tensors are assigned with ``load_state_dict(strict=True)``: there is never a partial
+load.
 :func:`load_file` and :func:`load_directory` read our files (:mod:`.serialization`), the converters of foreign
 checkpoints (:mod:`.convert`) remap keys first, and the registry and Hub resolution (:mod:`vtamiq_metric.hub`) find
 the file; all of them end here. :func:`save_pretrained` is the matching writer.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,7 @@ from .serialization import (
 from .vtamiq import VTAMIQ
 
 __all__ = [
+    "check_config_sizes",
     "check_state_dict",
     "load_directory",
     "load_file",
@@ -38,6 +43,47 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
+
+
+# Counts of repeated modules, read from the indices in the keys: (config field, key pattern, what is counted).
+_COUNTS = (
+    ("depth", re.compile(r"backbone\.blocks\.(\d+)\."), "encoder blocks backbone.blocks.<i>"),
+    ("num_groups", re.compile(r"diffnet\.groups\.(\d+)\."), "DiffNet groups diffnet.groups.<g>"),
+    ("blocks_per_group", re.compile(r"diffnet\.groups\.\d+\.blocks\.(\d+)\."),
+     "DiffNet blocks diffnet.groups.<g>.blocks.<r>"),
+)
+# Widths that are each the length of some tensor dimension (or smaller), whatever the architecture switches.
+_WIDTHS = ("embed_dim", "num_heads", "mlp_dim", "patch_size", "pos_grid", "num_scales", "num_extra_tokens",
+           "head_hidden")
+
+
+def check_config_sizes(config: VTAMIQConfig, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
+    """Check, before anything is built, that the config describes tensors of this size.
+
+    The block and group counts must equal those in the keys, and no width (``embed_dim``, ``mlp_dim``, ``pos_grid``...)
+    may exceed the largest tensor dimension present: a config in a file's metadata then cannot make the loader build
+    (even on the meta device) a module out of proportion to the file. Every tensor must be floating-point.
+
+    Raises:
+        WeightsError: naming the config field, its value and what the tensors hold.
+    """
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            kind = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
+            raise WeightsError(f"{what}: expected floating-point tensors, got {kind} for {key!r}")
+    for name, pattern, label in _COUNTS:
+        found = {int(m.group(1)) for key in state_dict if (m := pattern.match(key))}
+        expected = getattr(config, name)
+        if len(found) != expected or (found and max(found) != expected - 1):  # found == {0, ..., expected - 1}
+            held = f"indices {min(found)}..{max(found)} ({len(found)} distinct)" if found else "none"
+            raise WeightsError(f"{what}: the config says {name}={expected}, expected {label} with indices 0.."
+                               f"{expected - 1}, but the file holds {held}")
+    largest = max((max(value.shape, default=1) for value in state_dict.values()), default=0)
+    for name in _WIDTHS:
+        value = getattr(config, name)
+        if value > largest:
+            raise WeightsError(f"{what}: the config says {name}={value}, larger than every tensor dimension in the "
+                               f"file (largest {largest}); the config does not describe these weights")
 
 
 def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
@@ -69,11 +115,17 @@ def model_from_state_dict(config: VTAMIQConfig, state_dict: Mapping[str, torch.T
         The model in eval mode, in the dtype of the tensors.
 
     Raises:
+        WeightsError: sizes of the config that the tensors do not have (:func:`check_config_sizes`), a tensor that
+            is not floating-point, or one holding NaN or infinity.
         ValueError: a missing, unexpected or mis-shaped key (missing and unexpected keys are named, up to 10 each).
     """
+    check_config_sizes(config, state_dict, what)
     with torch.device("meta"):
         model = VTAMIQ(config)
     check_state_dict(model, state_dict, what)
+    for key, value in state_dict.items():
+        if not bool(torch.isfinite(value).all()):
+            raise WeightsError(f"{what}: expected finite weights, got NaN or infinity in {key!r}")
     model.load_state_dict(state_dict, strict=True, assign=True)
     return model.eval()
 
@@ -101,7 +153,8 @@ def load_file(path: str | Path, *, config: VTAMIQConfig | None = None, sha256: s
         The model in eval mode, with ``provenance`` read from the file's metadata.
 
     Raises:
-        FileNotFoundError: no such file. WeightsError: checksum mismatch, corrupt file, or no config in the metadata.
+        FileNotFoundError: no such file. WeightsError: checksum mismatch, corrupt file, no or an invalid config in the
+            metadata, sizes of the config the tensors do not have, non-float or non-finite tensors.
         ValueError: keys or shapes that do not match the config.
     """
     path = Path(path)
@@ -117,12 +170,12 @@ def load_file(path: str | Path, *, config: VTAMIQConfig | None = None, sha256: s
         if CONFIG_META not in metadata:
             raise WeightsError(f"{path} has no {CONFIG_META!r} entry in its metadata; pass a config or load the "
                                f"directory that holds its {CONFIG_NAME}")
-        config = VTAMIQConfig.from_json(metadata[CONFIG_META])
+        config = _parse_config(metadata[CONFIG_META], f"the {CONFIG_META!r} metadata of {path}")
     model = model_from_state_dict(config, tensors, f"weights file {path}")
     if PROVENANCE_META in metadata:
         try:
             model.provenance = json.loads(metadata[PROVENANCE_META])
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             _logger.warning("ignoring unreadable provenance metadata in %s", path)
     return model
 
@@ -138,5 +191,13 @@ def load_directory(directory: str | Path) -> VTAMIQ:
     if not weights.is_file():
         raise FileNotFoundError(f"{directory} has no {WEIGHTS_NAME}")
     config_file = directory / CONFIG_NAME
-    config = VTAMIQConfig.from_json(config_file.read_text()) if config_file.is_file() else None
+    config = _parse_config(config_file.read_text(), str(config_file)) if config_file.is_file() else None
     return load_file(weights, config=config)
+
+
+def _parse_config(text: str, where: str) -> VTAMIQConfig:
+    """A config from JSON text; anything unusable (bad JSON, nesting too deep, bad values) is a WeightsError."""
+    try:
+        return VTAMIQConfig.from_json(text)
+    except (ValueError, TypeError) as exc:
+        raise WeightsError(f"invalid model config in {where}: {exc}") from exc

@@ -1,10 +1,11 @@
-"""The ``vtamiq-train`` command: train, evaluate, plot, export, splits, make-kadis.
+"""The ``vtamiq-train`` command: train, stages, evaluate, plot, export, splits, make-kadis.
 
 Examples::
 
     vtamiq-train train --stage finetune-kadid10k --data-root ~/data/kadid10k --init runs/pretrain/best
-    vtamiq-train train --config my_run.toml --epochs 2 --output runs/try
-    vtamiq-train train --config my_run.toml --resume
+    vtamiq-train stages kadis700k-pretrain
+    vtamiq-train train --config examples/kadis.toml --epochs 2 --output runs/try
+    vtamiq-train train --config examples/kadis.toml --output runs/try --resume
     vtamiq-train evaluate --checkpoint runs/try/best --dataset tid2013 --data-root ~/data/tid2013
     vtamiq-train evaluate --checkpoint runs/try --dataset tid2013 --data-root ~/data/tid2013 --plot scatter.png
     vtamiq-train plot runs/try --out curves.png
@@ -22,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import inspect
 import json
 import logging
+import math
 import sys
 import types
 import typing
@@ -36,9 +39,15 @@ from .. import _distributed as distributed
 from ..cli import parse_shard
 from .config import STAGES, DatasetOptions, TrainConfig, load_config_file
 
-__all__ = ["main", "make_kadis_main", "make_kadis_parser"]
+__all__ = ["TRAIN_EXTRA_MODULES", "main", "make_kadis_main", "make_kadis_parser"]
 
 _logger = logging.getLogger(__name__)
+
+#: Modules of the ``train`` extra that every ``vtamiq-train`` command needs (datasets, metrics, distortions, labels).
+TRAIN_EXTRA_MODULES = ("scipy", "piq")
+
+_EXTRA_HINT = ("pip install 'vtamiq-metric[train]' (not on PyPI yet; from a checkout of the repository: "
+               "pip install '.[train]')")
 
 # TrainConfig fields that are not plain flags: dataset_options has --dataset-option KEY=VALUE.
 _SPECIAL_FIELDS = ("dataset_options",)
@@ -94,14 +103,28 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_train = sub.add_parser("train", help="train a model (one run, or --runs N on N seeded splits)")
-    p_train.add_argument("--config", type=Path, help="TOML/YAML/JSON file of TrainConfig settings")
-    p_train.add_argument("--stage", choices=sorted(STAGES), help="the paper's stage presets")
-    p_train.add_argument("--resume", action="store_true", help="continue from <output>/checkpoints/last.pt")
+    p_train = sub.add_parser("train", help="train a model (one run, or --runs N on N seeded splits)",
+                             description="Train a model. Settings: dataclass defaults < --stage < --config < flags "
+                                         "(each flag's default below is the dataclass default). "
+                                         "`vtamiq-train stages NAME` prints what a stage sets.")
+    p_train.add_argument("--config", type=Path, default=None,
+                         help="TOML/YAML/JSON file of TrainConfig settings, e.g. examples/kadis.toml (default: none)")
+    p_train.add_argument("--stage", choices=sorted(STAGES), default=None,
+                         help="one of the paper's stage presets; `vtamiq-train stages NAME` shows its settings "
+                              "(default: none)")
+    p_train.add_argument("--resume", action="store_true",
+                         help="continue from <output>/checkpoints/last.pt (default: off)")
+    p_train.add_argument("--overwrite", action="store_true",
+                         help="start afresh in an output folder that holds a previous run, removing its files "
+                              "(default: off; without it or --resume a non-empty output folder is refused)")
     p_train.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
                          help="dataset reader option (repeatable), e.g. label=vsi; VALUE is read as JSON when it "
-                              f"parses; options: {', '.join(f.name for f in dataclasses.fields(DatasetOptions))}")
+                              f"parses; options: {', '.join(f.name for f in dataclasses.fields(DatasetOptions))} "
+                              "(default: none)")
     _add_config_flags(p_train)
+
+    p_stages = sub.add_parser("stages", help="print the settings of the paper's stage presets (--stage)")
+    p_stages.add_argument("name", nargs="?", choices=sorted(STAGES), help="one stage (default: all)")
 
     p_eval = sub.add_parser("evaluate", help="SROCC/KROCC/PLCC of a model on datasets")
     p_eval.add_argument("--checkpoint", required=True, help="model directory, .safetensors, run folder or name")
@@ -176,8 +199,10 @@ def _train(args: argparse.Namespace) -> int:
     from .train import run
 
     config = _train_config(args)
+    if args.resume and args.overwrite:
+        raise ValueError("expected --resume or --overwrite, got both")
     try:
-        results = run(config, resume=args.resume)
+        results = run(config, resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt:
         if distributed.is_main():
             print("vtamiq-train: interrupted; resume with the same command and --resume", file=sys.stderr)
@@ -188,8 +213,35 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     for result in results:
         test = "" if result.test is None else f", test SROCC {result.test.get('srocc', float('nan')):.4f}"
-        print(f"{result.output}: best epoch {result.best_epoch} (val {result.best_score:.4f}){test}")
+        if math.isfinite(result.best_score):
+            print(f"{result.output}: best epoch {result.best_epoch} (val {result.best_score:.4f}){test}")
+        else:
+            print(f"{result.output}: kept the last epoch {result.best_epoch} (no validation score){test}")
     return 0
+
+
+def _stages(args: argparse.Namespace) -> int:
+    """Print what each stage (or the one named) sets, as the TOML lines a config file would hold."""
+    names = [args.name] if args.name else sorted(STAGES)
+    for number, name in enumerate(names):
+        if number:
+            print()
+        print(f"# --stage {name}")
+        for key, value in STAGES[name].items():
+            print(f"{key} = {_toml_value(value)}")
+    return 0
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return json.dumps(value)
 
 
 def _resolve_checkpoint(path: str) -> str:
@@ -435,11 +487,19 @@ def make_kadis_main(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``vtamiq-train``; returns the exit status (0 ok, 1 error, 2 usage, 130 interrupted)."""
+    """Run ``vtamiq-train``; returns the exit status (0 ok, 1 error, 2 usage, 130 interrupted).
+
+    Without the ``train`` extra (scipy, piq) it says which extra to install and returns 1.
+    """
+    missing = [name for name in TRAIN_EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"vtamiq-train: error: the training tools need the 'train' extra, which is not installed (missing: "
+              f"{', '.join(missing)}); install it with {_EXTRA_HINT}", file=sys.stderr)
+        return 1
     args = _build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "splits": _splits,
-                "make-kadis": _make_kadis, "plot": _plot}
+                "make-kadis": _make_kadis, "plot": _plot, "stages": _stages}
     try:
         return handlers[args.command](args)
     except (OSError, ValueError, KeyError, TypeError, FloatingPointError, ImportError) as exc:

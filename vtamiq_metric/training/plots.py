@@ -10,7 +10,6 @@ bottom left to the top right.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._plotting import new_figure, require_matplotlib
+from .checkpoint import read_metric_log
 from .evaluate import correlations, fit_logistic
 
 if TYPE_CHECKING:
@@ -129,18 +129,7 @@ def read_metrics(run: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]
                                 f"found none")
     runs: dict[str, list[dict[str, Any]]] = {}
     for label, file in files.items():
-        rows = []
-        for number, line in enumerate(file.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{file}:{number}: expected a JSON object per line, got {line[:60]!r}: "
-                                 f"{exc}") from None
-            if not isinstance(row, dict) or "epoch" not in row:
-                raise ValueError(f"{file}:{number}: expected a JSON object with an 'epoch', got {line[:60]!r}")
-            rows.append(row)
+        rows = read_metric_log(file)
         runs[label] = sorted(rows, key=lambda r: r["epoch"])
     return runs
 

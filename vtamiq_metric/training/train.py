@@ -102,6 +102,7 @@ def initial_model(config: TrainConfig) -> VTAMIQ:
         model = VTAMIQ(get_preset(config.model_preset))
         if init is not None:
             kind, path = init.split(":", 1)
+            path = str(Path(path).expanduser())
             if kind == "npz":
                 weights = backbone_from_npz(path, model.config)
             else:
@@ -120,16 +121,13 @@ def initial_model(config: TrainConfig) -> VTAMIQ:
     return model
 
 
-def _split(config: TrainConfig, dataset: IQADataset | PairwiseDataset, split_seed: int, output: Path | None) -> Split:
+def _split(config: TrainConfig, dataset: IQADataset | PairwiseDataset, split_seed: int) -> Split:
     if config.split_file is not None:
         split = Split.load(config.split_file)
         split.check_ids(dataset.ref_ids())
-    else:
-        split = make_split(dataset.ref_ids(), seed=split_seed, val_fraction=config.val_fraction,
-                           test_fraction=config.test_fraction)
-    if output is not None:  # rank 0 only; the split is a pure function of the seed, identical on every rank
-        split.save(output / "split.json")
-    return split
+        return split
+    return make_split(dataset.ref_ids(), seed=split_seed, val_fraction=config.val_fraction,
+                      test_fraction=config.test_fraction)
 
 
 def _loader(items, config: TrainConfig, *, shuffle_seed: int | None, sampler: Sampler | None = None) -> DataLoader:
@@ -257,15 +255,17 @@ def _validate(model: VTAMIQ, items, config: TrainConfig, device: torch.device, *
 # The loop
 
 
-def _split_dataset(config: TrainConfig, split_seed: int, output: Path | None, ctx: _distributed.DistContext
-                   ) -> tuple[Any, Any, Any, bool]:
-    """The dataset split by reference image (``split.json`` written by rank 0): ``(train, val, test, pairwise)``."""
+def _split_dataset(config: TrainConfig, split_seed: int, ctx: _distributed.DistContext
+                   ) -> tuple[Any, Any, Any, bool, Split]:
+    """The dataset split by reference image: ``(train, val, test, pairwise, split)``; the split is a pure function of
+    the seed, identical on every rank (rank 0 saves it)."""
     dataset = get_dataset(config.dataset, config.data_root, **config.dataset_options.kwargs())
-    train_set, val_set, test_set = split_dataset(dataset, _split(config, dataset, split_seed, output))
+    split = _split(config, dataset, split_seed)
+    train_set, val_set, test_set = split_dataset(dataset, split)
     if ctx.is_main:
         _logger.info("%s: %d train, %d val, %d test items", config.dataset, len(train_set), len(val_set),
                      len(test_set))
-    return train_set, val_set, test_set, isinstance(dataset, PairwiseDataset)
+    return train_set, val_set, test_set, isinstance(dataset, PairwiseDataset), split
 
 
 def _optimizer(model: VTAMIQ, config: TrainConfig) -> tuple[list[torch.Tensor], torch.optim.Optimizer,
@@ -333,30 +333,48 @@ def _test(output: Path, items: PairPatches | TripletPatches, config: TrainConfig
 
 
 def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = None,
-        output: str | Path | None = None) -> RunResult:
+        output: str | Path | None = None, overwrite: bool = False) -> RunResult:
     """Train one run; see the module docstring for what is written where, and for runs under ``torchrun``.
+
+    The dataset, its split and the initial weights are checked before anything is written: a run that cannot start
+    leaves no files behind. Without a validation split (``val_fraction`` 0, or too few references) a warning says
+    so and ``best/`` holds the last epoch's model.
 
     Args:
         config: the run's settings.
         resume: continue from ``<output>/checkpoints/last.pt`` if it exists.
         split_seed: overrides ``config.split_seed`` (used by :func:`run` for repeated runs).
         output: overrides ``config.output``.
+        overwrite: start afresh in an output folder that holds a previous run, removing its files
+            (:data:`.checkpoint.RUN_FILES`); without it (or ``resume``) a non-empty folder is refused.
 
     Returns:
         A :class:`RunResult` with the best epoch, its validation score, and test metrics when there is a test split
         (the same on every rank).
+
+    Raises:
+        FileExistsError: ``output`` is not empty and neither ``resume`` nor ``overwrite`` is set.
     """
     ctx = _distributed.init_from_env(config.device)
     output = Path(output or config.output)
     split_seed = config.split_seed if split_seed is None else split_seed
+    problem = None
     if ctx.is_main:
+        try:
+            checkpoint.check_output_folder(output, resume=resume, overwrite=overwrite)
+        except FileExistsError as exc:
+            problem = str(exc)
+    problems = [p for p in _distributed.all_gather_objects(problem) if p is not None]
+    if problems:
+        raise FileExistsError(problems[0])
+    train_set, val_set, test_set, pairwise, split = _split_dataset(config, split_seed, ctx)
+    model = initial_model(config).to(ctx.device)
+    if ctx.is_main:  # only now that the data and the initial weights are known to be usable
         (output / "checkpoints").mkdir(parents=True, exist_ok=True)
         (output / "config.json").write_text(json.dumps({**config.to_dict(), "split_seed": split_seed}, indent=2)
                                             + "\n")
-    train_set, val_set, test_set, pairwise = _split_dataset(config, split_seed, output if ctx.is_main else None,
-                                                            ctx)
+        split.save(output / "split.json")
 
-    model = initial_model(config).to(ctx.device)
     if ctx.rank > 0:  # same initial weights (seeded above) but distinct dropout streams per rank
         torch.manual_seed(derive_seed(config.seed, "rank", ctx.rank))
     wrap = TripletPatches if pairwise else PairPatches
@@ -364,6 +382,11 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
     train_items = wrap(train_set.records, config.train_patches, patch, sampling, config.seed)
     val_items = wrap(val_set.records, config.eval_patches, patch, sampling, config.seed)
     test_items = wrap(test_set.records, config.eval_patches, patch, sampling, config.seed)
+    keep_last = len(val_items) == 0
+    if keep_last and ctx.is_main:
+        _logger.warning("no validation items (val_fraction=%s over %d reference images): epochs cannot be compared, "
+                        "so best/ will hold the last epoch's model; raise --val-fraction to select by validation",
+                        config.val_fraction, len(split.train) + len(split.val) + len(split.test))
     params, optimizer, scheduler = _optimizer(model, config)
     log = checkpoint.MetricLog(output) if ctx.is_main else None
     last = output / "checkpoints" / checkpoint.CHECKPOINT_NAME
@@ -387,7 +410,7 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
                                                         pairwise=pairwise)
             scheduler.step()
             val = _validate(model, val_items, config, ctx.device, shard=ctx.distributed)
-            improved = progress.update(epoch, val["selection"])
+            improved = progress.update(epoch, val["selection"], keep_last=keep_last)
             rng = checkpoint.rng_state(ctx.device if ctx.distributed else None)
             rng_ranks = _distributed.all_gather_objects(rng) if ctx.distributed else None
             if ctx.is_main:
@@ -412,13 +435,14 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
                      best_score=progress.best_score, test=test)
 
 
-def run(config: TrainConfig, *, resume: bool = False) -> list[RunResult]:
+def run(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> list[RunResult]:
     """``config.runs`` independent runs (split seeds ``split_seed + i``), with a ``summary.json`` of test metrics
-    (mean, std, median over runs) when there is more than one."""
+    (mean, std, median over runs) when there is more than one. ``resume`` and ``overwrite`` as in :func:`fit`."""
     if config.runs == 1:
-        return [fit(config, resume=resume)]
+        return [fit(config, resume=resume, overwrite=overwrite)]
     output = Path(config.output)
-    results = [fit(config, resume=resume, split_seed=config.split_seed + i, output=output / f"run_{i:02d}")
+    results = [fit(config, resume=resume, split_seed=config.split_seed + i, output=output / f"run_{i:02d}",
+                   overwrite=overwrite)
                for i in range(config.runs)]
     tests = [r.test for r in results if r.test is not None]
     if tests and _distributed.is_main():

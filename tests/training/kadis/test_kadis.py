@@ -244,3 +244,75 @@ def test_settings_dataclass_or_keywords(tmp_path):
         KadisSettings(png_compress_level=10)
     with pytest.raises(ValueError, match="expected seed as a non-negative int, got -1"):
         KadisSettings(seed=-1)
+
+
+_ORPHAN_SCRIPT = """
+import os, sys, time
+from vtamiq_metric.training.kadis.worker import make_executor
+
+def busy(path):
+    with open(path + ".tmp", "w") as handle:
+        handle.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(300)
+
+if __name__ == "__main__":
+    executor = make_executor(2)
+    for i in range(2):
+        executor.submit(busy, os.path.join(sys.argv[1], f"worker{i}"))
+    time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for a reaper counts as gone)."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in handle)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+@pytest.mark.slow  # spawns a main process and its workers, then SIGKILLs the main one
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_workers_exit_when_the_main_process_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "main.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    main_process = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env)
+    try:
+        files = [tmp_path / f"worker{i}" for i in range(2)]
+        deadline = time.monotonic() + 240
+        while not all(f.exists() for f in files):
+            assert main_process.poll() is None and time.monotonic() < deadline, "workers did not start"
+            time.sleep(0.2)
+        pids = [int(f.read_text()) for f in files]
+        assert all(_alive(pid) for pid in pids)
+        # every child of the main process: the workers and multiprocessing's resource tracker
+        for task in Path(f"/proc/{main_process.pid}/task").iterdir():
+            pids += [int(pid) for pid in (task / "children").read_text().split() if int(pid) not in pids]
+        assert len(pids) >= 3, pids
+    finally:
+        main_process.send_signal(signal.SIGKILL)
+        main_process.wait()
+    killed = time.monotonic()
+    while any(_alive(pid) for pid in pids) and time.monotonic() - killed < 10:
+        time.sleep(0.1)
+    left = [pid for pid in pids if _alive(pid)]
+    for pid in left:  # do not leak them into the rest of the session
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes {left} (workers, resource tracker) outlived their killed parent by 10 s"

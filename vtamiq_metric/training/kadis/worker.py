@@ -3,6 +3,11 @@
 :func:`run_task` is what a worker process runs; :func:`run_serial` and :func:`run_parallel` feed it the pending tasks
 in this process or in ``spawn``-ed worker processes. Torch runs single-threaded while a reference is processed, so
 float reductions, hence labels, do not depend on the number of workers.
+
+A worker exits by itself when the process that started it dies, even by SIGKILL (which runs no clean-up): a daemon
+thread in each worker checks twice a second that its parent is still its parent (:func:`_watch_parent`). Once the
+workers are gone, multiprocessing's resource tracker sees its pipe close and exits too, so a killed
+``make-kadis`` leaves no process behind.
 """
 
 from __future__ import annotations
@@ -10,6 +15,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -24,7 +32,7 @@ from ..labels import compute_label
 from ..seeds import kadis_image_seed
 from .plan import RefTask
 
-__all__ = ["Result", "run_parallel", "run_serial", "run_task"]
+__all__ = ["PARENT_CHECK_INTERVAL", "Result", "make_executor", "run_parallel", "run_serial", "run_task"]
 
 Result = tuple[str, dict | None, str | None]
 """``(reference name, journal record, None)`` on success, ``(reference name, None, error message)`` on failure."""
@@ -41,8 +49,28 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _init_worker() -> None:
+#: Seconds between two checks of a worker's parent (:func:`_watch_parent`).
+PARENT_CHECK_INTERVAL = 0.5
+
+
+def _watch_parent(parent_pid: int, interval: float) -> None:
+    """Exit this process as soon as ``parent_pid`` is no longer its parent (the parent died and the worker was
+    re-parented); runs in a daemon thread of every worker."""
+    while os.getppid() == parent_pid:
+        time.sleep(interval)
+    os._exit(1)  # no clean-up to run: the parent that would collect our result is gone
+
+
+def _init_worker(parent_pid: int, interval: float = PARENT_CHECK_INTERVAL) -> None:
     torch.set_num_threads(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid, interval), name="parent-watchdog", daemon=True).start()
+
+
+def make_executor(workers: int) -> cf.ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes that run torch single-threaded and exit when this process dies."""
+    context = multiprocessing.get_context("spawn")
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                                  initargs=(os.getpid(),))
 
 
 def _load_reference(path: str) -> np.ndarray:
@@ -106,8 +134,7 @@ def run_serial(pending: Sequence[RefTask]) -> Iterator[Result]:
 
 def run_parallel(pending: Sequence[RefTask], workers: int) -> Iterator[Result]:
     """Run tasks in spawned worker processes, keeping at most 2 x workers in flight; yields results as they finish."""
-    context = multiprocessing.get_context("spawn")
-    executor = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
+    executor = make_executor(workers)
     queue = iter(pending)
     in_flight: set[cf.Future] = set()
     try:

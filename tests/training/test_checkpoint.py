@@ -1,0 +1,119 @@
+"""``last.pt`` loads without running code, and the metric log survives kills (issue 13, items 1 and 8)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from vtamiq_metric.training import checkpoint, cli
+from vtamiq_metric.training.checkpoint import CheckpointError, MetricLog, read_metric_log
+
+
+class _Payload:
+    """Unpickling this object would create ``marker``: the planted ``last.pt`` of an attacker."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def _train_args(kadid, output, *more):
+    return ["train", "--dataset", "kadid10k", "--data-root", str(kadid), "--model-preset", "tiny", "--output",
+            str(output), "--epochs", "1", "--batch-size", "4", "--train-patches", "8", "--eval-patches", "8",
+            "--workers", "0", "--no-progress", "--max-steps-per-epoch", "1", *more]
+
+
+def test_resume_refuses_a_planted_pickle_without_running_it(kadid, tmp_path, capsys):
+    out = tmp_path / "run"
+    marker = tmp_path / "pwned"
+    (out / "checkpoints").mkdir(parents=True)
+    torch.save({"model": _Payload(str(marker)), "epoch": 0}, out / "checkpoints" / "last.pt")
+    assert cli.main(_train_args(kadid, out, "--resume")) == 1
+    err = capsys.readouterr().err
+    assert "refusing to resume from" in err and "nothing in it ran" in err
+    assert not marker.exists()
+
+
+def test_checkpoint_rng_states_are_plain_values_that_restore_exactly(tmp_path):
+    torch.manual_seed(3)
+    np.random.seed(4)
+    random.seed(5)
+    np.random.normal()  # a cached gaussian in numpy's state
+    state = checkpoint.rng_state()
+    path = tmp_path / "state.pt"
+    torch.save(state, path)
+    expected = (torch.rand(3), np.random.rand(3), np.random.normal(), random.random())
+    checkpoint.set_rng_state(torch.load(path, weights_only=True))
+    got = (torch.rand(3), np.random.rand(3), np.random.normal(), random.random())
+    assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2:] == got[2:]
+
+
+def test_load_checkpoint_names_a_junk_file(tmp_path):
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="expected a checkpoint written by vtamiq-train"):
+        checkpoint.load_checkpoint(path)
+
+
+def test_metric_log_is_append_only_and_tolerates_a_torn_last_line(tmp_path, caplog):
+    log = MetricLog(tmp_path)
+    log.append({"epoch": 0, "loss": 1.0})
+    log.append({"epoch": 1, "loss": 0.5})
+    with open(log.jsonl, "a") as handle:  # a kill in mid-write of epoch 2's line
+        handle.write('{"epoch": 2, "lo')
+    with caplog.at_level(logging.WARNING):
+        assert [r["epoch"] for r in read_metric_log(log.jsonl)] == [0, 1]
+    assert "torn last line" in caplog.text
+    log.append({"epoch": 2, "loss": 0.25})  # the torn line is dropped, not glued to the new one
+    assert [r["epoch"] for r in log.rows()] == [0, 1, 2]
+    assert log.jsonl.read_text().endswith("\n")
+    assert log.csv.read_text().splitlines()[0] == "epoch,loss" and len(log.csv.read_text().splitlines()) == 4
+    log.truncate_after(0)
+    assert [r["epoch"] for r in log.rows()] == [0]
+    log.jsonl.write_text('{"epoch": 0}\nnot json\n{"epoch": 1}\n')  # damage before the last line is an error
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2: expected a JSON object"):
+        log.rows()
+
+
+def test_metric_log_append_is_one_fsynced_write(tmp_path, monkeypatch):
+    log = MetricLog(tmp_path)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")
+                                                               if os.path.exists("/proc/self/fd") else fd),
+                                                 real_fsync(fd)))
+    log.append({"epoch": 0, "loss": 1.0})
+    assert any(str(s).endswith("metrics.jsonl") for s in synced)
+
+
+def test_resume_without_checkpoint_drops_rows_of_unfinished_epochs(tmp_path):
+    log = MetricLog(tmp_path)
+    log.append({"epoch": 0, "loss": 1.0})  # logged, then killed before last.pt was written
+    ctx = types.SimpleNamespace(is_main=True, distributed=False)
+    progress = checkpoint.resume(tmp_path / "checkpoints" / "last.pt", model=None, optimizer=None, scheduler=None,
+                                 ctx=ctx, seed=0, log=log)
+    assert progress.start_epoch == 0 and log.rows() == []
+
+
+def test_fresh_run_refuses_a_non_empty_folder_unless_resume_or_overwrite(kadid, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(_train_args(kadid, out)) == 0
+    assert cli.main(_train_args(kadid, out)) == 1
+    assert "is not empty" in capsys.readouterr().err
+    (out / "notes.txt").write_text("mine")
+    assert cli.main(_train_args(kadid, out, "--overwrite")) == 0
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [0]
+    assert (out / "notes.txt").read_text() == "mine"  # --overwrite removes only what a run writes
+    with open(out / "metrics.jsonl", "a") as handle:
+        handle.write('{"epoch": 1, "train_lo')  # torn by a kill
+    assert cli.main(_train_args(kadid, out, "--resume", "--epochs", "2")) == 0
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [0, 1]
