@@ -524,7 +524,7 @@ def _diff_cell_masses(ref: Tensor, dist: Tensor, levels: list[_Level], patch_siz
     sums: list[Tensor | None] = [None] * len(levels)
     for top in range(0, height, step):
         x = _as_float(ref[..., top : top + step, :].detach()).to(dtype)
-        delta = x.sub_(_as_float(dist[..., top : top + step, :].detach()).to(dtype))  # (B, 3, h, W)
+        delta = x - _as_float(dist[..., top : top + step, :].detach()).to(dtype)  # (B, 3, h, W); never in place
         for k, (level, (rows, cols)) in enumerate(zip(levels, footprints)):
             if level.index > 0:
                 delta = F.avg_pool2d(delta, 2)  # (B, 3, h_s, W_s)
