@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vtamiq_metric import sampling
 from vtamiq_metric.sampling import (
     PatchSample,
     SamplingConfig,
@@ -365,7 +366,10 @@ def test_difference_and_centre_helpers() -> None:
         ({"ref": torch.rand(3, 32, 32)}, ValueError, r"ref: expected shape \(B, 3, H, W\), got \(3, 32, 32\)"),
         ({"ref": torch.rand(1, 1, 32, 32)}, ValueError, r"ref: expected shape \(B, 3, H, W\)"),
         ({"dist": torch.rand(1, 3, 32, 33)}, ValueError, r"expected the same shape, got \(1, 3, 32, 32\)"),
-        ({"ref": torch.zeros(1, 3, 32, 32, dtype=torch.uint8)}, TypeError, r"ref: expected a floating-point"),
+        ({"ref": torch.zeros(1, 3, 32, 32, dtype=torch.int64)}, TypeError,
+         r"ref: expected a floating-point or uint8 tensor, got dtype torch.int64"),
+        ({"ref": torch.zeros(1, 3, 32, 32, dtype=torch.uint8)}, TypeError,
+         r"ref and dist: expected both uint8 or both floating point, got torch.uint8 and torch.float32"),
         ({"dist": np.zeros((1, 3, 32, 32))}, TypeError, r"dist: expected a torch.Tensor, got ndarray"),
         ({"ref": torch.rand(0, 3, 32, 32), "dist": torch.rand(0, 3, 32, 32)}, ValueError, r"at least 1 image"),
         ({"ref": torch.rand(1, 3, 15, 32), "dist": torch.rand(1, 3, 15, 32)}, ValueError, r"smaller than a patch"),
@@ -472,3 +476,26 @@ def test_property_exact_counts_in_bounds_or_value_error(
     if sample.scale is not None:
         for b in range(batch):
             assert sample.scale[b].bincount(minlength=levels).tolist() == scale_counts(count, levels, 1.5)
+
+
+@pytest.mark.parametrize("num_scales", [1, 3])
+def test_uint8_images_and_strips_give_the_float_paths_patches(num_scales, monkeypatch):
+    """uint8 input (v / 255) samples exactly like the float image; strips change nothing but float64 sum order."""
+    gen = torch.Generator().manual_seed(3)
+    ref8 = torch.randint(0, 256, (2, 3, 75, 61), generator=gen, dtype=torch.uint8)
+    dist8 = (ref8.to(torch.int16) + torch.randint(-40, 40, ref8.shape, generator=gen, dtype=torch.int16)).clamp(0, 255)
+    dist8 = dist8.to(torch.uint8)
+    config = SamplingConfig(1.0, 2.0, 0.5, num_scales=num_scales)
+    ref_f = torch.from_numpy(ref8.numpy().astype(np.float32) / np.float32(255))  # what decoding to float gives
+    dist_f = torch.from_numpy(dist8.numpy().astype(np.float32) / np.float32(255))
+    whole = sample_patches(ref_f, dist_f, 64, config=config, seed=5)
+    small = sample_patches(ref8, dist8, 64, config=config, seed=5)
+    monkeypatch.setattr(sampling, "_STRIP_PIXELS", 61 * 4)  # strips of 4 rows: 19 strips
+    strips = sample_patches(ref8, dist8, 64, config=config, seed=5)
+    for sample in (small, strips):
+        assert sample.ref.dtype == torch.float32
+        assert torch.equal(sample.top_left, whole.top_left)
+        assert torch.equal(sample.ref, whole.ref) and torch.equal(sample.dist, whole.dist)
+    masses_whole = sampling._diff_cell_masses(ref_f, dist_f, sampling._levels(75, 61, 64, 16, config), 16, "mse")
+    masses_strips = sampling._diff_cell_masses(ref8, dist8, sampling._levels(75, 61, 64, 16, config), 16, "mse")
+    torch.testing.assert_close(masses_strips, masses_whole, rtol=1e-12, atol=0)

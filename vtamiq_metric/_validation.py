@@ -8,8 +8,9 @@ says what was expected and what was received. Nothing is resized, clamped or res
 Accepted inputs and the rules applied to each:
 
 * **Paths** (``str`` or ``os.PathLike``) are decoded with Pillow, then follow the PIL rules below. A missing path
-  raises ``FileNotFoundError`` naming it; a directory, or a file Pillow cannot decode (unknown format, truncated
-  or corrupt data), raises ``ValueError`` naming the file and the decoder's reason. Only the first frame of a
+  raises ``FileNotFoundError`` naming it; an empty path, a directory, anything that is not a regular file (or a
+  symlink to one: FIFOs, sockets and devices are refused before opening, so nothing blocks), or a file Pillow cannot
+  decode (unknown format, truncated or corrupt data), raises ``ValueError`` naming the file and the reason. Only the first frame of a
   multi-frame file is used. EXIF orientation and ICC profiles are ignored: pixels are used as stored.
 * **PIL images**, by mode:
 
@@ -45,13 +46,25 @@ Everything that is not a tensor (paths, PIL images, numpy arrays) becomes ``floa
 Grayscale becomes RGB by replicating the channel. Values may exceed ``[0, 1]`` by at most
 ``max(1e-6, torch.finfo(dtype).eps)`` (rounding slack: 1e-6 for float32 and float64, 2**-10 for float16, 2**-7 for
 bfloat16); such values are clamped to ``[0, 1]``. Anything further out raises ``ValueError`` reporting the observed
-minimum and maximum, with a hint when the values look like 0-255 data, [-1, 1] data or resampling overshoot.
+minimum and maximum, with a hint only when one fits: 0-255 data (maximum between 2 and 255, minimum >= 0), [-1, 1]
+data (minimum below 0 down to -1, maximum <= 1) or resampling overshoot (within 0.1 of [0, 1]).
 NaN or infinite values raise ``ValueError``.
 
 :func:`prepare_pair` then checks the pair: the same number of images, the same height and width (no resizing
 is ever done), both sides at least ``patch_size`` pixels high and wide, and one device. A side that came from
 paths, PIL images or numpy arrays moves to the device of the other side when that side is made of tensors; two
 tensors on different devices raise ``ValueError``. If the two sides' dtypes differ, both take the common dtype.
+
+**Pixel limit.** ``prepare_pair(..., max_pixels=M)`` refuses (``ValueError``) any image of more than ``M`` pixels
+before decoding it (a file's size is read from its header), the way Pillow's decompression-bomb check does; a
+6.5 KB PNG can hold a 12000x12000 image. ``score()`` passes ``max_pixels=150_000_000`` by default. Files are also
+subject to Pillow's own limit (``PIL.Image.MAX_IMAGE_PIXELS``: a warning above 89.5 million pixels, an error above
+twice that).
+
+**8-bit sources stay 8-bit for scoring.** ``prepare_pair(..., keep_uint8=True)`` (used by ``score()``) returns
+``uint8`` ``(B, 3, H, W)`` tensors when both sides come from 8-bit files, 8-bit PIL images or ``uint8`` arrays: 3
+bytes per pixel instead of 12. :func:`vtamiq_metric.sampling.sample_patches` reads them as ``v / 255``, bit-identical
+to the float32 conversion. Mixed sides (one float, one 8-bit) are both float32.
 """
 
 from __future__ import annotations
@@ -59,6 +72,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import stat
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,12 +82,14 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageLike", "load_image", "prepare_pair", "to_batch"]
+__all__ = ["ImageLike", "image_size", "is_single_image", "load_image", "prepare_pair", "to_batch"]
 
 _logger = logging.getLogger(__name__)
 
 ImageLike: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray | torch.Tensor
 
+# Peak memory of scoring one pair of 8-bit images, per pixel of one image (measured: benchmarks/bench_score.py).
+_BYTES_PER_PAIR_PIXEL = 16
 _ACCEPTED_IMAGE = "a path (str or os.PathLike), a PIL image, a numpy array or a torch tensor"
 _ACCEPTED_KINDS = f"{_ACCEPTED_IMAGE}, or a list/tuple of them"
 _FLOAT_TENSOR_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -117,8 +133,69 @@ def to_batch(images: ImageLike | Sequence[ImageLike], *, name: str = "ref") -> t
     return batch
 
 
+def is_single_image(item: object) -> bool:
+    """Whether ``item`` is one image (not a batch): a path, a PIL image, an (H, W[, C]) array, a (C, H, W) or
+    (1, C, H, W) tensor. ``score()`` decodes lists of such items lazily, batch by batch."""
+    if isinstance(item, (str, os.PathLike, Image.Image)):
+        return True
+    if isinstance(item, np.ndarray):
+        return item.ndim in (2, 3)
+    if isinstance(item, torch.Tensor):
+        return item.ndim == 3 or (item.ndim == 4 and item.shape[0] == 1)
+    return False
+
+
+def image_size(item: object) -> tuple[int, int] | None:
+    """``(height, width)`` of one image without decoding it (a file's header is read), or None if unknown.
+
+    Never raises: an unreadable file or an unsupported input gives None (decoding it reports the problem).
+    """
+    try:
+        if isinstance(item, Image.Image):
+            return item.height, item.width
+        if isinstance(item, np.ndarray) and item.ndim >= 2:
+            return (item.shape[0], item.shape[1]) if item.ndim in (2, 3) else (item.shape[1], item.shape[2])
+        if isinstance(item, torch.Tensor) and item.ndim >= 2:
+            return int(item.shape[-2]), int(item.shape[-1])
+        if isinstance(item, (str, os.PathLike)):
+            file = Path(os.fspath(item))
+            if not file.is_file():  # follows symlinks; refuses FIFOs and devices without opening them
+                return None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(file) as image:  # reads the header only
+                    return image.height, image.width
+    except Exception:  # noqa: BLE001 - a size we cannot read is "unknown"; decoding reports why
+        return None
+    return None
+
+
+def _as_float(batch: torch.Tensor) -> torch.Tensor:
+    """A uint8 batch as float32 ``v / 255`` (bit-identical to numpy's float32 division); float batches unchanged."""
+    return batch.to(torch.float32).div_(255.0) if batch.dtype == torch.uint8 else batch
+
+
+def _check_pixels(item: object, max_pixels: int | None, name: str) -> None:
+    """Raise ``ValueError`` if the image ``item`` has more than ``max_pixels`` pixels (checked before decoding)."""
+    if max_pixels is None:
+        return
+    size = image_size(item)
+    if size is None:
+        return
+    height, width = size
+    if height * width > max_pixels:
+        raise ValueError(
+            f"{name}: expected at most max_pixels={max_pixels:,} pixels, got a {width}x{height} image "
+            f"({height * width:,} pixels; scoring a pair of this size needs about "
+            f"{_BYTES_PER_PAIR_PIXEL * height * width / 2**30:.1f} GiB). This limit guards against decompression "
+            f"bombs and running out of memory: downscale the image, or pass max_pixels=None (score()) / "
+            f"--max-pixels 0 (vtamiq score) to score it anyway"
+        )
+
+
 def prepare_pair(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequence[ImageLike], *,
-                 patch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+                 patch_size: int = 16, max_pixels: int | None = None, keep_uint8: bool = False,
+                 start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Coerce and check a (reference, distorted) pair of image batches.
 
     Both sides go through :func:`to_batch`. Then the pair must hold the same number of images with the same height
@@ -130,9 +207,14 @@ def prepare_pair(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequenc
         ref: the reference image(s); any input :func:`to_batch` accepts.
         dist: the distorted image(s), aligned with ``ref``; any input :func:`to_batch` accepts.
         patch_size: the model's patch size; both images must be at least this many pixels high and wide.
+        max_pixels: refuse images of more pixels than this, before decoding them (None: no limit).
+        keep_uint8: return ``uint8`` tensors (values 0-255, meaning ``v / 255``) when both sides are 8-bit
+            sources (see the module docstring); otherwise, or when False, float.
+        start: the index of the first image in the caller's list (error messages name ``ref[start + i]``).
 
     Returns:
-        ``(ref, dist)``, each ``(B, 3, H, W)`` with values in ``[0, 1]``, on one device and of one dtype.
+        ``(ref, dist)``, each ``(B, 3, H, W)`` with values in ``[0, 1]`` (or ``uint8`` 0-255 with ``keep_uint8``),
+        on one device and of one dtype.
 
     Raises:
         TypeError: unsupported input kind or dtype, or a non-integer ``patch_size``.
@@ -151,8 +233,14 @@ def prepare_pair(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequenc
     if patch_size < 1:
         raise ValueError(f"patch_size must be at least 1, got {patch_size}")
 
-    ref_batch, ref_from_tensor = _to_batch(ref, "ref")
-    dist_batch, dist_from_tensor = _to_batch(dist, "dist")
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int)
+                                   or max_pixels < 1):
+        raise ValueError(f"max_pixels must be an int >= 1 or None, got {max_pixels!r}")
+    ref_batch, ref_from_tensor = _to_batch(ref, "ref", max_pixels=max_pixels, keep_uint8=keep_uint8, start=start)
+    dist_batch, dist_from_tensor = _to_batch(dist, "dist", max_pixels=max_pixels, keep_uint8=keep_uint8,
+                                             start=start)
+    if (ref_batch.dtype == torch.uint8) != (dist_batch.dtype == torch.uint8):  # one side is float: both float
+        ref_batch, dist_batch = _as_float(ref_batch), _as_float(dist_batch)
 
     if ref_batch.shape[0] != dist_batch.shape[0]:
         raise ValueError(
@@ -190,25 +278,32 @@ def prepare_pair(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequenc
     return ref_batch, dist_batch
 
 
-def _to_batch(images: object, name: str) -> tuple[torch.Tensor, bool]:
-    """:func:`to_batch`, also telling whether the batch came from tensors (and so is bound to their device)."""
+def _to_batch(images: object, name: str, *, max_pixels: int | None = None, keep_uint8: bool = False,
+              start: int = 0) -> tuple[torch.Tensor, bool]:
+    """:func:`to_batch`, also telling whether the batch came from tensors (and so is bound to their device).
+
+    ``max_pixels``, ``keep_uint8`` and ``start`` are those of :func:`prepare_pair`.
+    """
     if not isinstance(images, (list, tuple)):
-        return _single_to_batch(images, name), isinstance(images, torch.Tensor)
+        _check_pixels(images, max_pixels, name)
+        batch = _single_to_batch(images, name, keep_uint8=keep_uint8)
+        return batch, isinstance(images, torch.Tensor)
     if len(images) == 0:
         raise ValueError(f"{name} must hold at least one image, got an empty {type(images).__name__}")
 
     parts: list[torch.Tensor] = []
     tensor_device: torch.device | None = None
     tensor_index = 0
-    for index, item in enumerate(images):
+    for index, item in enumerate(images, start):
         item_name = f"{name}[{index}]"
         if isinstance(item, (list, tuple)):
             raise TypeError(f"{item_name}: expected {_ACCEPTED_IMAGE}, got a nested {type(item).__name__}")
-        part = _single_to_batch(item, item_name)
+        _check_pixels(item, max_pixels, item_name)
+        part = _single_to_batch(item, item_name, keep_uint8=keep_uint8)
         if parts and part.shape[-2:] != parts[0].shape[-2:]:
             raise ValueError(
                 f"all images in {name} must have the same size, got {tuple(part.shape[-2:])} at {item_name} and "
-                f"{tuple(parts[0].shape[-2:])} at {name}[0] (height, width)"
+                f"{tuple(parts[0].shape[-2:])} at {name}[{start}] (height, width)"
             )
         if isinstance(item, torch.Tensor):
             if tensor_device is None:
@@ -220,24 +315,28 @@ def _to_batch(images: object, name: str) -> tuple[torch.Tensor, bool]:
                 )
         parts.append(part)
 
+    if any(part.dtype == torch.uint8 for part in parts) and not all(part.dtype == torch.uint8 for part in parts):
+        parts = [_as_float(part) for part in parts]  # 8-bit and float sources mixed: all float
     dtype = parts[0].dtype
     for part in parts[1:]:
         dtype = torch.promote_types(dtype, part.dtype)
     device = tensor_device if tensor_device is not None else torch.device("cpu")
+    if len(parts) == 1:
+        return parts[0].to(device=device, dtype=dtype), tensor_device is not None  # no copy of a large image
     batch = torch.cat([part.to(device=device, dtype=dtype) for part in parts])  # (B, 3, H, W)
     return batch, tensor_device is not None
 
 
-def _single_to_batch(image: object, name: str) -> torch.Tensor:
-    """One input (not a list) to ``(b, 3, H, W)``."""
+def _single_to_batch(image: object, name: str, *, keep_uint8: bool = False) -> torch.Tensor:
+    """One input (not a list) to ``(b, 3, H, W)`` (uint8 for 8-bit sources when ``keep_uint8``)."""
     if isinstance(image, torch.Tensor):
         return _tensor_to_batch(image, name)
     if isinstance(image, np.ndarray):
-        return _array_to_batch(image, name)
+        return _array_to_batch(image, name, keep_uint8=keep_uint8)
     if isinstance(image, Image.Image):
-        return _pil_to_batch(image, name)
+        return _pil_to_batch(image, name, keep_uint8=keep_uint8)
     if isinstance(image, (str, os.PathLike)):
-        return _path_to_batch(image, name)
+        return _decode_file(image, name, keep_uint8=keep_uint8)[None]
     kind = type(image)
     kind_name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
     raise TypeError(f"{name}: expected {_ACCEPTED_KINDS}, got {kind_name}")
@@ -277,7 +376,8 @@ def _tensor_to_batch(image: torch.Tensor, name: str) -> torch.Tensor:
     return image
 
 
-def _array_to_batch(array: np.ndarray, name: str, *, what: str = "numpy array") -> torch.Tensor:
+def _array_to_batch(array: np.ndarray, name: str, *, what: str = "numpy array",
+                    keep_uint8: bool = False) -> torch.Tensor:
     """A channel-last numpy array ``(H, W)``, ``(H, W, C)`` or ``(B, H, W, C)`` to float32 ``(B, 3, H, W)``."""
     kind, itemsize = array.dtype.kind, array.dtype.itemsize
     if kind == "u" and itemsize in (1, 2):
@@ -307,6 +407,13 @@ def _array_to_batch(array: np.ndarray, name: str, *, what: str = "numpy array") 
 
     channels = array.shape[-1]
     array = array[..., :3] if channels >= 3 else array[..., :1]  # alpha dropped, (B, H, W, 3 or 1)
+    if keep_uint8 and array.dtype == np.uint8:
+        with warnings.catch_warnings():  # a read-only array (e.g. from PIL) is only read: .contiguous() copies it
+            warnings.simplefilter("ignore", UserWarning)
+            pixels = torch.from_numpy(array).permute(0, 3, 1, 2)  # (B, C, H, W) view
+        if pixels.shape[1] == 1:
+            pixels = pixels.expand(-1, 3, -1, -1)  # (B, 3, H, W), gray replicated
+        return pixels.contiguous()
     if kind == "f":
         _check_finite_and_range(float(array.min()), float(array.max()), name, float(np.finfo(array.dtype).eps))
     values = array.astype(np.float32)  # always a fresh, writable, native-order copy
@@ -320,7 +427,7 @@ def _array_to_batch(array: np.ndarray, name: str, *, what: str = "numpy array") 
     return batch.contiguous()
 
 
-def _pil_to_batch(image: Image.Image, name: str) -> torch.Tensor:
+def _pil_to_batch(image: Image.Image, name: str, *, keep_uint8: bool = False) -> torch.Tensor:
     """A PIL image of any mode to float32 ``(1, 3, H, W)``, following the mode rules in the module docstring."""
     mode = image.mode
     try:
@@ -341,12 +448,7 @@ def _pil_to_batch(image: Image.Image, name: str) -> torch.Tensor:
             raise ValueError(f"{name}: a PIL image of mode 'I' is read as 16-bit data and must hold values in "
                              f"[0, 65535], got min {low} and max {high}")
         array = array.astype(np.uint16)
-    return _array_to_batch(array, name, what=f"PIL image (mode {mode!r})")
-
-
-def _path_to_batch(path: str | os.PathLike[str], name: str) -> torch.Tensor:
-    """Decode an image file with Pillow to float32 ``(1, 3, H, W)``."""
-    return load_image(path, name=name)[None]
+    return _array_to_batch(array, name, what=f"PIL image (mode {mode!r})", keep_uint8=keep_uint8)
 
 
 def load_image(path: str | os.PathLike[str], *, name: str = "image") -> torch.Tensor:
@@ -356,7 +458,7 @@ def load_image(path: str | os.PathLike[str], *, name: str = "image") -> torch.Te
     65535, grayscale is replicated to RGB, alpha is dropped, palettes are expanded, only the first frame is used.
 
     Args:
-        path: the image file.
+        path: the image file (a regular file, or a symlink to one).
         name: what to call it in error messages, e.g. ``"ref"``.
 
     Returns:
@@ -364,21 +466,40 @@ def load_image(path: str | os.PathLike[str], *, name: str = "image") -> torch.Te
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: a directory, or a file Pillow cannot decode (the decoder's reason is quoted).
+        ValueError: an empty path, a directory, a FIFO, socket or device (refused without opening it, so nothing
+            blocks), or a file Pillow cannot decode (the decoder's reason is quoted).
     """
-    file = Path(os.fspath(path))
-    if not file.exists():
-        raise FileNotFoundError(f"{name}: image file not found: {os.fspath(path)!r}")
-    if file.is_dir():
-        raise ValueError(f"{name}: expected an image file, got the directory {os.fspath(path)!r}")
+    return _decode_file(path, name)
+
+
+def _decode_file(path: str | os.PathLike[str], name: str, *, keep_uint8: bool = False) -> torch.Tensor:
+    """:func:`load_image`; with ``keep_uint8``, 8-bit files give a uint8 ``(3, H, W)`` tensor (0-255)."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if text == "":
+        raise ValueError(f"{name}: expected an image file path, got an empty path")
+    file = Path(text)
+    try:
+        mode = file.stat().st_mode  # follows symlinks
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{name}: image file not found: {text!r}") from None
+    except OSError as error:
+        raise ValueError(f"{name}: cannot access image file {text!r}: {error}") from error
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{name}: expected an image file, got the directory {text!r}")
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise ValueError(f"{name}: expected a regular image file (or a symlink to one), got {kind}: {text!r}")
     try:
         with Image.open(file) as image:
             image.load()
-            return _pil_to_batch(image, f"{name} ({os.fspath(path)!r})")[0]  # (3, H, W)
+            return _pil_to_batch(image, f"{name} ({text!r})", keep_uint8=keep_uint8)[0]  # (3, H, W)
     except PermissionError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ValueError(f"{name}: cannot decode image file {os.fspath(path)!r}: {error}") from error
+        raise ValueError(f"{name}: cannot decode image file {text!r}: {error}") from error
 
 
 def _check_range(image: torch.Tensor, name: str) -> torch.Tensor:
@@ -404,7 +525,7 @@ def _check_finite_and_range(low: float, high: float, name: str, eps: float) -> N
         return
     if low >= -0.1 and high <= 1.1:
         hint = "; clamp slightly out-of-range values (e.g. after resampling) with x.clamp(0, 1) or np.clip(x, 0, 1)"
-    elif low >= -tolerance and high <= 255.0 + tolerance:
+    elif low >= -tolerance and 2.0 <= high <= 255.0 + tolerance:
         hint = "; did you pass 0-255 values? divide by 255"
     elif low >= -1.0 - tolerance and high <= 1.0 + tolerance:
         hint = "; did you pass values in [-1, 1]? map them with (x + 1) / 2"

@@ -14,8 +14,15 @@ Performance:
     On CPU, torch uses one thread per core by default. Nothing here changes global thread settings; when several
     processes score at once, give each a share of the *physical* cores with ``torch.set_num_threads(n)`` (or
     ``OMP_NUM_THREADS=n`` before starting Python), since oversubscribed threads are much slower than fewer busy
-    ones. bf16 on CPU (``precision="bf16"``) only pays off on CPUs with native bf16 matrix units (e.g. AMX); measure
-    with ``benchmarks/bench_score.py``.
+    ones. ``precision="auto"`` also uses bf16 on CPUs with native bf16 units (AVX512-BF16, AMX), where it is about
+    twice as fast as fp32; other CPUs stay fp32 (:mod:`vtamiq_metric._precision`).
+
+Memory:
+    A list of images is decoded and validated lazily, one batch of ``batch_size`` pairs at a time, so peak memory is
+    that of one batch whatever the length of the list. 8-bit images stay 8-bit until patches are cut (3 bytes per
+    pixel), and the CAPS difference map of large images is computed in strips: one pair of 8-bit images peaks at
+    about 16 bytes per pixel of one image (decoding included). ``max_pixels`` (150 million by default) refuses larger
+    images before decoding them, like Pillow's decompression-bomb check; pass ``max_pixels=None`` to lift it.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import torch
 
 from . import hub
 from ._precision import Precision, autocast, uses_bf16
-from ._validation import ImageLike, prepare_pair
+from ._validation import ImageLike, image_size, is_single_image, prepare_pair
 from .model.config import VTAMIQConfig
 from .model.vtamiq import VTAMIQ
 from .sampling import SamplingConfig, sample_patches
@@ -49,12 +56,38 @@ _COMPILED_LOCK = threading.Lock()
 # allocator's fragmentation and for anything else on the GPU).
 _AUTO_BATCH_MAX = 256
 _AUTO_BATCH_MEMORY_FRACTION = 0.5
+# On CPU/MPS: at most this many pairs per chunk, and about this many bytes of working memory per chunk.
+_AUTO_BATCH_MAX_CPU = 32
+_AUTO_BATCH_BYTES_CPU = 1 << 30
+# score()'s default pixel limit per image (see "Memory" above).
+DEFAULT_MAX_PIXELS = 150_000_000
+# How the default-model notice tells the user to choose a model: "model=" in Python; the CLI sets "--model".
+_MODEL_OPTION = "model="
 
 
 def resolve_device(device: str | torch.device | None, ref: torch.Tensor, model: VTAMIQ | None) -> torch.device:
-    """The compute device: explicit, else the model's, else the input tensor's, else CUDA if available, else CPU."""
+    """The compute device: explicit, else the model's, else the input tensor's, else CUDA if available, else CPU.
+
+    Raises:
+        ValueError: an unknown device string, or a CUDA device that this machine does not have.
+        TypeError: ``device`` is neither None, a str nor a ``torch.device``.
+    """
     if device is not None:
-        return torch.device(device)
+        if not isinstance(device, (str, torch.device)):
+            raise TypeError(f"device must be None, a str or a torch.device, got {type(device).__name__}")
+        try:
+            target = torch.device(device)
+        except RuntimeError as error:
+            raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N', 'mps'..., got {device!r} ({error})") from None
+        if target.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(f"device={str(device)!r} was requested but no CUDA device is available "
+                                 f"(torch.cuda.is_available() is False); use device='cpu' or leave it unset")
+            if target.index is not None and target.index >= torch.cuda.device_count():
+                raise ValueError(f"device={str(device)!r} was requested but this machine has "
+                                 f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 .. "
+                                 f"cuda:{torch.cuda.device_count() - 1})")
+        return target
     if model is not None:
         return next(model.parameters()).device
     if ref.device.type != "cpu":
@@ -75,8 +108,8 @@ def default_model_name() -> str:
     if hub.DEFAULT_MODEL is not None and not _DEFAULT_NOTICE_SHOWN:
         _DEFAULT_NOTICE_SHOWN = True
         _logger.warning("using the bundled default model %s: a small model trained on synthetic distortions, not the "
-                        "paper's VTAMIQ and not calibrated to human scores; pass model= for paper-grade weights "
-                        "(see vtamiq_metric/weights/MODEL_CARD.md)", hub.DEFAULT_MODEL)
+                        "paper's VTAMIQ and not calibrated to human scores; pass %s for paper-grade weights "
+                        "(see vtamiq_metric/weights/MODEL_CARD.md)", hub.DEFAULT_MODEL, _MODEL_OPTION)
     if hub.DEFAULT_MODEL is None:
         raise ValueError("no default VTAMIQ model is bundled with this version; pass model= a registered name "
                          f"({hub.list_pretrained()}), 'hf-hub:org/repo', a local weights path, or a VTAMIQ "
@@ -174,8 +207,9 @@ def estimate_pair_bytes(config: VTAMIQConfig, num_patches: int, height: int, wid
     The terms: per image of the pair, the widest live activations of a transformer block (the MLP hidden layer, the
     residual stream, the fused qkv and the attention output, ``T * (mlp_dim + 6 * D)`` values for ``T`` tokens)
     plus a materialised float32 ``(heads, T, T)`` attention matrix in case no fused SDPA kernel applies; the gathered,
-    cast and normalised patches of both images (six float32 copies of ``N * 3 * P * P``); and the sampler's working
-    set on the full images, which computes the difference map in float64 (about a dozen ``H * W`` maps for SSIM).
+    cast and normalised patches of both images (six float32 copies of ``N * 3 * P * P``); and the two images with the
+    sampler's working set: 40 bytes per pixel (two float32 images and the difference strips; 8-bit images and the
+    strips of :mod:`vtamiq_metric.sampling` need less).
 
     Args:
         config: the model's config.
@@ -192,7 +226,7 @@ def estimate_pair_bytes(config: VTAMIQConfig, num_patches: int, height: int, wid
     block = tokens * (config.mlp_dim + 6 * config.embed_dim) * act
     attention = config.num_heads * tokens * tokens * 4  # softmax runs in float32 under autocast too
     patches = 6 * num_patches * 3 * config.patch_size**2 * 4
-    sampler = height * width * (2 * 3 * 4 + 12 * 8)
+    sampler = height * width * (2 * 3 * 4 + 16)
     return 2 * (block + attention) + patches + sampler
 
 
@@ -231,10 +265,12 @@ def pair_flops(config: VTAMIQConfig, num_patches: int) -> int:
 
 def auto_batch_size(config: VTAMIQConfig, num_patches: int, height: int, width: int, num_pairs: int,
                     device: torch.device, *, half_precision: bool) -> int:
-    """Pairs per model call for ``batch_size=None``: all pairs up to 32 on CPU/MPS; on CUDA, what fits in memory.
+    """Pairs per model call (and per decoded batch) for ``batch_size=None``, from :func:`estimate_pair_bytes`.
 
     On CUDA the chunk is ``_AUTO_BATCH_MEMORY_FRACTION`` of the free memory (``torch.cuda.mem_get_info``) divided by
-    :func:`estimate_pair_bytes`, clamped to ``[1, min(num_pairs, _AUTO_BATCH_MAX)]``.
+    :func:`estimate_pair_bytes`, clamped to ``[1, min(num_pairs, _AUTO_BATCH_MAX)]``. On CPU and MPS it is 1 GiB
+    (``_AUTO_BATCH_BYTES_CPU``) divided by the same estimate, clamped to ``[1, min(num_pairs, 32)]``: 32 pairs of
+    small images, a single pair of 6000x4000 photographs.
 
     Args:
         config: the model's config.
@@ -248,10 +284,10 @@ def auto_batch_size(config: VTAMIQConfig, num_patches: int, height: int, width: 
     Returns:
         An int in ``[1, max(num_pairs, 1)]``.
     """
-    if device.type != "cuda":
-        return max(1, min(num_pairs, 32))
-    free, _ = torch.cuda.mem_get_info(device)
     per_pair = estimate_pair_bytes(config, num_patches, height, width, half_precision=half_precision)
+    if device.type != "cuda":
+        return max(1, min(num_pairs, _AUTO_BATCH_MAX_CPU, _AUTO_BATCH_BYTES_CPU // per_pair))
+    free, _ = torch.cuda.mem_get_info(device)
     fits = int(free * _AUTO_BATCH_MEMORY_FRACTION) // per_pair
     chunk = max(1, min(num_pairs, _AUTO_BATCH_MAX, fits))
     _logger.debug("auto batch size %d: %.1f GiB free, about %.0f MiB per pair", chunk, free / 2**30,
@@ -273,6 +309,7 @@ def score(
     sampling: SamplingConfig | None = None,
     return_std: bool = False,
     compile: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """VTAMIQ distortion score of each (reference, distorted) image pair.
 
@@ -292,19 +329,25 @@ def score(
         device: where to compute (default: the model's device for an instance, else the input tensors' device, else
             CUDA when available, else CPU).
         precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"fp32"`` or ``"bf16"``.
-        batch_size: pairs per model call. None: on CUDA, as many as fit in about half of the free GPU memory (at most
-            256, see :func:`auto_batch_size`); elsewhere all pairs at once up to 32. Scores do not depend on it.
+        batch_size: pairs decoded and scored at once; a list of images is decoded lazily, one batch at a time, so
+            peak memory is that of one batch. None: on CUDA, as many as fit in about half of the free GPU memory
+            (at most 256); elsewhere as many as fit in about 1 GiB, at most 32 (see :func:`auto_batch_size`).
+            Scores do not depend on it (beyond float rounding of batched kernels).
         sampling: CAPS settings (default: the model config's ``sampling``).
         return_std: also return the standard deviation over the repeats (0 when ``num_repeats == 1``).
         compile: run the model through ``torch.compile``, compiled once per model instance and cached (the first call
             compiles, which takes from seconds to minutes). Scores match eager mode up to float rounding.
+        max_pixels: refuse (``ValueError``) any image of more pixels than this, before decoding it (default 150
+            million, about 2.2 GiB of memory for a pair of 8-bit images); None lifts the limit. Files also obey
+            Pillow's own limit, ``PIL.Image.MAX_IMAGE_PIXELS``.
 
     Returns:
         (B,) float32 tensor of distortion scores on the compute device, or ``(mean, std)`` when ``return_std``.
 
     Raises:
-        ValueError / TypeError: bad images (size mismatch, out-of-range values, NaN, wrong channels...), bad
-        arguments. FileNotFoundError: a missing image file.
+        ValueError / TypeError: bad images (size mismatch, out-of-range values, NaN, wrong channels, more than
+        ``max_pixels`` pixels...), bad arguments, a CUDA device that is not there. FileNotFoundError: a missing
+        image file.
 
     Example:
         >>> import torch, vtamiq_metric
@@ -333,26 +376,62 @@ def score(
     if not isinstance(num_patches, int) or num_patches < 1:
         raise ValueError(f"num_patches must be an int >= 1, got {num_patches!r}")
     sampling = config.sampling if sampling is None else sampling
-    ref_t, dist_t = prepare_pair(ref, dist, patch_size=config.patch_size)
-    ref_t, dist_t = ref_t.to(target), dist_t.to(target)
-    if batch_size is not None:
-        chunk = batch_size
-    else:
-        chunk = auto_batch_size(config, num_patches, ref_t.shape[-2], ref_t.shape[-1], len(ref_t), target,
-                                half_precision=uses_bf16(target, precision))
+    half = uses_bf16(target, precision)
+    options = {"num_patches": num_patches, "num_repeats": num_repeats, "seed": seed, "sampling": sampling,
+               "precision": precision, "compile": compile}
+    prepare = {"patch_size": config.patch_size, "max_pixels": max_pixels, "keep_uint8": True}
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
+        raise ValueError(f"max_pixels must be an int >= 1 or None, got {max_pixels!r}")
 
-    runs = []
+    lazy = (isinstance(ref, (list, tuple)) and isinstance(dist, (list, tuple)) and len(ref) == len(dist) > 0
+            and all(is_single_image(x) for x in ref) and all(is_single_image(x) for x in dist))
+    means, stds = [], []
+    if lazy:  # decode and validate one batch at a time: peak memory is one batch, whatever len(ref) is
+        size = image_size(ref[0])
+        if batch_size is not None:
+            chunk = batch_size
+        elif size is None:
+            chunk = 1
+        else:
+            chunk = auto_batch_size(config, num_patches, size[0], size[1], len(ref), target, half_precision=half)
+        first_size: tuple[int, int] | None = None
+        for start in range(0, len(ref), chunk):
+            ref_t, dist_t = prepare_pair(ref[start:start + chunk], dist[start:start + chunk], start=start, **prepare)
+            batch_size_hw = (int(ref_t.shape[-2]), int(ref_t.shape[-1]))
+            if first_size is None:
+                first_size = batch_size_hw
+            elif batch_size_hw != first_size:
+                raise ValueError(
+                    f"all images in ref must have the same size, got {batch_size_hw} at ref[{start}] and "
+                    f"{first_size} at ref[0] (height, width)")
+            mean, std = _score_prepared(net, ref_t.to(target), dist_t.to(target), **options)
+            del ref_t, dist_t
+            means.append(mean)
+            stds.append(std)
+    else:
+        ref_t, dist_t = prepare_pair(ref, dist, **prepare)
+        ref_t, dist_t = ref_t.to(target), dist_t.to(target)
+        chunk = batch_size if batch_size is not None else auto_batch_size(
+            config, num_patches, ref_t.shape[-2], ref_t.shape[-1], len(ref_t), target, half_precision=half)
+        for start in range(0, len(ref_t), chunk):
+            mean, std = _score_prepared(net, ref_t[start:start + chunk], dist_t[start:start + chunk], **options)
+            means.append(mean)
+            stds.append(std)
+    mean = torch.cat(means)
+    if return_std:
+        return mean, torch.cat(stds)
+    return mean
+
+
+def _score_prepared(net: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, *, num_patches: int, num_repeats: int,
+                    seed: int, sampling: SamplingConfig, precision: str,
+                    compile: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std over ``num_repeats`` seeded draws of one batch of validated ``(B, 3, H, W)`` pairs (float in
+    [0, 1], or uint8) already on the model's device; no autograd. ``score()`` and ``vtamiq score`` call it."""
     with torch.no_grad():
-        for repeat in range(num_repeats):
-            parts = [
-                forward_pairs(net, ref_t[i:i + chunk], dist_t[i:i + chunk], num_patches=num_patches,
-                              seed=seed + repeat, sampling=sampling, precision=precision, compile=compile)
-                for i in range(0, len(ref_t), chunk)
-            ]
-            runs.append(torch.cat(parts))
+        runs = [forward_pairs(net, ref, dist, num_patches=num_patches, seed=seed + repeat, sampling=sampling,
+                              precision=precision, compile=compile) for repeat in range(num_repeats)]
     stacked = torch.stack(runs)  # (R, B)
     mean = stacked.mean(0)
-    if return_std:
-        std = stacked.std(0, unbiased=False) if num_repeats > 1 else torch.zeros_like(mean)
-        return mean, std
-    return mean
+    std = stacked.std(0, unbiased=False) if num_repeats > 1 else torch.zeros_like(mean)
+    return mean, std

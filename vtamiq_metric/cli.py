@@ -58,7 +58,7 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA if available)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="auto = bf16 autocast on CUDA, fp32 on CPU")
+                        help="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere")
 
 
 def parse_shard(text: str) -> tuple[int, int]:

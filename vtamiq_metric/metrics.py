@@ -66,7 +66,7 @@ class VTAMIQMetric(Metric):
         num_patches: patches per image (default: the model config's ``num_patches``).
         num_repeats: seeded CAPS draws averaged per pair (seeds ``seed .. seed + num_repeats - 1``), as in ``score``.
         seed: sampling seed used by every update.
-        precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU; the default of ``score``), ``"fp32"`` or
+        precision: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16; the default of ``score``), ``"fp32"`` or
             ``"bf16"``.
         sampling: CAPS settings (default: the model config's ``sampling``).
         reduction: ``"mean"`` (default) and ``"sum"`` give a scalar, ``"none"`` the (num_pairs,) scores.

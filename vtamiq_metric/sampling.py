@@ -68,6 +68,15 @@ when ``diff_weight`` is 0. Otherwise they are identical unless the float64 cell 
 differ by about 1e-15 relative, from summation order) move a cell boundary of the systematic sampling across one of
 its points: a probability of order ``cells * n * 1e-15``, about 1e-9 per image for 1024 patches. Patch *pixels* at
 levels above 0 come from average pooling in the input dtype on the device and may differ in the last bit.
+
+**Memory on large images.** :func:`sample_patches` also takes ``uint8`` images (values ``v`` read as ``v / 255`` in
+float32, exactly what decoding to float gives), which ``score()`` uses for 8-bit files: 3 bytes per pixel instead of
+12. The ``"mse"`` difference is computed in row strips of at most ``_STRIP_PIXELS`` pixels, so its float64 working set
+stays a few hundred MB whatever the image size; images up to that size are computed in one strip, bit-identical to a
+whole-image computation, and for larger ones only the float64 summation order of the cell masses changes (see the
+previous paragraph for what that can move). Pyramid levels above 0 of a ``uint8`` image are pooled strip by strip
+from float32 strips (the same values as pooling the float image). The ``"ssim"`` difference is computed on the whole
+image (about a dozen float64 maps per pixel).
 """
 
 from __future__ import annotations
@@ -109,6 +118,8 @@ _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
 _SSIM_C1 = 0.01**2
 _SSIM_C2 = 0.03**2
+# The "mse" difference of larger images is computed in row strips of at most this many pixels (see the module docstring).
+_STRIP_PIXELS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -420,14 +431,17 @@ def difference_map(ref: Tensor, dist: Tensor, kind: str = "mse") -> Tensor:
     return (1.0 - ssim.mean(dim=1)).clamp(min=0.0)  # (B, H, W)
 
 
-def _check_pair(ref: object, dist: object) -> None:
+def _check_pair(ref: object, dist: object, *, allow_uint8: bool = False) -> None:
     for name, x in (("ref", ref), ("dist", dist)):
         if not isinstance(x, Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+        if not (x.is_floating_point() or (allow_uint8 and x.dtype == torch.uint8)):
+            kinds = "a floating-point or uint8 tensor" if allow_uint8 else "a floating-point tensor"
+            raise TypeError(f"{name}: expected {kinds}, got dtype {x.dtype}")
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"{name}: expected shape (B, 3, H, W), got {tuple(x.shape)}")
+    if ref.dtype != dist.dtype and torch.uint8 in (ref.dtype, dist.dtype):
+        raise TypeError(f"ref and dist: expected both uint8 or both floating point, got {ref.dtype} and {dist.dtype}")
     if ref.shape != dist.shape:
         raise ValueError(f"ref and dist: expected the same shape, got {tuple(ref.shape)} and {tuple(dist.shape)}")
     if ref.device != dist.device:
@@ -468,32 +482,79 @@ def _footprint_weights(edges: Tensor, size: int, patch_size: int) -> Tensor:
     return (last - first + 1).clamp(min=0)
 
 
+def _as_float(x: Tensor) -> Tensor:
+    """A uint8 image as float32 ``v / 255`` (the value decoding to float gives); a float image unchanged."""
+    return x.to(torch.float32).div_(255.0) if x.dtype == torch.uint8 else x
+
+
+def _strip_rows(height: int, width: int, levels: list[_Level]) -> int:
+    """Rows per strip: at most ``_STRIP_PIXELS`` pixels, a multiple of the deepest level's pooling factor."""
+    align = 2 ** max(level.index for level in levels)
+    rows = max(align, (_STRIP_PIXELS // max(width, 1)) // align * align)
+    return height if rows >= height else rows
+
+
 def _diff_cell_masses(ref: Tensor, dist: Tensor, levels: list[_Level], patch_size: int, kind: str) -> Tensor:
     """Difference mass per cell for every level, on the input's device, returned as (B, total cells) CPU float64."""
     dtype = _work_dtype(ref.device)
-    x = ref.detach().to(dtype)
-    y = dist.detach().to(dtype)
-    # Pooling is linear, so for "mse" one pyramid of the signed difference replaces the two image pyramids.
-    delta = x - y if kind == "mse" else None
-    masses = []
-    for level in levels:  # levels are 0, 1, ... (see sample_patches)
-        if delta is not None:
-            if level.index > 0:
-                delta = F.avg_pool2d(delta, 2)  # (B, 3, H_s, W_s)
-            diff = delta.square().mean(dim=1)  # (B, H_s, W_s)
-        else:
+    footprints = []
+    for level in levels:
+        gh, gw = level.grid
+        row_edges = _cell_edges(level.height - patch_size + 1, gh, ref.device)  # (gh + 1,)
+        col_edges = _cell_edges(level.width - patch_size + 1, gw, ref.device)  # (gw + 1,)
+        rows = _footprint_weights(row_edges, level.height, patch_size).to(dtype)  # (gh, H_s)
+        cols = _footprint_weights(col_edges, level.width, patch_size).to(dtype)  # (gw, W_s)
+        footprints.append((rows, cols))
+    if kind != "mse":
+        x = _as_float(ref.detach()).to(dtype)
+        y = _as_float(dist.detach()).to(dtype)
+        masses = []
+        for level, (rows, cols) in zip(levels, footprints):  # levels are 0, 1, ... (see sample_patches)
             if level.index > 0:
                 x = F.avg_pool2d(x, 2)  # (B, 3, H_s, W_s)
                 y = F.avg_pool2d(y, 2)
             diff = difference_map(x, y, kind)  # (B, H_s, W_s)
-        gh, gw = level.grid
-        row_edges = _cell_edges(level.height - patch_size + 1, gh, x.device)  # (gh + 1,)
-        col_edges = _cell_edges(level.width - patch_size + 1, gw, x.device)  # (gw + 1,)
-        rows = _footprint_weights(row_edges, level.height, patch_size).to(dtype)  # (gh, H_s)
-        cols = _footprint_weights(col_edges, level.width, patch_size).to(dtype)  # (gw, W_s)
-        cell = rows @ diff @ cols.T  # (B, gh, gw)
-        masses.append(cell.reshape(cell.shape[0], gh * gw))  # (B, gh * gw)
+            masses.append((rows @ diff @ cols.T).flatten(1))  # (B, gh * gw)
+        return torch.cat(masses, dim=1).to("cpu", torch.float64)  # (B, total cells): the one device -> CPU transfer
+
+    # "mse": pooling is linear, so one pyramid of the signed difference replaces the two image pyramids, and it is
+    # built strip by strip (strips aligned to the deepest pooling factor, so each pooled row comes from one strip).
+    height = ref.shape[-2]
+    step = _strip_rows(height, ref.shape[-1], levels)
+    sums: list[Tensor | None] = [None] * len(levels)
+    for top in range(0, height, step):
+        x = _as_float(ref[..., top : top + step, :].detach()).to(dtype)
+        delta = x - _as_float(dist[..., top : top + step, :].detach()).to(dtype)  # (B, 3, h, W); never in place
+        for k, (level, (rows, cols)) in enumerate(zip(levels, footprints)):
+            if level.index > 0:
+                delta = F.avg_pool2d(delta, 2)  # (B, 3, h_s, W_s)
+            first = top >> level.index
+            diff = delta.square().mean(dim=1)  # (B, h_s, W_s)
+            part = rows[:, first : first + diff.shape[1]] @ diff @ cols.T  # (B, gh, gw)
+            sums[k] = part if sums[k] is None else sums[k] + part
+    masses = [part.flatten(1) for part in sums]  # (B, gh * gw) each
     return torch.cat(masses, dim=1).to("cpu", torch.float64)  # (B, total cells): the one device -> CPU transfer
+
+
+def _pooled_levels(image: Tensor, count: int) -> list[Tensor]:
+    """Levels 0 .. count - 1 of ``image``'s 2x2 average pyramid; levels above 0 are float (uint8 pooled by strips)."""
+    levels = [image]
+    if count <= 1:
+        return levels
+    if image.dtype != torch.uint8:
+        for _ in range(1, count):
+            levels.append(F.avg_pool2d(levels[-1], 2))  # (B, 3, H_s, W_s)
+        return levels
+    align = 2 ** (count - 1)
+    step = max(align, (_STRIP_PIXELS // max(image.shape[-1], 1)) // align * align)
+    parts: list[list[Tensor]] = [[] for _ in range(count - 1)]
+    for top in range(0, image.shape[-2], step):
+        level = _as_float(image[..., top : top + step, :])
+        for s in range(count - 1):
+            level = F.avg_pool2d(level, 2)  # (B, 3, h_s, W_s)
+            parts[s].append(level)
+    levels.extend(torch.cat(p, dim=-2) for p in parts)
+    return levels
 
 
 def _level_probabilities(level: _Level, diff: Tensor | None, config: SamplingConfig, patch_size: int) -> Tensor:
@@ -672,8 +733,10 @@ def sample_patches(
     docstring. The values of the images are not range-checked here (callers validate them).
 
     Args:
-        ref: (B, 3, H, W) float reference images in [0, 1], H and W >= patch_size.
-        dist: (B, 3, H, W) float distorted images in [0, 1], same shape, dtype family and device as ``ref``.
+        ref: (B, 3, H, W) float reference images in [0, 1], H and W >= patch_size; or uint8 images (values
+            ``v`` read as ``v / 255``, see "Memory on large images" in the module docstring).
+        dist: (B, 3, H, W) float distorted images in [0, 1], same shape, dtype family and device as ``ref`` (uint8
+            if and only if ``ref`` is).
         num_patches: patches per image N, 1 <= N <= 2**20. More patches than candidate positions is allowed;
             positions then repeat as evenly as possible.
         patch_size: patch side P in pixels, >= 1.
@@ -685,8 +748,8 @@ def sample_patches(
             same as when it is sampled alone (batch-invariant scores). True: independent numbers per image.
 
     Returns:
-        PatchSample with ``ref``/``dist`` (B, N, 3, P, P) in the input dtype and device (differentiable w.r.t. the
-        inputs), ``pos`` (B, N, 2) float32 in [0, 1), ``top_left`` (B, N, 2) long, and ``scale`` (B, N) long (None
+        PatchSample with ``ref``/``dist`` (B, N, 3, P, P) in the input dtype (float32 for uint8 input) and device
+        (differentiable w.r.t. the inputs), ``pos`` (B, N, 2) float32 in [0, 1), ``top_left`` (B, N, 2) long, and ``scale`` (B, N) long (None
         when only one scale is used). Patches are ordered by scale, then by cell in raster order.
 
     Raises:
@@ -700,7 +763,7 @@ def sample_patches(
         >>> tuple(sample.ref.shape), tuple(sample.pos.shape)
         ((2, 32, 3, 16, 16), (2, 32, 2))
     """
-    _check_pair(ref, dist)
+    _check_pair(ref, dist, allow_uint8=True)
     num_patches = _check_int("num_patches", num_patches, minimum=1)
     if num_patches > _MAX_PATCHES:
         raise ValueError(f"num_patches: expected an int <= {_MAX_PATCHES}, got {num_patches}")
@@ -748,17 +811,15 @@ def sample_patches(
     pos = pos.clamp(max=_POS_MAX)
 
     # Levels are 0, 1, ..., len(levels) - 1: scale counts never increase, so only trailing levels can be empty.
-    ref_level, dist_level = ref, dist
+    ref_levels, dist_levels = _pooled_levels(ref, len(levels)), _pooled_levels(dist, len(levels))
     ref_parts, dist_parts = [], []
     start = 0
     for level in levels:
-        if level.index > 0:
-            ref_level = F.avg_pool2d(ref_level, 2)  # (B, 3, H_s, W_s)
-            dist_level = F.avg_pool2d(dist_level, 2)
         level_top_left = top_left[:, start : start + level.count]  # (B, n_s, 2)
-        ref_parts.append(_gather(ref_level, level_top_left, patch_size))  # (B, n_s, 3, P, P)
-        dist_parts.append(_gather(dist_level, level_top_left, patch_size))
+        ref_parts.append(_as_float(_gather(ref_levels[level.index], level_top_left, patch_size)))  # (B, n_s, 3, P, P)
+        dist_parts.append(_as_float(_gather(dist_levels[level.index], level_top_left, patch_size)))
         start += level.count
+    del ref_levels, dist_levels
     ref_patches = ref_parts[0] if len(ref_parts) == 1 else torch.cat(ref_parts, dim=1)  # (B, N, 3, P, P)
     dist_patches = dist_parts[0] if len(dist_parts) == 1 else torch.cat(dist_parts, dim=1)
 

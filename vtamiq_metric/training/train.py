@@ -153,7 +153,7 @@ def _scores(model: VTAMIQ, batch: dict, key: str, device: torch.device, precisio
     ref = model.normalize(batch["ref"].to(device, non_blocking=True))
     dist = model.normalize(batch[key].to(device, non_blocking=True))
     scale = batch["scale"].to(device) if batch["scale"] is not None else None
-    with autocast(device, precision):
+    with autocast(device, precision, training=True):  # "auto": bf16 on CUDA only when training
         return model(ref, dist, batch["pos"].to(device), scale).float()
 
 
