@@ -236,7 +236,7 @@ def _write_card(out_dir: Path, provenance: dict, eval_result: dict | None) -> st
     sha = sha256sum(target)
     size_mib = target.stat().st_size / 2**20
     (out_dir / "MODEL_CARD.md").write_text(_card(provenance, sha, eval_result, size_mib))
-    print(f"wrote {target} ({size_mib:.1f} MiB) and {out_dir / 'MODEL_CARD.md'}")
+    print(f"wrote {out_dir / 'MODEL_CARD.md'} for {target} ({size_mib:.1f} MiB, sha256 {sha})")
     return sha
 
 
