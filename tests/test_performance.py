@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from vtamiq_metric import VTAMIQ, api, score
+from vtamiq_metric._precision import uses_bf16
 from vtamiq_metric.model.config import get_preset
 from vtamiq_metric.sampling import sample_patches
 
@@ -169,7 +170,8 @@ def test_auto_batch_size_follows_a_memory_budget_on_cpu_and_free_memory_on_cuda(
     config = get_preset("paper2021")
     cpu = torch.device("cpu")
     cpu_pair = api.estimate_pair_bytes(config, 1024, 384, 512, half_precision=False)
-    assert api.auto_batch_size(config, 1024, 384, 512, 100, cpu, half_precision=False) == api._AUTO_BATCH_BYTES_CPU // cpu_pair
+    expected = api._AUTO_BATCH_BYTES_CPU // cpu_pair
+    assert api.auto_batch_size(config, 1024, 384, 512, 100, cpu, half_precision=False) == expected
     assert api.auto_batch_size(config, 1024, 384, 512, 2, cpu, half_precision=False) == 2
     assert api.auto_batch_size(get_preset("tiny"), 64, 64, 64, 100, cpu, half_precision=False) == 32  # capped
     assert api.auto_batch_size(config, 1024, 4000, 6000, 100, cpu, half_precision=False) == 1  # one 24 MP pair
@@ -221,17 +223,39 @@ def test_benchmark_script_quick_run_writes_json_and_markdown(tmp_path):
         assert key in result, key
     assert result["device"] == "cpu" and result["preset"] == "tiny" and "--quick" in result["command"]
     cells = {(m["variant"], m["stage"]) for m in result["measurements"]}
-    assert cells == {("naive-fp32", "forward"), ("naive-fp32", "loss")} | {
-        (variant, stage) for variant in ("sdpa-fp32", "sdpa-bf16") for stage in ("forward", "score", "files", "loss")}
+    stages = ("forward", "score", "files", "loss")
+    fast = {(variant, stage) for variant in ("sdpa-fp32", "sdpa-bf16") for stage in stages}
+    slow = {("naive-fp32", "forward"), ("naive-fp32", "loss"), ("default", "score"), ("default", "files")}
+    assert cells == slow | fast
     for m in result["measurements"]:
         assert m["median_s"] > 0 and m["pairs_per_s"] > 0 and m["peak_rss_mib"] > 0
         assert m["batch_size"] == 1 and m["num_patches"] == 16 and m["speedup_vs_baseline"] > 0
+        assert len(m["times_s"]) == 1 and m["min_s"] == min(m["times_s"])
         if m["variant"] == "naive-fp32":
             assert m["speedup_vs_baseline"] == 1.0
     assert {o["variant"] for o in result["sampling_overhead"]} == {"sdpa-fp32", "sdpa-bf16"}
+    assert result["interleaved"] is True and result["default_bf16"] == uses_bf16(torch.device("cpu"), "auto")
+    assert [r["name"] for r in result["ratios"]] == ["default score() vs naive-fp32 forward", "bf16 vs fp32 forward",
+                                                     "bf16 vs fp32 score()"]
+    medians = {(m["variant"], m["stage"]): m["median_s"] for m in result["measurements"]}
+    naive_over_default = medians["naive-fp32", "forward"] / medians["default", "score"]
+    assert result["ratios"][0]["speedup"] == pytest.approx(naive_over_default)
     markdown = table.read_text()
-    assert "| patches | batch | variant |" in markdown and "`sdpa-bf16`" in markdown
+    assert "| patches | batch | variant |" in markdown and "`sdpa-bf16`" in markdown and "`default`" in markdown
+    assert "default score() vs naive-fp32 forward" in markdown
     assert "naive-fp32" in done.stdout
+
+
+@pytest.mark.slow  # runs the script in a subprocess
+def test_benchmark_script_dry_run_lists_the_variants():
+    # --dry-run lists the variants without timing anything; --no-default drops score() with its defaults.
+    for extra, expected in (([], ["naive-fp32", "sdpa-fp32", "sdpa-bf16", "default"]),
+                            (["--no-default", "--compile", "--precisions", "bf16"],
+                             ["naive-fp32", "sdpa-bf16", "sdpa-bf16-compile"])):
+        done = subprocess.run([sys.executable, str(_BENCH_PATH), "--device", "cpu", "--dry-run", *extra],
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["variants"] == expected
 
 
 # ---------------------------------------------------------------------------------------------------------------------
