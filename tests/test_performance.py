@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import gc
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,7 @@ from vtamiq_metric.model.config import get_preset
 from vtamiq_metric.sampling import sample_patches
 
 _BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_score.py"
+_MEMORY_PATH = _BENCH_PATH.with_name("bench_memory.py")
 
 
 def distorted_pairs(count: int, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,6 +258,28 @@ def test_benchmark_script_dry_run_lists_the_variants():
                               capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["variants"] == expected
+
+
+@pytest.mark.slow  # one fresh interpreter per case
+def test_memory_benchmark_runs_each_case_in_a_fresh_process_and_reports_ratios(tmp_path):
+    out = tmp_path / "memory.json"
+    argv = ["--size", "96", "64", "--big-size", "128", "--json", str(out)]
+    done = subprocess.run([sys.executable, str(_MEMORY_PATH), *argv], capture_output=True, text=True, timeout=300,
+                          check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "bench_memory" and result["max_pixels"] is None
+    assert [c["case"] for c in result["cases"]] == ["pairs-1", "pairs-4", "big"]
+    assert [c["pairs"] for c in result["cases"]] == [1, 4, 1] and result["cases"][2]["pixels_per_image"] == 128 * 128
+    for case in result["cases"]:
+        assert case["peak_rss_mib"] >= case["hwm_before_mib"] > 0 and len(case["scores"]) == case["pairs"]
+        assert case["bytes_per_pixel"] == pytest.approx(case["growth_mib"] * 2**20 / case["pixels_per_image"])
+    summary = result["summary"]
+    assert summary["pairs_peak_ratio"] == pytest.approx(result["cases"][1]["peak_rss_mib"] /
+                                                        result["cases"][0]["peak_rss_mib"])
+    assert summary["target_pairs_peak_ratio"] == 1.5 and summary["target_big_bytes_per_pixel"] == 20
+    assert "Peak RSS, 4 pairs / 1:" in done.stdout and "bytes per pixel of one image" in done.stdout
+    assert not [p for p in tmp_path.iterdir() if p != out]  # the images went to a deleted temporary folder
 
 
 # ---------------------------------------------------------------------------------------------------------------------
