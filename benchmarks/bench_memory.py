@@ -4,7 +4,7 @@ Cases, every one scored from PNG files with ``score(refs, dists)`` and its defau
 ``--model``; lazy decoding batch by batch, 8-bit images, strip-wise CAPS difference maps):
 
 * ``pairs-1`` and ``pairs-4``: 1 and 4 pairs of ``--size`` (default 6000x4000) photographs. The ratio of their peak
-  RSS shows whether memory grows with the length of the list (target: at most 1.5x, issue 12 item 4).
+  RSS shows whether memory grows with the length of the list (target: at most 1.5x, issue 12).
 * ``big``: one pair of ``--big-size`` (default 12000x12000) images. Its *bytes per pixel* are the growth of the peak
   RSS during ``score()`` (peak after minus the high-water mark before, once torch and the model are loaded) over the
   pixels of one image (target: about 20 or less, issue 13 item 9).

@@ -49,8 +49,9 @@ else
         exit 2
     fi
     WORK=${GPU_CHECK_WORK:-$(dirname "$RESULT")/gpu_check_work}
-    rm -rf "$WORK"
     mkdir -p "$WORK" || exit 1
+    # Only what an earlier run of this script left there.
+    rm -rf "$WORK"/*.json "$WORK"/*.xml "$WORK"/*.log "$WORK"/*.md "$WORK/kadid" "$WORK/train_run"
     : > "$WORK/steps.tsv"
 fi
 
