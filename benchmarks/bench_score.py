@@ -36,7 +36,8 @@ allocated memory per pair; on CPU the process's peak resident memory.
 
 Timing: CUDA events after a ``torch.cuda.synchronize`` on GPU, ``time.perf_counter`` on CPU; the median of
 ``--iters`` interleaved runs after ``--warmup`` runs. Output: progress on stdout, a JSON file (``--out``, alias
-``--json``) and a Markdown table (``--markdown``)::
+``--json``; rewritten after each batch size with ``"complete": false`` until the run ends, so a run cut short by a
+time limit keeps what it measured) and a Markdown table (``--markdown``)::
 
     python benchmarks/bench_score.py --device cpu --batch-sizes 1 --iters 3 --warmup 1 --patches 1024 256
     python benchmarks/bench_score.py --device cuda --compile --out results.json --markdown table.md
@@ -344,7 +345,17 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                     rows.append(row)
                     print(f"N={num_patches:5d} B={batch:3d} {row['variant']:20s} {row['stage']:8s} "
                           f"{row['median_s'] * 1e3:10.1f} ms  {row['pairs_per_s']:9.2f} pairs/s", flush=True)
+                if args.out is not None:  # what is measured so far survives a time limit that cuts the run short
+                    partial = results(args, command, device, model, rows, compile_s, complete=False)
+                    args.out.write_text(json.dumps(partial, indent=2) + "\n")
         model.backbone.set_fused_attention(True)
+    return results(args, command, device, model, rows, compile_s, complete=True)
+
+
+def results(args: argparse.Namespace, command: str, device: torch.device, model: VTAMIQ, rows: list[dict[str, Any]],
+            compile_s: dict[str, float], *, complete: bool) -> dict[str, Any]:
+    """The JSON-able results of the cells measured so far (``complete`` False while the run goes on)."""
+    width, height = args.image_size
     overheads = add_ratios(rows)
     return {
         "schema": SCHEMA_VERSION,
@@ -369,6 +380,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "baseline": BASELINE,
         "flops_per_pair": {str(n): pair_flops(model.config, n) for n in args.patches},
         "compile_s": compile_s,
+        "complete": complete,
         "interleaved": True,
         "cpu_native_bf16": device.type == "cpu" and uses_bf16(device, "auto"),
         "default_bf16": uses_bf16(device, "auto"),

@@ -98,7 +98,7 @@ step cuda_tests 60 "$PY -m pytest -q -p no:cacheprovider -m cuda tests --junitxm
 step positions 20 "$PY benchmarks/gpu_check.py positions --out \"\$WORK/positions.json\""
 step bench_score_eager 60 "$SCORE --precisions fp32 bf16 --out \"\$WORK/bench_score_eager.json\" \
 --markdown \"\$WORK/bench_score_eager.md\""
-step bench_score_compile 130 "$SCORE --precisions bf16 --compile --no-default \
+step bench_score_compile 125 "$SCORE --precisions bf16 --compile --no-default \
 --out \"\$WORK/bench_score_compile.json\" --markdown \"\$WORK/bench_score_compile.md\""
 step bench_train 30 "$PY benchmarks/bench_train.py --preset paper2021 --device cuda --batch-size 20 --steps 20 \
 --warmup 3 --out \"\$WORK/bench_train.json\""
@@ -106,7 +106,7 @@ step torchrun_train 30 "$PY -c 'import sys; from pathlib import Path; from tests
 build_fake_kadid(Path(sys.argv[1]), levels=3)' \"\$WORK/kadid\" && { $TORCHRUN -m vtamiq_metric.training.cli train \
 $KADID_FLAGS --data-root \"\$WORK/kadid\" --output \"\$WORK/train_run\"; rc=\$?; $PY benchmarks/gpu_check.py \
 train-summary --run \"\$WORK/train_run\" --returncode \$rc --out \"\$WORK/torchrun_train.json\"; exit \$rc; }"
-step nccl 15 "$TORCHRUN benchmarks/gpu_check.py nccl --out \"\$WORK/nccl.json\""
+step nccl 20 "$TORCHRUN benchmarks/gpu_check.py nccl --out \"\$WORK/nccl.json\""
 
 if [[ $DRY_RUN == 1 ]]; then
     exit 0
