@@ -6,6 +6,7 @@ Prints JSON. One KADID-10k epoch is 10,125 pairs: the script also prints the imp
 
     python benchmarks/bench_train.py --device cpu --batch-size 2 --steps 3
     python benchmarks/bench_train.py --device cuda --batch-size 20 --steps 30
+    python benchmarks/bench_train.py --preset paper2021 --device cpu --batch-size 2 --dry-run   # options only
 """
 
 from __future__ import annotations
@@ -65,7 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the options, print them as JSON and exit without building the model")
     args = parser.parse_args(argv)
+    if min(args.batch_size, args.patches, args.steps) < 1 or args.warmup < 0:
+        parser.error(f"expected --batch-size, --patches and --steps >= 1 and --warmup >= 0, got {args.batch_size}, "
+                     f"{args.patches}, {args.steps} and {args.warmup}")
+    if args.dry_run:
+        print(json.dumps(vars(args), indent=2))
+        return 0
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = VTAMIQ(args.preset).to(device)

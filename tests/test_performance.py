@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import gc
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -35,10 +36,12 @@ import torch
 import torch.nn.functional as F
 
 from vtamiq_metric import VTAMIQ, api, score
+from vtamiq_metric._precision import uses_bf16
 from vtamiq_metric.model.config import get_preset
 from vtamiq_metric.sampling import sample_patches
 
 _BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_score.py"
+_MEMORY_PATH = _BENCH_PATH.with_name("bench_memory.py")
 
 
 def distorted_pairs(count: int, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,7 +172,8 @@ def test_auto_batch_size_follows_a_memory_budget_on_cpu_and_free_memory_on_cuda(
     config = get_preset("paper2021")
     cpu = torch.device("cpu")
     cpu_pair = api.estimate_pair_bytes(config, 1024, 384, 512, half_precision=False)
-    assert api.auto_batch_size(config, 1024, 384, 512, 100, cpu, half_precision=False) == api._AUTO_BATCH_BYTES_CPU // cpu_pair
+    expected = api._AUTO_BATCH_BYTES_CPU // cpu_pair
+    assert api.auto_batch_size(config, 1024, 384, 512, 100, cpu, half_precision=False) == expected
     assert api.auto_batch_size(config, 1024, 384, 512, 2, cpu, half_precision=False) == 2
     assert api.auto_batch_size(get_preset("tiny"), 64, 64, 64, 100, cpu, half_precision=False) == 32  # capped
     assert api.auto_batch_size(config, 1024, 4000, 6000, 100, cpu, half_precision=False) == 1  # one 24 MP pair
@@ -221,17 +225,61 @@ def test_benchmark_script_quick_run_writes_json_and_markdown(tmp_path):
         assert key in result, key
     assert result["device"] == "cpu" and result["preset"] == "tiny" and "--quick" in result["command"]
     cells = {(m["variant"], m["stage"]) for m in result["measurements"]}
-    assert cells == {("naive-fp32", "forward"), ("naive-fp32", "loss")} | {
-        (variant, stage) for variant in ("sdpa-fp32", "sdpa-bf16") for stage in ("forward", "score", "files", "loss")}
+    stages = ("forward", "score", "files", "loss")
+    fast = {(variant, stage) for variant in ("sdpa-fp32", "sdpa-bf16") for stage in stages}
+    slow = {("naive-fp32", "forward"), ("naive-fp32", "loss"), ("default", "score"), ("default", "files")}
+    assert cells == slow | fast
     for m in result["measurements"]:
         assert m["median_s"] > 0 and m["pairs_per_s"] > 0 and m["peak_rss_mib"] > 0
         assert m["batch_size"] == 1 and m["num_patches"] == 16 and m["speedup_vs_baseline"] > 0
+        assert len(m["times_s"]) == 1 and m["min_s"] == min(m["times_s"])
         if m["variant"] == "naive-fp32":
             assert m["speedup_vs_baseline"] == 1.0
     assert {o["variant"] for o in result["sampling_overhead"]} == {"sdpa-fp32", "sdpa-bf16"}
+    assert result["complete"] is True and result["interleaved"] is True and result["default_bf16"] == uses_bf16(torch.device("cpu"), "auto")
+    assert [r["name"] for r in result["ratios"]] == ["default score() vs naive-fp32 forward", "bf16 vs fp32 forward",
+                                                     "bf16 vs fp32 score()"]
+    medians = {(m["variant"], m["stage"]): m["median_s"] for m in result["measurements"]}
+    naive_over_default = medians["naive-fp32", "forward"] / medians["default", "score"]
+    assert result["ratios"][0]["speedup"] == pytest.approx(naive_over_default)
     markdown = table.read_text()
-    assert "| patches | batch | variant |" in markdown and "`sdpa-bf16`" in markdown
+    assert "| patches | batch | variant |" in markdown and "`sdpa-bf16`" in markdown and "`default`" in markdown
+    assert "default score() vs naive-fp32 forward" in markdown
     assert "naive-fp32" in done.stdout
+
+
+@pytest.mark.slow  # runs the script in a subprocess
+def test_benchmark_script_dry_run_lists_the_variants():
+    # --dry-run lists the variants without timing anything; --no-default drops score() with its defaults.
+    for extra, expected in (([], ["naive-fp32", "sdpa-fp32", "sdpa-bf16", "default"]),
+                            (["--no-default", "--compile", "--precisions", "bf16"],
+                             ["naive-fp32", "sdpa-bf16", "sdpa-bf16-compile"])):
+        done = subprocess.run([sys.executable, str(_BENCH_PATH), "--device", "cpu", "--dry-run", *extra],
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["variants"] == expected
+
+
+@pytest.mark.slow  # one fresh interpreter per case
+def test_memory_benchmark_runs_each_case_in_a_fresh_process_and_reports_ratios(tmp_path):
+    out = tmp_path / "memory.json"
+    argv = ["--size", "96", "64", "--big-size", "128", "--json", str(out)]
+    done = subprocess.run([sys.executable, str(_MEMORY_PATH), *argv], capture_output=True, text=True, timeout=300,
+                          check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "bench_memory" and result["max_pixels"] is None
+    assert [c["case"] for c in result["cases"]] == ["pairs-1", "pairs-4", "big"]
+    assert [c["pairs"] for c in result["cases"]] == [1, 4, 1] and result["cases"][2]["pixels_per_image"] == 128 * 128
+    for case in result["cases"]:
+        assert case["peak_rss_mib"] >= case["hwm_before_mib"] > 0 and len(case["scores"]) == case["pairs"]
+        assert case["bytes_per_pixel"] == pytest.approx(case["growth_mib"] * 2**20 / case["pixels_per_image"])
+    summary = result["summary"]
+    assert summary["pairs_peak_ratio"] == pytest.approx(result["cases"][1]["peak_rss_mib"] /
+                                                        result["cases"][0]["peak_rss_mib"])
+    assert summary["target_pairs_peak_ratio"] == 1.5 and summary["target_big_bytes_per_pixel"] == 20
+    assert "Peak RSS, 4 pairs / 1:" in done.stdout and "bytes per pixel of one image" in done.stdout
+    assert not [p for p in tmp_path.iterdir() if p != out]  # the images went to a deleted temporary folder
 
 
 # ---------------------------------------------------------------------------------------------------------------------

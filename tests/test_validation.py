@@ -458,6 +458,7 @@ def test_prepare_pair_rejects_bad_patch_size(patch_size, error):
         prepare_pair(torch.rand(3, 16, 16), torch.rand(3, 16, 16), patch_size=patch_size)
 
 
+@pytest.mark.cuda
 @requires_cuda
 def test_prepare_pair_moves_non_tensor_side_to_the_tensor_device():
     dist = torch.rand(1, 3, 16, 16, device="cuda")
@@ -467,6 +468,7 @@ def test_prepare_pair_moves_non_tensor_side_to_the_tensor_device():
         prepare_pair(torch.rand(1, 3, 16, 16), dist)
 
 
+@pytest.mark.cuda
 @requires_cuda
 def test_cuda_tensor_keeps_device_and_list_devices_must_agree():
     image = torch.rand(3, 8, 8, device="cuda", dtype=torch.bfloat16)

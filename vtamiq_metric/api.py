@@ -183,7 +183,7 @@ def forward_pairs(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, *, num_p
         seed: sampling seed.
         sampling: CAPS settings.
         precision: ``"fp32"``, ``"bf16"`` (autocast), or ``"auto"`` (see :mod:`vtamiq_metric._precision`: bf16 on
-            CUDA only).
+            CUDA and on CPUs with native bf16 units).
         compile: run the model through its cached ``torch.compile`` wrapper (:func:`compiled_forward`); sampling
             stays eager.
 
@@ -328,7 +328,8 @@ def score(
         seed: sampling seed; the global RNG state is never read or changed.
         device: where to compute (default: the model's device for an instance, else the input tensors' device, else
             CUDA when available, else CPU).
-        precision: ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"fp32"`` or ``"bf16"``.
+        precision: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16 units, AVX512-BF16 or AMX; fp32
+            on other CPUs), ``"fp32"`` or ``"bf16"``.
         batch_size: pairs decoded and scored at once; a list of images is decoded lazily, one batch at a time, so
             peak memory is that of one batch. None: on CUDA, as many as fit in about half of the free GPU memory
             (at most 256); elsewhere as many as fit in about 1 GiB, at most 32 (see :func:`auto_batch_size`).

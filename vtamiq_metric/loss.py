@@ -41,7 +41,8 @@ class VTAMIQLoss(nn.Module):
         reduction: ``"none"`` ((B,) tensor), ``"mean"`` or ``"sum"``.
         resample: draw new positions every call (True) or reuse the seed's positions (False).
         seed: first sampling seed.
-        precision: ``"fp32"`` (default), ``"bf16"`` autocast, or ``"auto"`` (bf16 on CUDA).
+        precision: ``"fp32"`` (default), ``"bf16"`` autocast, or ``"auto"`` (bf16 on CUDA and on CPUs with native
+            bf16 units, see :mod:`vtamiq_metric._precision`).
         sampling: CAPS settings (default: the model config's ``sampling``).
 
     Example:

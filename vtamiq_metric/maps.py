@@ -161,7 +161,8 @@ def damage_map(
         seed: first sampling seed; the global RNG state is never read or changed.
         device: where to compute (default as in ``score``: the model's device for an instance, else the input
             tensors' device, else CUDA when available, else CPU).
-        precision: ``"fp32"`` (default), ``"bf16"`` autocast, or ``"auto"`` (bf16 on CUDA).
+        precision: ``"fp32"`` (default), ``"bf16"`` autocast, or ``"auto"`` (bf16 on CUDA and on CPUs with native
+            bf16 units, see :mod:`vtamiq_metric._precision`).
         sampling: CAPS settings (default: the model config's ``sampling``).
         signed: return the signed map (negative where a patch's change lowered the score) instead of its positive
             part.
