@@ -38,7 +38,7 @@ from ._precision import Precision, autocast, uses_bf16
 from ._validation import ImageLike, image_size, is_single_image, prepare_pair
 from .model.config import VTAMIQConfig
 from .model.vtamiq import VTAMIQ
-from .sampling import SamplingConfig, sample_patches
+from .sampling import SamplingConfig, sample_patches, viewing_downsample
 
 __all__ = ["auto_batch_size", "compiled_forward", "default_model_name", "estimate_pair_bytes", "forward_pairs",
            "pair_flops", "resolve_device", "resolve_model", "score"]
@@ -175,6 +175,9 @@ def forward_pairs(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, *, num_p
                   sampling: SamplingConfig, precision: str = "fp32", compile: bool = False) -> torch.Tensor:
     """One seeded CAPS draw and one model pass: the core shared by :func:`score` and :class:`VTAMIQLoss`.
 
+    Models with ``config.downsample_side`` see both images averaged over ``F x F`` blocks first
+    (:func:`vtamiq_metric.sampling.viewing_downsample`); gradients flow through that average.
+
     Args:
         model: the model (its device is used as is).
         ref: (B, 3, H, W) float reference images in [0, 1], on the model's device.
@@ -190,6 +193,7 @@ def forward_pairs(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, *, num_p
     Returns:
         (B,) float32 distortion scores; differentiable w.r.t. ``ref``/``dist`` when they require grad.
     """
+    ref, dist, _ = viewing_downsample(ref, dist, model.config.downsample_side)
     sample = sample_patches(ref, dist, num_patches, patch_size=model.config.patch_size, config=sampling, seed=seed)
     param = next(model.parameters())
     ref_p = model.normalize(sample.ref.to(param.dtype))  # (B, N, 3, P, P)

@@ -26,7 +26,9 @@ class VTAMIQLoss(nn.Module):
     Inputs: ``ref`` and ``dist`` accept whatever :func:`vtamiq_metric.score` accepts (the same coercion and checks:
     tensors, numpy arrays, PIL images, file paths, or lists of these), and the loss of a pair equals ``score()`` of
     that pair with the same ``seed``, ``num_patches`` and precision. Gradients need tensors: a side given as files,
-    PIL images or arrays is a constant.
+    PIL images or arrays is a constant. A model with a viewing distance (``config.downsample_side``, the bundled
+    default's 256) sees images whose shorter side is at least ``1.5 * downsample_side`` as ``F x F`` block averages,
+    so its gradient is constant over each block there; crops shorter than that are seen pixel for pixel.
 
     Patch positions: by default (``resample=True``) every call draws fresh CAPS positions, from seeds
     ``seed, seed + 1, ...`` in call order, so the loss sees the whole image over training and a run is reproducible.

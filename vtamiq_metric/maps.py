@@ -33,6 +33,11 @@ Why this method:
 * **Cost.** ``draws * steps`` forward and backward passes per pair, i.e. about three times that many :func:`score`
   calls; no extra model is needed (patch occlusion would need one model pass per occluded patch).
 
+Models with a viewing distance (``config.downsample_side``) see a large image as ``F x F`` block averages
+(:func:`vtamiq_metric.sampling.viewing_downsample`); the map is computed at that scale, and each block's share is
+spread over its full-resolution pixels in proportion to their change, by the same rule (rows and columns beyond the
+last whole block are never seen and stay 0).
+
 Only pixels inside drawn patches can receive attribution; with the model's default number of patches a 256 x 256
 image is covered about four times per draw. A changed pixel that no patch of any draw covered stays 0 (use more
 ``draws`` or ``num_patches`` on large images; :func:`vtamiq_metric.sampling.sampling_density` shows where patches go).
@@ -52,12 +57,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ._validation import ImageLike, prepare_pair
 from ._precision import autocast
 from .api import Precision, resolve_device, resolve_model, score
 from .model.vtamiq import VTAMIQ
-from .sampling import SamplingConfig, extract_patches, sample_patches, sampling_density
+from .sampling import SamplingConfig, extract_patches, sample_patches, sampling_density, viewing_downsample
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -92,6 +98,8 @@ def _eval_mode(model: VTAMIQ):
 def _draw_map(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, alphas: torch.Tensor, *, num_patches: int,
               seed: int, sampling: SamplingConfig, precision: str) -> torch.Tensor:
     """Signed attribution of one CAPS draw at the path points ``alphas``, splatted onto the image: (B, H, W)."""
+    full_ref, full_dist = ref, dist
+    ref, dist, factor = viewing_downsample(ref, dist, model.config.downsample_side)  # the model's scale (h, w)
     sample = sample_patches(ref, dist, num_patches, patch_size=model.config.patch_size, config=sampling, seed=seed)
     param = next(model.parameters())
     steps = len(alphas)
@@ -119,7 +127,27 @@ def _draw_map(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, alphas: torc
     canvas = torch.zeros_like(change, requires_grad=True)  # (B, 1, H, W)
     cut = extract_patches(canvas, sample)  # (B, N, 1, P, P)
     (spread,) = torch.autograd.grad(cut, canvas, grad_outputs=per_change[..., None, None, None].expand_as(cut))
-    return (change * spread)[:, 0]  # (B, H, W)
+    heat = (change * spread)[:, 0]  # (B, h, w)
+    if factor == 1:
+        return heat
+    # Viewing distance (config.downsample_side): each pixel of the model's view averaged an F x F block; its share is
+    # spread over that block's full-resolution pixels in proportion to their change, the same rule as for patches.
+    # A block whose pixels did not change has a pooled change of 0 too, so every share is distributed exactly.
+    change = (full_dist - full_ref).abs().sum(1)  # (B, H, W)
+    block = F.avg_pool2d(change[:, None], factor)[:, 0] * factor**2  # (B, h, w): avg_pool2d drops partial blocks
+    per_change = torch.where(block > 0, heat / block.clamp(min=torch.finfo(heat.dtype).tiny), 0.0)
+    return change * _to_full_resolution(per_change, factor, change.shape[-2], change.shape[-1])
+
+
+def _to_full_resolution(values: torch.Tensor, factor: int, height: int, width: int) -> torch.Tensor:
+    """(B, h, w) values of ``F x F`` blocks -> (B, H, W): every pixel of a block gets its value; the rows and columns
+    that :func:`viewing_downsample` dropped get 0."""
+    if factor == 1:
+        return values
+    out = values.new_zeros(values.shape[0], height, width)
+    rows, cols = values.shape[-2] * factor, values.shape[-1] * factor
+    out[:, :rows, :cols] = values.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
+    return out
 
 
 def damage_map(
@@ -331,8 +359,10 @@ def plot_damage_map(
     if show_sampling:
         config = net.config
         count = config.num_patches if num_patches is None else num_patches
-        density = sampling_density(ref_t.to(heat.device), dist_t.to(heat.device), count,
-                                   patch_size=config.patch_size, config=config.sampling)[0].cpu().double().numpy()
+        small_ref, small_dist, factor = viewing_downsample(ref_t.to(heat.device), dist_t.to(heat.device),
+                                                          config.downsample_side)
+        density = sampling_density(small_ref, small_dist, count, patch_size=config.patch_size, config=config.sampling)
+        density = _to_full_resolution(density, factor, height, width)[0].cpu().double().numpy()
         _overlay(axes[3], ref_np, density, cmap="viridis", vmax=float(density.max()), matplotlib=matplotlib,
                  label="patches covering the pixel, per draw")
         axes[3].set_title("where CAPS samples patches")

@@ -77,6 +77,14 @@ whole-image computation, and for larger ones only the float64 summation order of
 previous paragraph for what that can move). Pyramid levels above 0 of a ``uint8`` image are pooled strip by strip
 from float32 strips (the same values as pooling the float image). The ``"ssim"`` difference is computed on the whole
 image (about a dozen float64 maps per pixel).
+
+**Viewing distance.** Models whose config sets ``downsample_side`` (the bundled default: 256) see an image whose
+shorter side is much longer than that side at a coarser scale: :func:`viewing_downsample` averages ``F x F`` pixel
+blocks, ``F = max(1, round(min(H, W) / side))`` (:func:`viewing_factor`), before any patch is drawn. This is the
+viewing-distance rule of SSIM's reference implementation and of VSI (``side = 256``), the label such models learn from,
+so a 512 x 384 image is scored at 256 x 192, the scale its labels describe; images shorter than ``1.5 * side`` are
+unchanged. The sampler itself never downsamples: :func:`vtamiq_metric.score`, :class:`vtamiq_metric.VTAMIQLoss`,
+:func:`vtamiq_metric.damage_map` and the training data call :func:`viewing_downsample` first.
 """
 
 from __future__ import annotations
@@ -100,6 +108,8 @@ __all__ = [
     "sample_patches",
     "sampling_density",
     "scale_counts",
+    "viewing_downsample",
+    "viewing_factor",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -534,6 +544,66 @@ def _diff_cell_masses(ref: Tensor, dist: Tensor, levels: list[_Level], patch_siz
             sums[k] = part if sums[k] is None else sums[k] + part
     masses = [part.flatten(1) for part in sums]  # (B, gh * gw) each
     return torch.cat(masses, dim=1).to("cpu", torch.float64)  # (B, total cells): the one device -> CPU transfer
+
+
+def viewing_factor(height: int, width: int, side: int = 256) -> int:
+    """The viewing-distance factor ``F = max(1, round(min(H, W) / side))``, rounding halves up as MATLAB does.
+
+    ``side = 256`` is the rule of SSIM's reference implementation and of VSI (a 384 x 512 image gets 2: 1.5 rounds up,
+    unlike Python's ``round``; 640 x 640 gets 3).
+
+    Args:
+        height: image height H in pixels, >= 1.
+        width: image width W in pixels, >= 1.
+        side: the shorter side, in pixels, at which an image is seen whole, >= 1.
+
+    Returns:
+        F >= 1.
+    """
+    for name, value in (("height", height), ("width", width), ("side", side)):
+        _check_int(name, value, minimum=1)
+    return max(1, math.floor(min(height, width) / side + 0.5))
+
+
+def viewing_downsample(ref: Tensor, dist: Tensor, side: int | None) -> tuple[Tensor, Tensor, int]:
+    """Average ``F x F`` pixel blocks of both images, ``F = viewing_factor(H, W, side)`` (see the module docstring).
+
+    Rows and columns beyond the last whole block (fewer than ``F``) are dropped, as ``avg_pool2d`` does. ``uint8``
+    images are pooled from float32 row strips (the values of pooling ``v / 255``), so large 8-bit images never exist
+    as full-size float copies. The operation is linear and differentiable; with ``F = 1`` (or ``side=None``) the
+    inputs are returned unchanged.
+
+    Args:
+        ref: (B, 3, H, W) reference images, float in [0, 1] or uint8.
+        dist: (B, 3, H, W) distorted images, same shape and dtype.
+        side: the model config's ``downsample_side``; None keeps the native resolution.
+
+    Returns:
+        ``(ref, dist, F)``: float images of size ``(H // F, W // F)`` (the inputs themselves when ``F = 1``) and F.
+
+    Example:
+        >>> ref = torch.rand(1, 3, 512, 768)
+        >>> small, _, factor = viewing_downsample(ref, ref, 256)
+        >>> tuple(small.shape), factor
+        ((1, 3, 256, 384), 2)
+    """
+    if side is None:
+        return ref, dist, 1
+    factor = viewing_factor(int(ref.shape[-2]), int(ref.shape[-1]), side)
+    if factor == 1:
+        return ref, dist, 1
+    return _box_pool(ref, factor), _box_pool(dist, factor), factor
+
+
+def _box_pool(image: Tensor, factor: int) -> Tensor:
+    """``avg_pool2d(image, factor)``; a uint8 image is pooled by float32 row strips (whole blocks per strip)."""
+    if image.dtype != torch.uint8:
+        return F.avg_pool2d(image, factor)
+    step = max(factor, (_STRIP_PIXELS // max(image.shape[-1], 1)) // factor * factor)
+    usable = image.shape[-2] // factor * factor
+    parts = [F.avg_pool2d(_as_float(image[..., top : min(top + step, usable), :]), factor)
+             for top in range(0, usable, step)]
+    return torch.cat(parts, dim=-2)
 
 
 def _pooled_levels(image: Tensor, count: int) -> list[Tensor]:

@@ -14,10 +14,11 @@ CA activation PReLU                PReLU                ReLU
 normalisation ImageNet             ImageNet             mean 0.5, std 0.5
 ============  ===================  ===================  ===================
 
-Two switches exist only for this package's own models (both off in the eras' presets): ``zero_identity`` makes
-identical inputs score exactly 0 and nothing score below them, and ``token_distance`` adds a distance between the
+Three switches exist only for this package's own models (all off in the eras' presets): ``zero_identity`` makes
+identical inputs score exactly 0 and nothing score below them, ``token_distance`` adds a distance between the
 aligned patch tokens of every layer, which gives the score pixel gradients that point from the distorted image
-towards the reference (what a loss needs).
+towards the reference (what a loss needs), and ``downsample_side`` scores large images at the viewing-distance
+scale of the label the model learned (SSIM's and VSI's rule).
 """
 
 from __future__ import annotations
@@ -73,6 +74,13 @@ class VTAMIQConfig:
             ``(depth + 1, embed_dim)`` table). It is 0 for identical inputs, never negative, and its pixel gradient
             at the distorted image is, to first order, a positive semi-definite map of ``dist - ref``. Off in the
             authors' eras.
+        downsample_side: viewing distance: before patches are drawn, both images are averaged over ``F x F`` pixel
+            blocks with ``F = max(1, round(min(H, W) / downsample_side))``
+            (:func:`vtamiq_metric.sampling.viewing_downsample`), the rule SSIM's reference code and VSI apply with
+            256. A model trained on VSI labels of crops shorter than ``1.5 * 256`` pixels learned the scale at which
+            VSI sees them; ``downsample_side=256`` shows it larger images at that scale too. None (the eras'
+            presets: the paper scores every image at its native resolution) leaves images as they are. At least
+            ``2 * patch_size``.
         num_groups: DiffNet residual groups.
         blocks_per_group: residual channel-attention blocks per group.
         ca_reduction: channel-attention reduction ratio (hidden width ``embed_dim // ca_reduction``).
@@ -104,6 +112,7 @@ class VTAMIQConfig:
     norm_eps: float = 1e-6
     zero_identity: bool = False
     token_distance: bool = False
+    downsample_side: int | None = None
     num_groups: int = 4
     blocks_per_group: int = 4
     ca_reduction: int = 16
@@ -141,6 +150,10 @@ class VTAMIQConfig:
                      "token_distance"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"VTAMIQConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        side = self.downsample_side
+        if side is not None and (isinstance(side, bool) or not isinstance(side, int) or side < 2 * self.patch_size):
+            raise ValueError(f"VTAMIQConfig.downsample_side must be None or an int >= 2 * patch_size "
+                             f"({2 * self.patch_size}), got {side!r}")
         if self.scale_embed_cls and self.num_scales < 2:
             raise ValueError("VTAMIQConfig.scale_embed_cls needs num_scales > 1")
         for name in ("head_dropout", "mlp_dropout", "embed_dropout", "drop_path"):
@@ -234,11 +247,12 @@ PRESETS: dict[str, VTAMIQConfig] = {
     # The small model the package bundles (about 3.8M parameters): ViT-Ti-like width, 6 blocks, DiffNet at the same
     # width; trained from scratch, so it uses the simpler 0.5/0.5 normalisation and CAPS with the release-era weights.
     # zero_identity and token_distance make it a metric that is 0 for identical images and a loss whose gradient
-    # points towards the reference (see model/distance.py).
+    # points towards the reference (see model/distance.py); downsample_side=256 scores large images at the viewing
+    # distance of its VSI labels.
     "vtamiq_tiny_patch16": VTAMIQConfig(
         embed_dim=192, depth=6, num_heads=3, mlp_dim=768, head_hidden=48, ca_reduction=16, head_dropout=0.1,
         mlp_dropout=0.0, embed_dropout=0.0, drop_path=0.0, mean=HALF, std=HALF, num_patches=1024,
-        zero_identity=True, token_distance=True,
+        zero_identity=True, token_distance=True, downsample_side=256,
         sampling=SamplingConfig(centre_weight=1.0, diff_weight=2.0, uniform_weight=0.5),
     ),
     # A few-thousand-parameter model for fast tests.

@@ -287,7 +287,8 @@ def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: distr
         dataset = get_dataset(name, root)
         if args.split_file:
             dataset = split_dataset(dataset, Split.load(args.split_file))[2]
-        items = PairPatches(dataset.records, args.patches, model.config.patch_size, model.config.sampling, args.seed)
+        items = PairPatches(dataset.records, args.patches, model.config.patch_size, model.config.sampling, args.seed,
+                            downsample_side=model.config.downsample_side)
         preds = predict(model, items, config, ctx.device, repeats=args.repeats, tag="test", shard=ctx.distributed)
         metrics = correlations(preds["pred"], preds["target"])
         predictions[name if name not in predictions else f"{name} ({Path(root).name})"] = preds

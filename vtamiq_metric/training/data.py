@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .._validation import load_image
-from ..sampling import PatchSample, SamplingConfig, extract_patches, sample_patches
+from ..sampling import PatchSample, SamplingConfig, extract_patches, sample_patches, viewing_downsample
 from .datasets.base import IQARecord, PairwiseRecord
 from .seeds import derive_seed
 
@@ -31,12 +31,16 @@ def _check_same_size(paths: Sequence[Path], images: Sequence[torch.Tensor]) -> N
 
 
 class _Epoched(Dataset):
+    """Items of ``records`` with CAPS patches; ``downsample_side`` is the model config's viewing distance (images are
+    averaged over ``F x F`` blocks before sampling, as :func:`vtamiq_metric.score` does for that model)."""
+
     def __init__(self, records: Sequence[IQARecord] | Sequence[PairwiseRecord], num_patches: int, patch_size: int,
-                 sampling: SamplingConfig, seed: int) -> None:
+                 sampling: SamplingConfig, seed: int, *, downsample_side: int | None = None) -> None:
         self.records = list(records)
         self.num_patches = num_patches
         self.patch_size = patch_size
         self.sampling = sampling
+        self.downsample_side = downsample_side
         self.seed = seed
         self.epoch: int | str = 0
 
@@ -52,6 +56,8 @@ class _Epoched(Dataset):
         """Decode ``paths`` (ref first, then the distorted images) and draw patches for (ref, first distorted)."""
         images = [load_image(p) for p in paths]
         _check_same_size(paths, images)
+        if self.downsample_side is not None:  # the model's viewing distance; a no-op below 1.5 * downsample_side
+            images = [viewing_downsample(image[None], image[None], self.downsample_side)[0][0] for image in images]
         sample = sample_patches(images[0][None], images[1][None], self.num_patches, patch_size=self.patch_size,
                                 config=self.sampling, seed=derive_seed(self.seed, self.epoch, index))
         scale = sample.scale[0] if sample.scale is not None else torch.full((self.num_patches,), -1)

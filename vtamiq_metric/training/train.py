@@ -379,9 +379,10 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
         torch.manual_seed(derive_seed(config.seed, "rank", ctx.rank))
     wrap = TripletPatches if pairwise else PairPatches
     patch, sampling = model.config.patch_size, model.config.sampling
-    train_items = wrap(train_set.records, config.train_patches, patch, sampling, config.seed)
-    val_items = wrap(val_set.records, config.eval_patches, patch, sampling, config.seed)
-    test_items = wrap(test_set.records, config.eval_patches, patch, sampling, config.seed)
+    side = model.config.downsample_side
+    train_items = wrap(train_set.records, config.train_patches, patch, sampling, config.seed, downsample_side=side)
+    val_items = wrap(val_set.records, config.eval_patches, patch, sampling, config.seed, downsample_side=side)
+    test_items = wrap(test_set.records, config.eval_patches, patch, sampling, config.seed, downsample_side=side)
     keep_last = len(val_items) == 0
     if keep_last and ctx.is_main:
         _logger.warning("no validation items (val_fraction=%s over %d reference images): epochs cannot be compared, "

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vtamiq_metric.sampling import viewing_factor
 from vtamiq_metric.training.labels._common import check_pair
 
 __all__ = ["sdsp", "vsi", "vsi_downsample_factor"]
@@ -77,13 +78,9 @@ _RGB_TO_LMN = (
 _SCHARR_X = ((3.0, 0.0, -3.0), (10.0, 0.0, -10.0), (3.0, 0.0, -3.0))
 
 
-def _matlab_round(value: float) -> int:
-    """MATLAB ``round`` (half away from zero) of a scalar; Python's ``round`` rounds halves to even."""
-    return int(math.copysign(math.floor(abs(value) + 0.5), value))
-
-
 def vsi_downsample_factor(height: int, width: int) -> int:
-    """Box-filter and stride factor of VSI: ``F = max(1, round(min(H, W) / 256))`` with MATLAB rounding.
+    """Box-filter and stride factor of VSI: ``F = max(1, round(min(H, W) / 256))`` with MATLAB rounding
+    (:func:`vtamiq_metric.sampling.viewing_factor`, which models with ``downsample_side=256`` share).
 
     Args:
         height: image height H in pixels (>= 1).
@@ -93,7 +90,7 @@ def vsi_downsample_factor(height: int, width: int) -> int:
         F >= 1. For example 1 for 48 x 64 and 384 x 383, 2 for 384 x 512 (1.5 rounds up, unlike Python's ``round``),
         3 for 640 x 640.
     """
-    return max(1, _matlab_round(min(height, width) / 256.0))
+    return viewing_factor(height, width, 256)
 
 
 def _triangle(x: np.ndarray) -> np.ndarray:
