@@ -17,7 +17,9 @@ data and collects the figures::
    removal (``--restoration-steps``; ``--skip-restoration`` leaves it out).
 2. **Identity**: ``score(ref, ref)`` for every held-out reference, and the lowest score of all.
 3. **Severity**: six ladders of five levels on every held-out photograph.
-4. **Weak label**: SROCC with ``1 - VSI`` over the KADIS-style held-out pairs.
+4. **Weak label**: SROCC with ``1 - VSI`` over the KADIS-style held-out pairs (crops), and over every KADIS type at
+   levels 2 and 4 of the whole held-out photographs (``--full-side``, default 1024: the size people score, where
+   VSI, and a model with ``downsample_side``, averages pixel blocks first; ``--skip-full-size`` leaves it out).
 5. **People**: SROCC with MOS on a TID2013-layout folder (``--tid2013``; optional).
 6. **Stability**: the standard deviation over 10 seeds relative to the score range, at the default patch count.
 
@@ -59,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tid2013", type=Path, help="a folder in TID2013's layout (optional)")
     parser.add_argument("--patches", type=int, default=None, help="patches per image (default: the model's)")
     parser.add_argument("--photo-side", type=int, default=512, help="held-out photographs downscaled to this side")
+    parser.add_argument("--full-side", type=int, default=1024,
+                        help="longest side of the whole photographs of the full-size weak-label check (default 1024)")
+    parser.add_argument("--skip-full-size", action="store_true", help="leave the full-size weak-label check out")
     parser.add_argument("--loss-crop", type=int, default=160, help="crop side of the loss checks (default 160)")
     parser.add_argument("--pixel-lr", type=float, nargs="+", default=[0.05, 0.01],
                         help="Adam step sizes of the pixel optimisation (default 0.05 0.01)")
@@ -119,6 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         by_ref.setdefault(row["ref"], []).append(dist)
     result["identity"] = acc.identity_check(scorers["model"], [image(p) for p in by_ref], list(by_ref.values()))
     result["severity"] = acc.severity_check(photos, scorers)
+    if not args.skip_full_size:
+        whole = acc.load_images(sorted((args.heldout / "photos").glob("*.png")), max_side=args.full_side)
+        f_refs, f_dists, f_label, f_types = acc.full_size_pairs(whole)
+        result["weak_label_full_size"] = acc.label_check(f_refs, f_dists, f_label,
+                                                         {k: v for k, v in scorers.items() if k != "vsi"},
+                                                         groups=f_types)
+        result["weak_label_full_size"]["sizes"] = sorted({tuple(int(v) for v in r.shape[1:]) for r in whole})
+        del f_refs, f_dists
 
     # 5. people
     if args.tid2013 is not None:
@@ -165,6 +178,10 @@ def summary(result: dict) -> str:
                  f"{sev['psnr']['monotone']:.3f} |")
     weak = result["weak_label"]
     lines.append(f"| SROCC with 1 - VSI | {weak['model']['srocc']:.3f} | 1 | {weak['psnr']['srocc']:.3f} |")
+    if "weak_label_full_size" in result:
+        full = result["weak_label_full_size"]
+        lines.append(f"| SROCC with 1 - VSI, whole photographs (n={full['model']['n']}) | {full['model']['srocc']:.3f} "
+                     f"| 1 | {full['psnr']['srocc']:.3f} |")
     if "tid2013" in result:
         tid = result["tid2013"]
         lines.append(f"| TID2013 SROCC with MOS (n={tid['model']['n']}) | {tid['model']['srocc']:.3f} | "

@@ -135,3 +135,18 @@ def test_read_kadis_pairs_resolves_paths_and_names_bad_rows(tmp_path):
     (tmp_path / "kadis700k_scores.csv").write_text("dist_img,ref_img,dist_type,dist_level,vsi\nx.png,a.png,one,1,0.9\n")
     with pytest.raises(ValueError, match="line 2"):
         acc.read_kadis_pairs(tmp_path)
+
+
+def test_full_size_pairs_label_every_type_with_vsi_at_its_viewing_distance(textured):
+    assert acc.FULL_SIZE_TYPES == tuple(t for t in range(1, 26) if t != 15)
+    photo = torch.nn.functional.interpolate(textured[None], size=(192, 160), mode="bilinear")[0].clamp(0, 1)
+    types = (1, 10, 11, 16)  # blur, JPEG, white noise, brighten: fast, and each worse at level 5 than at level 1
+    refs, dists, label, kinds = acc.full_size_pairs([photo], types=types, levels=(1, 5))
+    assert kinds == [1, 1, 10, 10, 11, 11, 16, 16]
+    assert all(r.shape == d.shape == photo.shape for r, d in zip(refs, dists))
+    from vtamiq_metric.training.labels.vsi import vsi
+
+    assert label[2] == pytest.approx(1 - float(vsi(refs[2][None], dists[2][None])[0]))
+    assert np.all(label[1::2] > label[0::2]), label
+    again = acc.full_size_pairs([photo], types=types, levels=(1, 5))
+    assert all(torch.equal(a, b) for a, b in zip(dists, again[1]))  # seeded

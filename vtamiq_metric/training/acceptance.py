@@ -48,13 +48,16 @@ from .._validation import load_image
 from .seeds import derive_seed
 from .labels.vsi import vsi
 
-__all__ = ["LADDERS", "RESTORATION_TASKS", "RestorationNet", "Scorer", "degrade", "gradient_cosines", "identity_check",
-           "label_check", "load_images", "read_kadis_pairs", "read_mos_folder", "model_scorer", "mos_check", "pixel_optimisation", "psnr", "psnr_scorer",
-           "reference_scorers", "restoration_benefit", "score_pairs", "severity_check", "stability_check",
-           "vsi_scorer"]
+__all__ = ["FULL_SIZE_TYPES", "LADDERS", "RESTORATION_TASKS", "RestorationNet", "Scorer", "degrade", "full_size_pairs", "gradient_cosines",
+           "identity_check", "label_check", "load_images", "read_kadis_pairs", "read_mos_folder", "model_scorer",
+           "mos_check", "pixel_optimisation", "psnr", "psnr_scorer", "reference_scorers", "restoration_benefit",
+           "score_pairs", "severity_check", "stability_check", "vsi_scorer"]
 
 #: ``(ref, dist) -> (B,)`` distortion scores (higher = worse) for (B, 3, H, W) float images in [0, 1].
 Scorer = Callable[[Tensor, Tensor], Tensor]
+
+#: KADID types of :func:`full_size_pairs`: all but 15 (denoising), which the bundled model's data leave out too.
+FULL_SIZE_TYPES = tuple(t for t in range(1, 26) if t != 15)
 
 #: Severity ladders, weakest first: the parameter of each of the five levels.
 LADDERS: dict[str, tuple[float, ...]] = {
@@ -272,6 +275,40 @@ def label_check(refs: Sequence[Tensor], dists: Sequence[Tensor], label: np.ndarr
                                         if len(idx) > 2}
         out[name] = entry
     return out
+
+
+def full_size_pairs(photos: Sequence[Tensor], *, types: Sequence[int] = FULL_SIZE_TYPES, levels: Sequence[int] = (2, 4),
+                    seed: int = 0) -> tuple[list[Tensor], list[Tensor], np.ndarray, list[int]]:
+    """Every KADIS distortion type of whole photographs, labelled with ``1 - VSI`` at VSI's own viewing distance.
+
+    The training pairs of the bundled model are crops shorter than 384 px, where VSI looks at every pixel; at
+    ``min(H, W) >= 384`` VSI first averages ``F x F`` blocks (``F = round(min(H, W) / 256)``). These pairs show how
+    a model does on images of the size people score, against the label it was trained to follow.
+
+    Args:
+        photos: (3, H, W) float photographs in [0, 1], each at least 48 x 48.
+        levels: KADIS levels (1-5) of every type.
+        types: KADID type ids (default: all but 15, denoising, as in the bundled model's data).
+        seed: seed of the random types (each pair gets ``derive_seed(seed, photo, type, level)``).
+
+    Returns:
+        ``(refs, dists, label, types)``: one entry per pair; ``label`` is ``1 - VSI`` (higher = worse).
+    """
+    from .distortions import apply_distortion
+
+    refs, dists, labels, kinds = [], [], [], []
+    for p, photo in enumerate(photos):
+        array = (photo.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+        for type_id in types:
+            for level in levels:
+                out = apply_distortion(array, type_id, level, seed=derive_seed(seed, p, type_id, level))
+                dist = torch.from_numpy(out).permute(2, 0, 1).float().div(255.0)
+                ref = torch.from_numpy(array).permute(2, 0, 1).float().div(255.0)
+                labels.append(float(1.0 - vsi(ref[None], dist[None])[0]))
+                refs.append(ref)
+                dists.append(dist)
+                kinds.append(type_id)
+    return refs, dists, np.array(labels), kinds
 
 
 def mos_check(refs: Sequence[Tensor], dists: Sequence[Tensor], mos: np.ndarray,
