@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -107,3 +108,61 @@ def test_convert_writes_a_loadable_directory(tmp_path, capsys):
     (tmp_path / "bad.pth").write_bytes(b"garbage")
     assert cli.main(["convert", str(tmp_path / "bad.pth"), "--variant", "paper2021", "--out", str(tmp_path)]) == 1
     assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_malformed_pairs_rows_are_reported_with_their_line_and_skipped(images, weights, capsys):
+    pairs = images / "pairs.csv"
+    pairs.write_text("ref,dist\n"
+                     "refs/a.png,dists/a.png\n"
+                     "refs/b.png\n"  # line 3: a missing cell
+                     ",dists/b.png\n"  # line 4: an empty cell
+                     "refs/a.png,dists/a.png,extra\n"  # line 5: an extra cell
+                     "\n"  # a blank line is skipped
+                     " ,\n"  # line 7: two blank cells
+                     "refs/b.png,dists/b.png\n")
+    out = images / "scores.csv"
+    code = cli.main(["score", "--pairs", str(pairs), "--model", weights, "--patches", "16", "--output", str(out),
+                     "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 3, err  # some pairs failed; the others are scored
+    assert "pairs.csv line 3: expected 2 cells (ref,dist), got 1" in err
+    assert "pairs.csv line 4: the 'ref' cell is empty" in err and "directory" not in err
+    assert "pairs.csv line 5: expected 2 cells (ref,dist), got 3" in err
+    assert "pairs.csv line 7: the 'ref' and 'dist' cells are empty" in err
+    rows = list(csv.DictReader(out.open(newline="")))
+    assert len(rows) == 6
+    assert [bool(row["score"]) for row in rows] == [True, False, False, False, False, True]
+    assert "line 3" in rows[1]["error"] and rows[1]["ref"].endswith("b.png") and rows[1]["dist"] == ""
+
+
+def test_the_reported_one_bad_row_csv_scores_the_good_row(images, weights, capsys):
+    (images / "a.png").write_bytes((images / "refs" / "a.png").read_bytes())
+    (images / "b.png").write_bytes((images / "dists" / "a.png").read_bytes())
+    pairs = images / "t.csv"
+    pairs.write_text("ref,dist\na.png,b.png\nc.png\n")
+    code = cli.main(["score", "--pairs", str(pairs), "--model", weights, "--patches", "16", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 3 and "unsupported operand" not in captured.err
+    assert "t.csv line 3: expected 2 cells (ref,dist), got 1" in captured.err
+    lines = captured.out.splitlines()
+    assert len(lines) == 2 and lines[0].endswith(tuple("0123456789")) and lines[1].endswith("error")
+
+
+def test_a_pairs_file_without_the_header_is_a_usage_error(images, weights, capsys):
+    pairs = images / "pairs.csv"
+    pairs.write_text("refs/a.png,dists/a.png\n")
+    assert cli.main(["score", "--pairs", str(pairs), "--model", weights, "--no-progress"]) == 2
+    assert "header row naming the columns 'ref' and 'dist'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["score", "merge-scores"])
+def test_an_output_that_is_neither_csv_nor_json_is_refused(images, weights, capsys, command):
+    out = images / "scores.txt"
+    if command == "score":
+        args = ["score", "--ref-dir", str(images / "refs"), "--dist-dir", str(images / "dists"), "--model", weights,
+                "--output", str(out)]
+    else:
+        args = ["merge-scores", str(out)]
+    assert cli.main(args) == 2
+    assert "expected an output file ending in .csv or .json" in capsys.readouterr().err
+    assert not out.exists()

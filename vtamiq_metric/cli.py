@@ -32,6 +32,7 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,7 +59,8 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA if available)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere")
+                        help="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 "
+                             "elsewhere")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -90,7 +92,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p_score.add_argument("--ref-dir", type=Path, help="folder of references, paired with --dist-dir by file name")
     p_score.add_argument("--dist-dir", type=Path, help="folder of distorted images")
     p_score.add_argument("--pairs", type=Path, help="CSV with columns ref,dist (paths relative to the CSV)")
-    p_score.add_argument("--output", type=Path, help="write results to this .csv or .json file")
+    p_score.add_argument("--output", type=Path, help="write results to this .csv or .json file (the suffix chooses "
+                                                      "the format; any other suffix is refused)")
     p_score.add_argument("--json", action="store_true", help="print JSON instead of plain text")
     p_score.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p_score.add_argument("--shard", type=parse_shard, metavar="I/N",
@@ -114,7 +117,16 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pairs_from_dirs(ref_dir: Path, dist_dir: Path) -> list[tuple[Path, Path]]:
+@dataclass(frozen=True)
+class _Pair:
+    """One pair to score: the two paths as they appear in the results, or the reason the input row is unusable."""
+
+    ref: str
+    dist: str
+    error: str | None = None  # a malformed --pairs row: reported and skipped, never decoded
+
+
+def _pairs_from_dirs(ref_dir: Path, dist_dir: Path) -> list[_Pair]:
     for folder in (ref_dir, dist_dir):
         if not folder.is_dir():
             raise CLIError(f"not a directory: {folder}")
@@ -127,21 +139,57 @@ def _pairs_from_dirs(ref_dir: Path, dist_dir: Path) -> list[tuple[Path, Path]]:
     if unpaired:
         logging.getLogger(__name__).warning("%d files have no partner and are skipped: %s", len(unpaired),
                                             ", ".join(unpaired[:5]))
-    return [(refs[name], dists[name]) for name in common]
+    return [_Pair(str(refs[name]), str(dists[name])) for name in common]
 
 
-def _pairs_from_csv(path: Path) -> list[tuple[Path, Path]]:
+def _pairs_from_csv(path: Path) -> list[_Pair]:
+    """The pairs of a ``--pairs`` CSV, one per data row; a malformed row becomes a pair holding its error.
+
+    Paths are relative to the CSV's folder. A row is malformed when it has more or fewer cells than the header, or
+    an empty (or blank) ``ref`` or ``dist`` cell; blank lines are skipped. A file without a ``ref,dist`` header raises
+    :class:`CLIError` (a usage error).
+    """
     if not path.is_file():
         raise CLIError(f"pairs file not found: {path}")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"ref", "dist"} <= set(reader.fieldnames):
-            raise CLIError(f"{path} must have a header with columns 'ref' and 'dist', got {reader.fieldnames}")
-        return [(path.parent / row["ref"], path.parent / row["dist"]) for row in reader]
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header or not {"ref", "dist"} <= set(header):
+            raise CLIError(f"{path} must start with a header row naming the columns 'ref' and 'dist' (e.g. "
+                           f"'ref,dist'), got {header}")
+        columns = {"ref": header.index("ref"), "dist": header.index("dist")}
+        pairs = []
+        line = reader.line_num + 1  # first line of the next record (a quoted cell may span lines)
+        for cells in reader:
+            start, line = line, reader.line_num + 1
+            if not cells:
+                continue  # a blank line
+            given = {name: cells[i] if i < len(cells) and cells[i].strip() else "" for name, i in columns.items()}
+            ref, dist = (str(path.parent / given[name]) if given[name] else "" for name in ("ref", "dist"))
+            error = None
+            if len(cells) != len(header):
+                error = f"expected {len(header)} cells ({','.join(header)}), got {len(cells)}"
+            else:
+                empty = [name for name in ("ref", "dist") if not given[name]]
+                if empty:
+                    error = (f"the {empty[0]!r} cell is empty" if len(empty) == 1
+                             else "the 'ref' and 'dist' cells are empty")
+            if error is not None:
+                error = f"{path.name} line {start}: {error}"
+            pairs.append(_Pair(ref, dist, error))
+        return pairs
 
 
+_OUTPUT_SUFFIXES = (".csv", ".json")
 _FIELDS = ["ref", "dist", "score", "std", "error"]
 _SHARD_FIELDS = ["index", "total", *_FIELDS]
+
+
+def _check_output_suffix(output: Path) -> None:
+    """Refuse an output file that is neither ``.csv`` nor ``.json`` (the format follows the suffix)."""
+    if output.suffix.lower() not in _OUTPUT_SUFFIXES:
+        raise CLIError(f"expected an output file ending in {' or '.join(_OUTPUT_SUFFIXES)} (the format follows the "
+                       f"suffix), got {str(output)!r}")
 
 
 def _write_results(rows: list[dict], output: Path, fields: list[str] = _FIELDS) -> None:
@@ -171,10 +219,12 @@ def _score(args: argparse.Namespace) -> int:
     modes = [args.ref is not None, args.ref_dir is not None or args.dist_dir is not None, args.pairs is not None]
     if sum(modes) != 1:
         raise CLIError("give exactly one of: REF DIST, --ref-dir with --dist-dir, or --pairs CSV")
+    if args.output is not None:
+        _check_output_suffix(args.output)
     if modes[0]:
         if args.dist is None:
             raise CLIError("single-pair mode needs two images: vtamiq score REF DIST")
-        pairs = [(Path(args.ref), Path(args.dist))]
+        pairs = [_Pair(args.ref, args.dist)]
     elif modes[1]:
         if args.ref_dir is None or args.dist_dir is None:
             raise CLIError("--ref-dir and --dist-dir go together")
@@ -194,7 +244,7 @@ def _score(args: argparse.Namespace) -> int:
         distributed.shutdown()
 
 
-def _score_pairs(args: argparse.Namespace, pairs: list[tuple[Path, Path]], *, single: bool, shard: tuple[int, int],
+def _score_pairs(args: argparse.Namespace, pairs: list[_Pair], *, single: bool, shard: tuple[int, int],
                  ctx: DistContext) -> int:
     """Score this process's share of ``pairs`` (shard, then rank), gather on every rank, report on rank 0."""
     import torch
@@ -216,14 +266,18 @@ def _score_pairs(args: argparse.Namespace, pairs: list[tuple[Path, Path]], *, si
 
         progress = tqdm(total=len(mine), unit="pair", file=sys.stderr)
     for k in mine:
-        ref, dist = pairs[k]
-        row = {"ref": str(ref), "dist": str(dist), "score": None, "std": None, "error": None}
-        try:
-            mean, std = score(str(ref), str(dist), **options)
-            row["score"], row["std"] = float(mean[0]), float(std[0])
-        except (OSError, ValueError, TypeError) as exc:
-            row["error"] = f"{type(exc).__name__}: {exc}"
-            print(f"vtamiq: skipping {ref} / {dist}: {row['error']}", file=sys.stderr)
+        pair = pairs[k]
+        row = {"ref": pair.ref, "dist": pair.dist, "score": None, "std": None, "error": None}
+        if pair.error is not None:
+            row["error"] = f"ValueError: {pair.error}"
+            print(f"vtamiq: skipping {pair.error}", file=sys.stderr)
+        else:
+            try:
+                mean, std = score(pair.ref, pair.dist, **options)
+                row["score"], row["std"] = float(mean[0]), float(std[0])
+            except (OSError, ValueError, TypeError) as exc:
+                row["error"] = f"{type(exc).__name__}: {exc}"
+                print(f"vtamiq: skipping {pair.ref} / {pair.dist}: {row['error']}", file=sys.stderr)
         local.append((k, row))
         if progress is not None:
             progress.update()
@@ -262,6 +316,7 @@ def _report(args: argparse.Namespace, rows: list[dict], indexed: list[tuple[int,
 
 
 def _merge_scores(output: Path) -> int:
+    _check_output_suffix(output)
     pattern = re.compile(rf"{re.escape(output.stem)}\.shard-(\d+)-of-(\d+){re.escape(output.suffix)}")
     found: dict[tuple[int, int], Path] = {}
     folder = output.parent if str(output.parent) else Path(".")
