@@ -347,9 +347,9 @@ class _StopRequest:
     """SIGINT and SIGTERM handlers for the scoring loop (installed only in the main thread, restored on exit).
 
     The first signal is remembered (``signum``) and the loop stops after the current batch, so that every finished
-    pair reaches the output (rank 0 says so on stderr). A second one raises :class:`_Interrupted` at once when ``immediate`` (a single process);
-    under torchrun it is ignored, because every rank must stop after the same batch (torchrun forwards the signal it
-    receives, so each worker may see Ctrl-C twice).
+    pair reaches the output (rank 0 says so on stderr). A second one raises :class:`_Interrupted` at once when
+    ``immediate`` (a single process); under torchrun it is ignored, because every rank must stop after the same batch
+    (torchrun forwards the signal it receives, so each worker may see Ctrl-C twice).
     """
 
     def __init__(self, *, immediate: bool, announce: bool) -> None:
