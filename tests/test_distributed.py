@@ -99,3 +99,16 @@ def test_shards_merge_into_the_single_run_file(score_inputs, capsys):
         score_cli.main([*args, "--shard", "3/3"])
     assert score_cli.main([*args, "--shard", "0/3"]) == 2
     assert "--shard needs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_process_resume_completes_a_partial_file(score_inputs):
+    root, args = score_inputs
+    partial = root / "resumed.csv"
+    lines = (root / "single.csv").read_text().splitlines(keepends=True)
+    partial.write_text("".join(lines[:3]))  # the header and the first two pairs
+    torchrun("vtamiq_metric.cli", [*args, "--output", str(partial), "--resume", "--batch-size", "1"])
+    header, single = _rows(root / "single.csv")
+    resumed = _rows(partial)
+    assert resumed[0] == header and [r[:2] for r in resumed[1]] == [r[:2] for r in single]
+    assert [float(r[2]) for r in resumed[1]] == pytest.approx([float(r[2]) for r in single], abs=1e-6)

@@ -42,6 +42,7 @@ from vtamiq_metric.sampling import sample_patches
 
 _BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_score.py"
 _MEMORY_PATH = _BENCH_PATH.with_name("bench_memory.py")
+_CLI_BENCH_PATH = _BENCH_PATH.with_name("bench_cli.py")
 
 
 def distorted_pairs(count: int, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,11 +172,13 @@ def test_compile_gives_eager_scores_and_compiles_once(tiny_model):
 def test_auto_batch_size_follows_a_memory_budget_on_cpu_and_free_memory_on_cuda(monkeypatch):
     config = get_preset("paper2021")
     cpu = torch.device("cpu")
-    cpu_pair = api.estimate_pair_bytes(config, 1024, 384, 512, half_precision=False)
+    assert api._AUTO_BATCH_MAX_CPU == 4  # larger CPU batches measured slower (bench_cli.py)
+    cpu_pair = api.estimate_pair_bytes(config, 1024, 1536, 2048, half_precision=False)
     expected = api._AUTO_BATCH_BYTES_CPU // cpu_pair
-    assert api.auto_batch_size(config, 1024, 384, 512, 100, cpu, half_precision=False) == expected
+    assert 1 < expected < api._AUTO_BATCH_MAX_CPU  # the memory budget, not the cap, decides here
+    assert api.auto_batch_size(config, 1024, 1536, 2048, 100, cpu, half_precision=False) == expected
     assert api.auto_batch_size(config, 1024, 384, 512, 2, cpu, half_precision=False) == 2
-    assert api.auto_batch_size(get_preset("tiny"), 64, 64, 64, 100, cpu, half_precision=False) == 32  # capped
+    assert api.auto_batch_size(get_preset("tiny"), 64, 64, 64, 100, cpu, half_precision=False) == 4  # capped
     assert api.auto_batch_size(config, 1024, 4000, 6000, 100, cpu, half_precision=False) == 1  # one 24 MP pair
     per_pair = api.estimate_pair_bytes(config, 1024, 384, 512, half_precision=True)
     assert 50 * 2**20 < per_pair < 1 * 2**30  # tens to hundreds of MiB for a 57M-parameter ViT at 1024 tokens
@@ -280,6 +283,28 @@ def test_memory_benchmark_runs_each_case_in_a_fresh_process_and_reports_ratios(t
     assert summary["target_pairs_peak_ratio"] == 1.5 and summary["target_big_bytes_per_pixel"] == 20
     assert "Peak RSS, 4 pairs / 1:" in done.stdout and "bytes per pixel of one image" in done.stdout
     assert not [p for p in tmp_path.iterdir() if p != out]  # the images went to a deleted temporary folder
+
+
+@pytest.mark.slow  # runs the script in a subprocess
+def test_cli_benchmark_times_the_old_per_pair_command_against_the_batched_one(tmp_path):
+    torch.manual_seed(0)
+    weights = VTAMIQ("tiny").eval().save_pretrained(tmp_path / "weights")
+    out = tmp_path / "cli.json"
+    argv = ["--quick", "--model", str(weights), "--patches", "16", "--precision", "fp32", "--json", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(_BENCH_PATH.parents[1]), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(_CLI_BENCH_PATH), *argv], capture_output=True, text=True, timeout=300,
+                          check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "bench_cli" and result["pairs"] == 8 and result["interleaved"] is True
+    rows = {row["variant"]: row for row in result["measurements"]}
+    assert list(rows) == ["old-per-pair", "cli-auto", "cli-2"]
+    assert rows["cli-auto"]["batch_size"] == result["auto_batch_size"] and rows["cli-2"]["batch_size"] == 2
+    assert rows["old-per-pair"]["speedup_vs_old"] == 1.0
+    for row in rows.values():
+        assert row["pairs_per_s"] == pytest.approx(8 / row["median_s"]) and row["max_abs_diff"] <= 1e-5
+    assert "x old" in done.stdout and not [p for p in tmp_path.iterdir() if p.name not in ("weights", "cli.json")]
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ Accepted inputs and the rules applied to each:
 * **Paths** (``str`` or ``os.PathLike``) are decoded with Pillow, then follow the PIL rules below. A missing path
   raises ``FileNotFoundError`` naming it; an empty path, a directory, anything that is not a regular file (or a
   symlink to one: FIFOs, sockets and devices are refused before opening, so nothing blocks), or a file Pillow cannot
-  decode (unknown format, truncated or corrupt data), raises ``ValueError`` naming the file and the reason. Only the first frame of a
-  multi-frame file is used. EXIF orientation and ICC profiles are ignored: pixels are used as stored.
+  decode (unknown format, truncated or corrupt data), raises ``ValueError`` naming the file and the reason. Only the
+  first frame of a multi-frame file is used. EXIF orientation and ICC profiles are ignored: pixels are used as stored.
 * **PIL images**, by mode:
 
   - ``RGB`` and ``L`` (8 bit): divided by 255. ``1`` (bilevel): 0 or 1.
@@ -73,6 +73,7 @@ import logging
 import math
 import os
 import stat
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,6 +101,9 @@ _ACCEPTED_TENSOR_DTYPES = "float16, bfloat16, float32 or float64 with values in 
 _PIL_DIRECT_MODES = frozenset({"1", "L", "LA", "RGB", "RGBA", "RGBX", "I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 # PIL modes converted losslessly by Pillow before reading: palettes keep their colours, premultiplied alpha is undone.
 _PIL_LOSSLESS_CONVERSIONS = {"P": "RGBA", "PA": "RGBA", "RGBa": "RGBA", "La": "LA"}
+# warnings.catch_warnings() swaps process-wide state: threads that decode at once (the decode threads of
+# `vtamiq score`) take this lock around it, so that none restores a filter list another one changed.
+_WARNINGS_LOCK = threading.Lock()
 
 
 def to_batch(images: ImageLike | Sequence[ImageLike], *, name: str = "ref") -> torch.Tensor:
@@ -161,7 +165,7 @@ def image_size(item: object) -> tuple[int, int] | None:
             file = Path(os.fspath(item))
             if not file.is_file():  # follows symlinks; refuses FIFOs and devices without opening them
                 return None
-            with warnings.catch_warnings():
+            with _WARNINGS_LOCK, warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(file) as image:  # reads the header only
                     return image.height, image.width
@@ -408,7 +412,8 @@ def _array_to_batch(array: np.ndarray, name: str, *, what: str = "numpy array",
     channels = array.shape[-1]
     array = array[..., :3] if channels >= 3 else array[..., :1]  # alpha dropped, (B, H, W, 3 or 1)
     if keep_uint8 and array.dtype == np.uint8:
-        with warnings.catch_warnings():  # a read-only array (e.g. from PIL) is only read: .contiguous() copies it
+        # A read-only array (e.g. from PIL) is only read here: .contiguous() copies it.
+        with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             pixels = torch.from_numpy(array).permute(0, 3, 1, 2)  # (B, C, H, W) view
         if pixels.shape[1] == 1:

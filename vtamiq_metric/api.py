@@ -56,8 +56,10 @@ _COMPILED_LOCK = threading.Lock()
 # allocator's fragmentation and for anything else on the GPU).
 _AUTO_BATCH_MAX = 256
 _AUTO_BATCH_MEMORY_FRACTION = 0.5
-# On CPU/MPS: at most this many pairs per chunk, and about this many bytes of working memory per chunk.
-_AUTO_BATCH_MAX_CPU = 32
+# On CPU/MPS: at most this many pairs per chunk, and about this many bytes of working memory per chunk. Larger CPU
+# batches were slower, not faster: with the bundled model on 128x128 pairs (benchmarks/bench_cli.py, 2-core CPU)
+# batch 4 scored 5.4 pairs/s against 4.6 at batch 16 on one thread, and 4.3-4.8 against 3.7-3.9 at 16-32 on two.
+_AUTO_BATCH_MAX_CPU = 4
 _AUTO_BATCH_BYTES_CPU = 1 << 30
 # score()'s default pixel limit per image (see "Memory" above).
 DEFAULT_MAX_PIXELS = 150_000_000
@@ -273,8 +275,9 @@ def auto_batch_size(config: VTAMIQConfig, num_patches: int, height: int, width: 
 
     On CUDA the chunk is ``_AUTO_BATCH_MEMORY_FRACTION`` of the free memory (``torch.cuda.mem_get_info``) divided by
     :func:`estimate_pair_bytes`, clamped to ``[1, min(num_pairs, _AUTO_BATCH_MAX)]``. On CPU and MPS it is 1 GiB
-    (``_AUTO_BATCH_BYTES_CPU``) divided by the same estimate, clamped to ``[1, min(num_pairs, 32)]``: 32 pairs of
-    small images, a single pair of 6000x4000 photographs.
+    (``_AUTO_BATCH_BYTES_CPU``) divided by the same estimate, clamped to ``[1, min(num_pairs, 4)]``
+    (``_AUTO_BATCH_MAX_CPU``; larger CPU batches measured slower): 4 pairs of small images, a single pair of
+    6000x4000 photographs.
 
     Args:
         config: the model's config.
@@ -336,7 +339,7 @@ def score(
             on other CPUs), ``"fp32"`` or ``"bf16"``.
         batch_size: pairs decoded and scored at once; a list of images is decoded lazily, one batch at a time, so
             peak memory is that of one batch. None: on CUDA, as many as fit in about half of the free GPU memory
-            (at most 256); elsewhere as many as fit in about 1 GiB, at most 32 (see :func:`auto_batch_size`).
+            (at most 256); elsewhere as many as fit in about 1 GiB, at most 4 (see :func:`auto_batch_size`).
             Scores do not depend on it (beyond float rounding of batched kernels).
         sampling: CAPS settings (default: the model config's ``sampling``).
         return_std: also return the standard deviation over the repeats (0 when ``num_repeats == 1``).
