@@ -135,7 +135,8 @@ def test_training_items_draw_patches_from_the_downsampled_images(tmp_path):
     ref, dist = _pair(130, 200)
     files = []
     for name, image in (("ref", ref), ("dist", dist)):
-        Image.fromarray((image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(tmp_path / f"{name}.png")
+        array = (image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(array).save(tmp_path / f"{name}.png")
         files.append(tmp_path / f"{name}.png")
     record = IQARecord(ref=files[0], dist=files[1], score=0.5, target=0.5, ref_id="ref")
     config = get_preset("tiny")

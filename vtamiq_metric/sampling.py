@@ -128,7 +128,8 @@ _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
 _SSIM_C1 = 0.01**2
 _SSIM_C2 = 0.03**2
-# The "mse" difference of larger images is computed in row strips of at most this many pixels (see the module docstring).
+# The "mse" difference of larger images is computed in row strips of at most this many pixels (see the module
+# docstring).
 _STRIP_PIXELS = 1 << 22
 
 
@@ -819,8 +820,9 @@ def sample_patches(
 
     Returns:
         PatchSample with ``ref``/``dist`` (B, N, 3, P, P) in the input dtype (float32 for uint8 input) and device
-        (differentiable w.r.t. the inputs), ``pos`` (B, N, 2) float32 in [0, 1), ``top_left`` (B, N, 2) long, and ``scale`` (B, N) long (None
-        when only one scale is used). Patches are ordered by scale, then by cell in raster order.
+        (differentiable w.r.t. the inputs), ``pos`` (B, N, 2) float32 in [0, 1), ``top_left`` (B, N, 2) long, and
+        ``scale`` (B, N) long (None when only one scale is used). Patches are ordered by scale, then by cell in
+        raster order.
 
     Raises:
         TypeError: an argument has the wrong type.

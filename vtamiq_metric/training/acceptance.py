@@ -48,8 +48,8 @@ from .._validation import load_image
 from .seeds import derive_seed
 from .labels.vsi import vsi
 
-__all__ = ["FULL_SIZE_TYPES", "LADDERS", "RESTORATION_TASKS", "RestorationNet", "Scorer", "degrade", "full_size_pairs", "gradient_cosines",
-           "identity_check", "label_check", "load_images", "read_kadis_pairs", "read_mos_folder", "model_scorer",
+__all__ = ["FULL_SIZE_TYPES", "LADDERS", "RESTORATION_TASKS", "RestorationNet", "Scorer", "degrade", "full_size_pairs",
+           "gradient_cosines", "identity_check", "label_check", "load_images", "read_kadis_pairs", "read_mos_folder", "model_scorer",
            "mos_check", "pixel_optimisation", "psnr", "psnr_scorer", "reference_scorers", "restoration_benefit",
            "score_pairs", "severity_check", "stability_check", "vsi_scorer"]
 
@@ -574,7 +574,8 @@ def read_kadis_pairs(root: Path) -> list[dict]:
                              "dist": path.parent / row["dist_img"], "type": int(row["dist_type"]),
                              "vsi": float(row["vsi"])})
             except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path}, line {line}: expected ref_img, dist_img, dist_type and vsi, got {row}") from exc
+                raise ValueError(f"{path}, line {line}: expected ref_img, dist_img, dist_type and vsi, "
+                                 f"got {row}") from exc
     if not rows:
         raise ValueError(f"expected pairs in {path}, got none")
     return rows
