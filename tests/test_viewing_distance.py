@@ -30,6 +30,16 @@ def _pair(height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.T
     return ref, dist
 
 
+def _save_png(folder, ref: torch.Tensor, dist: torch.Tensor) -> list:
+    """``ref.png`` and ``dist.png`` (8-bit) in ``folder``; returns their paths."""
+    paths = []
+    for name, image in (("ref", ref), ("dist", dist)):
+        array = (image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(array).save(folder / f"{name}.png")
+        paths.append(folder / f"{name}.png")
+    return paths
+
+
 @pytest.mark.parametrize(("size", "side", "expected"), [
     ((384, 512), 256, 2), ((383, 1000), 256, 1), ((640, 640), 256, 3), ((48, 64), 256, 1), ((1000, 383), 256, 1),
     ((96, 200), 64, 2), ((95, 200), 64, 1), ((160, 160), 64, 3),
@@ -92,11 +102,7 @@ def test_below_one_and_a_half_sides_nothing_changes(viewing_model):
 
 def test_8bit_files_score_like_their_float_values(viewing_model, tmp_path):
     ref, dist = _pair(130, 200)
-    paths = []
-    for name, image in (("ref", ref), ("dist", dist)):
-        array = (image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        Image.fromarray(array).save(tmp_path / f"{name}.png")
-        paths.append(tmp_path / f"{name}.png")
+    paths = _save_png(tmp_path, ref, dist)
     from_files = score(str(paths[0]), str(paths[1]), model=viewing_model, precision="fp32")
     as_float = [(x * 255).round() / 255 for x in (ref, dist)]
     torch.testing.assert_close(from_files, score(*as_float, model=viewing_model, precision="fp32"),
@@ -132,12 +138,7 @@ def test_training_items_draw_patches_from_the_downsampled_images(tmp_path):
     from vtamiq_metric.training.datasets.base import IQARecord
     from vtamiq_metric.training.seeds import derive_seed
 
-    ref, dist = _pair(130, 200)
-    files = []
-    for name, image in (("ref", ref), ("dist", dist)):
-        array = (image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        Image.fromarray(array).save(tmp_path / f"{name}.png")
-        files.append(tmp_path / f"{name}.png")
+    files = _save_png(tmp_path, *_pair(130, 200))
     record = IQARecord(ref=files[0], dist=files[1], score=0.5, target=0.5, ref_id="ref")
     config = get_preset("tiny")
     item = PairPatches([record], 8, 16, config.sampling, seed=3, downsample_side=64)[0]
