@@ -75,7 +75,7 @@ PRETRAINED: dict[str, PretrainedCfg] = {
     for cfg in (
         PretrainedCfg(
             name="vtamiq_tiny_patch16.kadis_photos",
-            sha256="d3ff20f0b8e5072e09006137e5e2fc06320d0bc5d4bb1de060c5ae5fa253c5dd",
+            sha256="b0c9f3deb116cae4c286436abccbea6630669e2758ee8a19296d288a34ca36ab",
             license="Apache-2.0",
             bundled_path="weights/vtamiq_tiny_patch16_kadis_photos.safetensors",
             notes="small VTAMIQ (3.8M parameters, token distance, 0 at identity) trained from scratch on KADIS-style "

@@ -22,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from vtamiq_metric import VTAMIQ
 from vtamiq_metric.hub import load_model, save_pretrained, sha256sum
 
 NAME = "vtamiq_tiny_patch16.kadis_photos"
@@ -42,6 +43,11 @@ def _commit(run: Path) -> tuple[str, bool]:
     if recorded.is_file():
         lines = recorded.read_text().splitlines()
         return lines[0].strip(), any(line.startswith((" M", "M ", "A ", " D")) for line in lines[1:])
+    return _current_commit()
+
+
+def _current_commit() -> tuple[str, bool]:
+    """The checked-out commit and whether tracked files differ from it."""
     return _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
 
 
@@ -66,6 +72,9 @@ def _heldout_summary(result: dict) -> dict:
                         for task, v in result["loss"].get("restoration", {}).items()},
         "seconds_per_pair": result["seconds_per_pair"],
     }
+    if "weak_label_full_size" in result:
+        out["srocc_vs_1_minus_vsi_full_size"] = {k: v["srocc"] for k, v in result["weak_label_full_size"].items()
+                                                 if k != "sizes"}
     if "tid2013" in result:
         out["tid2013_srocc"] = {k: v["srocc"] for k, v in result["tid2013"].items() if k != "identity"}
         out["tid2013_identical_below_all_distorted"] = result["tid2013"]["identity"]["below_all_distorted"]
@@ -87,6 +96,11 @@ def _evaluation_section(result: dict) -> str:
         row("SROCC with 1 - VSI (KADIS-style held-out pairs)", f"{weak['model']['srocc']:.4f}", "1",
             f"{weak['psnr']['srocc']:.4f}", ">= 0.90"),
     ]
+    if "weak_label_full_size" in result:
+        full = result["weak_label_full_size"]
+        rows.append(row(f"SROCC with 1 - VSI ({full['model']['n']} pairs of whole held-out photographs, every type "
+                        "at levels 2 and 4)", f"{full['model']['srocc']:.4f}", "1", f"{full['psnr']['srocc']:.4f}",
+                        ""))
     if "tid2013" in result:
         tid = result["tid2013"]
         rows.append(row(f"SROCC with MOS, {tid['model']['n']} TID2013 pairs", f"{tid['model']['srocc']:.4f}",
@@ -152,7 +166,7 @@ CPU time per pair at the defaults: {result['seconds_per_pair']:.3f} s ({result['
 """
 
 
-def _card(provenance: dict, sha: str, eval_result: dict | None, size_mib: float) -> str:
+def _card(provenance: dict, sha: str, eval_result: dict | None, size_mib: float, config: dict) -> str:
     data = provenance["data"]
     by_set: dict[str, list[dict]] = {}
     for s in data["sources"]:
@@ -179,7 +193,7 @@ straight after `pip install`.
   residual channel-attention blocks; 3.8M parameters), trained from scratch (no ImageNet weights), with this
   package's two options: `zero_identity` (the head scores `|head(diff) - head(0)|`) and `token_distance` (an
   LPIPS-like distance between the aligned patch tokens of every layer, added to the score; see
-  `vtamiq_metric/model/distance.py`).
+  `vtamiq_metric/model/distance.py`).{_viewing_note(config, provenance)}
 - **Output**: a distortion score, 0 = identical (exactly, up to float rounding), never negative, higher = worse. It
   approximates histogram-equalised `1 - VSI` on KADIS-style synthetic distortions; it is **not** calibrated to human
   opinion scores (no human-rated data was used) and is much smaller than the paper's ViT-B/16 model. For
@@ -230,12 +244,27 @@ reliability on content far from these photographs. The TID2013 figure above uses
 """
 
 
+def _viewing_note(config: dict, provenance: dict) -> str:
+    """The card's line on ``downsample_side`` (empty when the model has none)."""
+    side = config.get("downsample_side")
+    if side is None:
+        return ""
+    refreshed = [r for r in provenance.get("refreshed", []) if "downsample_side" in r.get("config", {})]
+    when = (f" It was switched on after training (commit `{refreshed[-1]['commit']}`; no tensor changed, and "
+            "images shorter than that are scored exactly as before)." if refreshed else "")
+    return f"""
+- **Viewing distance** (`downsample_side={side}`): an image whose shorter side is at least {int(1.5 * side)} px is
+  scored through `F x F` block averages, `F = round(min(H, W) / {side})`, the rule VSI applies before computing its
+  label; the training crops are shorter, so this shows large images to the model at the scale of its labels.{when}"""
+
+
 def _write_card(out_dir: Path, provenance: dict, eval_result: dict | None) -> str:
     """Write ``MODEL_CARD.md`` for the weights file in ``out_dir``; returns the file's sha256."""
     target = out_dir / FILE_NAME
     sha = sha256sum(target)
     size_mib = target.stat().st_size / 2**20
-    (out_dir / "MODEL_CARD.md").write_text(_card(provenance, sha, eval_result, size_mib))
+    config = load_model(target).config.to_dict()
+    (out_dir / "MODEL_CARD.md").write_text(_card(provenance, sha, eval_result, size_mib, config))
     print(f"wrote {out_dir / 'MODEL_CARD.md'} for {target} ({size_mib:.1f} MiB, sha256 {sha})")
     return sha
 
@@ -248,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval", type=Path, help="JSON written by benchmarks/eval_model.py --output")
     parser.add_argument("--out-dir", type=Path, default=REPO / "vtamiq_metric" / "weights")
     parser.add_argument("--note", default="", help="free text stored in the provenance (e.g. how the run ended)")
+    parser.add_argument("--refresh", action="store_true",
+                        help="keep the tensors and provenance of the weights file in --out-dir, apply --set-config, "
+                             "replace the held-out figures with --eval, re-save it and rewrite MODEL_CARD.md (for a "
+                             "config switch that changes no tensor, e.g. downsample_side)")
+    parser.add_argument("--set-config", action="append", default=[], metavar="KEY=JSON",
+                        help="with --refresh: a VTAMIQConfig field to change, value read as JSON (repeatable)")
     parser.add_argument("--card-only", action="store_true",
                         help="keep the weights file in --out-dir as it is (same sha256) and rewrite only MODEL_CARD.md "
                              "from its provenance metadata and --eval (for an evaluation run after the weights landed)")
@@ -258,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         provenance = load_model(target).provenance
         _write_card(args.out_dir, provenance, eval_result)
         return 0
+    if args.refresh:
+        return _refresh(target, args.set_config, eval_result, args.out_dir)
     missing = [f"--{name}" for name in ("model", "run", "data") if getattr(args, name) is None]
     if missing:
         parser.error(f"{', '.join(missing)} required (unless --card-only)")
@@ -296,6 +333,35 @@ def main(argv: list[str] | None = None) -> int:
         save_pretrained(model, tmp, provenance=provenance)
         shutil.copyfile(Path(tmp) / "model.safetensors", target)
     sha = _write_card(args.out_dir, provenance, eval_result)
+    _print_entry(sha)
+    return 0
+
+
+def _refresh(target: Path, settings: list[str], eval_result: dict | None, out_dir: Path) -> int:
+    """Re-save the bundled weights with config changes that leave every tensor as it is, and new held-out figures."""
+    old = load_model(target)
+    changes = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"finalize.py: --set-config expects KEY=JSON, got {item!r}")
+        changes[key] = json.loads(value)
+    model = VTAMIQ(old.config.replace(**changes))
+    model.load_state_dict(old.state_dict(), strict=True)  # the switch must not add, drop or reshape a tensor
+    provenance = json.loads(json.dumps(old.provenance))
+    commit, dirty = _current_commit()
+    provenance.setdefault("refreshed", []).append({"commit": commit, "commit_dirty": dirty, "config": changes,
+                                                   "tensors": "unchanged"})
+    if eval_result is not None:
+        provenance["metrics"]["heldout"] = _heldout_summary(eval_result)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_pretrained(model, tmp, provenance=provenance)
+        shutil.copyfile(Path(tmp) / "model.safetensors", target)
+    _print_entry(_write_card(out_dir, provenance, eval_result))
+    return 0
+
+
+def _print_entry(sha: str) -> None:
     print(f"""
 PRETRAINED entry for vtamiq_metric/hub.py:
 
@@ -311,7 +377,6 @@ PRETRAINED entry for vtamiq_metric/hub.py:
 
 DEFAULT_MODEL = "{NAME}"
 """)
-    return 0
 
 
 if __name__ == "__main__":
