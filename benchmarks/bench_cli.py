@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 import os
@@ -117,13 +118,14 @@ def variants(args: argparse.Namespace, folder: Path) -> dict[str, tuple[Callable
         path = folder / f"cli-{batch}.csv"
         extra = [] if batch == "auto" else ["--batch-size", batch]
 
-        def run(argv: list[str] = [*argv, *extra, "--output", str(path)]) -> None:
-            code = cli.main(argv)
-            if code != 0:
-                raise RuntimeError(f"vtamiq score exited with {code}")
-
-        out[f"cli-{batch}"] = (run, path)
+        out[f"cli-{batch}"] = (functools.partial(_run_cli, [*argv, *extra, "--output", str(path)]), path)
     return out
+
+
+def _run_cli(argv: list[str]) -> None:
+    code = cli.main(argv)
+    if code != 0:
+        raise RuntimeError(f"vtamiq score exited with {code}")
 
 
 def measure(calls: dict[str, tuple[Callable[[], None], Path]], iters: int) -> dict[str, list[float]]:

@@ -392,13 +392,13 @@ def test_a_signalled_process_leaves_a_valid_file_that_resume_completes(tmp_path,
             break
         time.sleep(0.02)
     process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=120)
+    _, stderr = process.communicate(timeout=120)
     assert process.returncode == code, stderr
     partial = _csv_rows(out)  # a valid table...
     assert 0 < len(partial) < 30 and all(row["score"] for row in partial), stderr  # ...of finished pairs
     assert f"interrupted by {signal.Signals(signum).name}" in stderr
 
-    done = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     rows, expected = _csv_rows(out), _csv_rows(clean)
     assert [(r["ref"], r["dist"]) for r in rows] == [(r["ref"], r["dist"]) for r in expected]  # each pair once

@@ -61,7 +61,7 @@ def test_factor_rejects_bad_sizes(bad):
 
 def test_downsample_is_block_averaging_and_drops_partial_blocks():
     ref, dist = _pair(101, 67)
-    small_ref, small_dist, factor = viewing_downsample(ref, dist, 32)
+    (small_ref, small_dist), factor = viewing_downsample(ref, dist, side=32)
     assert factor == 2
     assert small_ref.shape == (1, 3, 50, 33)
     torch.testing.assert_close(small_ref, F.avg_pool2d(ref[..., :100, :66], 2), rtol=0, atol=0)
@@ -70,15 +70,23 @@ def test_downsample_is_block_averaging_and_drops_partial_blocks():
 
 def test_small_images_and_no_side_are_left_untouched():
     ref, dist = _pair(95, 200)
-    assert viewing_downsample(ref, dist, 64)[0] is ref
-    assert viewing_downsample(ref, dist, None) == (ref, dist, 1)
+    (same_ref, same_dist), factor = viewing_downsample(ref, dist, side=64)
+    assert same_ref is ref and same_dist is dist and factor == 1
+    assert viewing_downsample(ref, dist, side=None) == ((ref, dist), 1)
+
+
+def test_images_of_different_sizes_are_refused():
+    with pytest.raises(ValueError, match="one size"):
+        viewing_downsample(torch.rand(1, 3, 400, 400), torch.rand(1, 3, 400, 401), side=128)
+    with pytest.raises(ValueError, match="one or more"):
+        viewing_downsample(side=128)
 
 
 def test_uint8_is_pooled_by_strips_exactly_as_its_float_values(monkeypatch):
     ref, dist = _pair(131, 70)
     ref8, dist8 = (ref * 255).round().to(torch.uint8), (dist * 255).round().to(torch.uint8)
     monkeypatch.setattr(sampling_module, "_STRIP_PIXELS", 70 * 8)  # strips of 8 rows: many strips, whole blocks
-    small8, _, factor = viewing_downsample(ref8, dist8, 16)
+    (small8, _), factor = viewing_downsample(ref8, dist8, side=16)
     assert factor == 4 and small8.dtype == torch.float32 and small8.shape == (1, 3, 32, 17)
     torch.testing.assert_close(small8, F.avg_pool2d(ref8.float() / 255, 4), rtol=0, atol=0)
 
@@ -143,7 +151,7 @@ def test_training_items_draw_patches_from_the_downsampled_images(tmp_path):
     config = get_preset("tiny")
     item = PairPatches([record], 8, 16, config.sampling, seed=3, downsample_side=64)[0]
     decoded = [vtamiq_metric._validation.load_image(f)[None] for f in files]
-    small = viewing_downsample(decoded[0], decoded[1], 64)
+    small, _ = viewing_downsample(decoded[0], decoded[1], side=64)
     expected = sample_patches(small[0], small[1], 8, patch_size=16, config=config.sampling, seed=derive_seed(3, 0, 0))
     torch.testing.assert_close(item["ref"], expected.ref[0], rtol=0, atol=0)
     torch.testing.assert_close(item["pos"], expected.pos[0], rtol=0, atol=0)

@@ -195,7 +195,7 @@ def forward_pairs(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, *, num_p
     Returns:
         (B,) float32 distortion scores; differentiable w.r.t. ``ref``/``dist`` when they require grad.
     """
-    ref, dist, _ = viewing_downsample(ref, dist, model.config.downsample_side)
+    (ref, dist), _ = viewing_downsample(ref, dist, side=model.config.downsample_side)
     sample = sample_patches(ref, dist, num_patches, patch_size=model.config.patch_size, config=sampling, seed=seed)
     param = next(model.parameters())
     ref_p = model.normalize(sample.ref.to(param.dtype))  # (B, N, 3, P, P)

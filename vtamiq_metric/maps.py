@@ -99,7 +99,7 @@ def _draw_map(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, alphas: torc
               seed: int, sampling: SamplingConfig, precision: str) -> torch.Tensor:
     """Signed attribution of one CAPS draw at the path points ``alphas``, splatted onto the image: (B, H, W)."""
     full_ref, full_dist = ref, dist
-    ref, dist, factor = viewing_downsample(ref, dist, model.config.downsample_side)  # the model's scale (h, w)
+    (ref, dist), factor = viewing_downsample(ref, dist, side=model.config.downsample_side)  # model's scale (h, w)
     sample = sample_patches(ref, dist, num_patches, patch_size=model.config.patch_size, config=sampling, seed=seed)
     param = next(model.parameters())
     steps = len(alphas)
@@ -359,8 +359,8 @@ def plot_damage_map(
     if show_sampling:
         config = net.config
         count = config.num_patches if num_patches is None else num_patches
-        small_ref, small_dist, factor = viewing_downsample(ref_t.to(heat.device), dist_t.to(heat.device),
-                                                          config.downsample_side)
+        (small_ref, small_dist), factor = viewing_downsample(ref_t.to(heat.device), dist_t.to(heat.device),
+                                                            side=config.downsample_side)
         density = sampling_density(small_ref, small_dist, count, patch_size=config.patch_size, config=config.sampling)
         density = _to_full_resolution(density, factor, height, width)[0].cpu().double().numpy()
         _overlay(axes[3], ref_np, density, cmap="viridis", vmax=float(density.max()), matplotlib=matplotlib,

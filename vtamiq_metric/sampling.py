@@ -566,8 +566,8 @@ def viewing_factor(height: int, width: int, side: int = 256) -> int:
     return max(1, math.floor(min(height, width) / side + 0.5))
 
 
-def viewing_downsample(ref: Tensor, dist: Tensor, side: int | None) -> tuple[Tensor, Tensor, int]:
-    """Average ``F x F`` pixel blocks of both images, ``F = viewing_factor(H, W, side)`` (see the module docstring).
+def viewing_downsample(*images: Tensor, side: int | None) -> tuple[tuple[Tensor, ...], int]:
+    """Average ``F x F`` pixel blocks of every image, ``F = viewing_factor(H, W, side)`` (see the module docstring).
 
     Rows and columns beyond the last whole block (fewer than ``F``) are dropped, as ``avg_pool2d`` does. ``uint8``
     images are pooled from float32 row strips (the values of pooling ``v / 255``), so large 8-bit images never exist
@@ -575,25 +575,33 @@ def viewing_downsample(ref: Tensor, dist: Tensor, side: int | None) -> tuple[Ten
     inputs are returned unchanged.
 
     Args:
-        ref: (B, 3, H, W) reference images, float in [0, 1] or uint8.
-        dist: (B, 3, H, W) distorted images, same shape and dtype.
+        *images: (B, C, H, W) images of one size (e.g. the reference and the distorted batch), float in [0, 1] or
+            uint8; each is pooled once.
         side: the model config's ``downsample_side``; None keeps the native resolution.
 
     Returns:
-        ``(ref, dist, F)``: float images of size ``(H // F, W // F)`` (the inputs themselves when ``F = 1``) and F.
+        ``(images, F)``: the images as float of size ``(H // F, W // F)`` in the order given (the inputs themselves
+        when ``F = 1``), and F.
+
+    Raises:
+        ValueError: no image, or images of different heights and widths.
 
     Example:
         >>> ref = torch.rand(1, 3, 512, 768)
-        >>> small, _, factor = viewing_downsample(ref, ref, 256)
+        >>> (small, _), factor = viewing_downsample(ref, ref, side=256)
         >>> tuple(small.shape), factor
         ((1, 3, 256, 384), 2)
     """
+    sizes = {tuple(image.shape[-2:]) for image in images}
+    if len(sizes) != 1:
+        raise ValueError(f"viewing_downsample: expected one or more images of one size, got sizes {sorted(sizes)}")
     if side is None:
-        return ref, dist, 1
-    factor = viewing_factor(int(ref.shape[-2]), int(ref.shape[-1]), side)
+        return images, 1
+    height, width = sizes.pop()
+    factor = viewing_factor(int(height), int(width), side)
     if factor == 1:
-        return ref, dist, 1
-    return _box_pool(ref, factor), _box_pool(dist, factor), factor
+        return images, 1
+    return tuple(_box_pool(image, factor) for image in images), factor
 
 
 def _box_pool(image: Tensor, factor: int) -> Tensor:

@@ -49,8 +49,8 @@ from .seeds import derive_seed
 from .labels.vsi import vsi
 
 __all__ = ["FULL_SIZE_TYPES", "LADDERS", "RESTORATION_TASKS", "RestorationNet", "Scorer", "degrade", "full_size_pairs",
-           "gradient_cosines", "identity_check", "label_check", "load_images", "read_kadis_pairs", "read_mos_folder", "model_scorer",
-           "mos_check", "pixel_optimisation", "psnr", "psnr_scorer", "reference_scorers", "restoration_benefit",
+           "gradient_cosines", "identity_check", "label_check", "load_images", "read_kadis_pairs", "read_mos_folder",
+           "model_scorer", "mos_check", "pixel_optimisation", "psnr", "psnr_scorer", "reference_scorers", "restoration_benefit",
            "score_pairs", "severity_check", "stability_check", "vsi_scorer"]
 
 #: ``(ref, dist) -> (B,)`` distortion scores (higher = worse) for (B, 3, H, W) float images in [0, 1].
@@ -292,18 +292,19 @@ def full_size_pairs(photos: Sequence[Tensor], *, types: Sequence[int] = FULL_SIZ
         seed: seed of the random types (each pair gets ``derive_seed(seed, photo, type, level)``).
 
     Returns:
-        ``(refs, dists, label, types)``: one entry per pair; ``label`` is ``1 - VSI`` (higher = worse).
+        ``(refs, dists, label, types)``: one entry per pair (the pairs of a photograph share one reference tensor);
+        ``label`` is ``1 - VSI`` (higher = worse).
     """
     from .distortions import apply_distortion
 
     refs, dists, labels, kinds = [], [], [], []
     for p, photo in enumerate(photos):
         array = (photo.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+        ref = torch.from_numpy(array).permute(2, 0, 1).float().div(255.0)  # one tensor, shared by its pairs
         for type_id in types:
             for level in levels:
                 out = apply_distortion(array, type_id, level, seed=derive_seed(seed, p, type_id, level))
                 dist = torch.from_numpy(out).permute(2, 0, 1).float().div(255.0)
-                ref = torch.from_numpy(array).permute(2, 0, 1).float().div(255.0)
                 labels.append(float(1.0 - vsi(ref[None], dist[None])[0]))
                 refs.append(ref)
                 dists.append(dist)

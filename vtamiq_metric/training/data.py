@@ -57,7 +57,8 @@ class _Epoched(Dataset):
         images = [load_image(p) for p in paths]
         _check_same_size(paths, images)
         if self.downsample_side is not None:  # the model's viewing distance; a no-op below 1.5 * downsample_side
-            images = [viewing_downsample(image[None], image[None], self.downsample_side)[0][0] for image in images]
+            pooled, _ = viewing_downsample(*(image[None] for image in images), side=self.downsample_side)
+            images = [image[0] for image in pooled]
         sample = sample_patches(images[0][None], images[1][None], self.num_patches, patch_size=self.patch_size,
                                 config=self.sampling, seed=derive_seed(self.seed, self.epoch, index))
         scale = sample.scale[0] if sample.scale is not None else torch.full((self.num_patches,), -1)
