@@ -14,11 +14,13 @@ CA activation PReLU                PReLU                ReLU
 normalisation ImageNet             ImageNet             mean 0.5, std 0.5
 ============  ===================  ===================  ===================
 
-Three switches exist only for this package's own models (all off in the eras' presets): ``zero_identity`` makes
+Four switches exist only for this package's own models (all off in the eras' presets): ``zero_identity`` makes
 identical inputs score exactly 0 and nothing score below them, ``token_distance`` adds a distance between the
 aligned patch tokens of every layer, which gives the score pixel gradients that point from the distorted image
-towards the reference (what a loss needs), and ``downsample_side`` scores large images at the viewing-distance
-scale of the label the model learned (SSIM's and VSI's rule).
+towards the reference (what a loss needs), ``patch_fidelity`` adds a learned-weight SSIM-like comparison of the
+patches' pixels in opponent colours, so that no direction in pixel space (a colour cast, say) is invisible to the
+score, and ``downsample_side`` scores large images at the viewing-distance scale of the label the model learned
+(SSIM's and VSI's rule).
 """
 
 from __future__ import annotations
@@ -74,6 +76,11 @@ class VTAMIQConfig:
             ``(depth + 1, embed_dim)`` table). It is 0 for identical inputs, never negative, and its pixel gradient
             at the distorted image is, to first order, a positive semi-definite map of ``dist - ref``. Off in the
             authors' eras.
+        patch_fidelity: add :class:`~vtamiq_metric.model.fidelity.PatchFidelity` to the score: per sampled patch
+            pair, SSIM-like mean and structure terms of the pixels in three opponent colour channels at two window
+            sizes, with learned non-negative weights (a ``(2, 2, 3)`` table). It is 0 for identical inputs, never
+            negative, sees colour casts and brightness shifts, and keeps the score from being lowered by moving the
+            pixels away from the reference in directions the transformer does not see. Off in the authors' eras.
         downsample_side: viewing distance: before patches are drawn, both images are averaged over ``F x F`` pixel
             blocks with ``F = max(1, round(min(H, W) / downsample_side))``
             (:func:`vtamiq_metric.sampling.viewing_downsample`), the rule SSIM's reference code and VSI apply with
@@ -112,6 +119,7 @@ class VTAMIQConfig:
     norm_eps: float = 1e-6
     zero_identity: bool = False
     token_distance: bool = False
+    patch_fidelity: bool = False
     downsample_side: int | None = None
     num_groups: int = 4
     blocks_per_group: int = 4
@@ -147,7 +155,7 @@ class VTAMIQConfig:
         if self.ca_act not in _ACTIVATIONS:
             raise ValueError(f"VTAMIQConfig.ca_act must be one of {_ACTIVATIONS}, got {self.ca_act!r}")
         for name in ("cls_pos_embed", "scale_embed_cls", "layer_scale", "diff_scale", "zero_identity",
-                     "token_distance"):
+                     "token_distance", "patch_fidelity"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"VTAMIQConfig.{name} must be a bool, got {getattr(self, name)!r}")
         side = self.downsample_side

@@ -4,8 +4,10 @@ Both images' patch sets go through one shared sparse ViT; the final-normed CLS o
 (reference minus distorted), optionally scaled per channel, modulated by DiffNet and regressed to one number by an
 MLP head. The output is a **distortion score**: 0 means no visible difference and higher means worse
 (``VTAMIQ.higher_is_better = False``). There is no output sigmoid or clamp. Two options of this package, off in the
-authors' eras, change the output: ``zero_identity`` (score ``|head(diff) - head(0)|``, so identical inputs score
-exactly 0) and ``token_distance`` (add :class:`.distance.TokenDistance`, a distance between aligned patch tokens).
+authors' eras, change the output: ``zero_identity`` (score ``|head(diff) - head(0)|``, and identical patch sets
+score exactly 0 with a zero gradient), ``token_distance`` (add :class:`.distance.TokenDistance`, a distance between
+aligned patch tokens) and ``patch_fidelity`` (add :class:`.fidelity.PatchFidelity`, a comparison of the patches'
+pixels in opponent colours).
 
 Paper: Chubarau & Clark, 2021, https://arxiv.org/abs/2110.01655 .
 """
@@ -22,6 +24,7 @@ from torch import nn
 from .config import VTAMIQConfig, get_preset
 from .diffnet import DiffNet
 from .distance import TokenDistance
+from .fidelity import PatchFidelity
 from .serialization import write_pretrained
 from .vit import SparseViT
 
@@ -77,6 +80,7 @@ class VTAMIQ(nn.Module):
         self.diffnet = DiffNet(config)
         self.head = QualityHead(config)
         self.token_distance = TokenDistance(config) if config.token_distance else None
+        self.patch_fidelity = PatchFidelity(config) if config.patch_fidelity else None
         #: Free-form provenance (training data, commit, metrics...) written into saved weights' metadata.
         self.provenance: dict[str, Any] = {}
 
@@ -124,7 +128,8 @@ class VTAMIQ(nn.Module):
             A dict with ``cls_ref`` and ``cls_dist`` (B, D) final-normed CLS tokens, ``diff`` (B, D) the (scaled)
             difference ref - dist, ``diffnet`` (B, D) the DiffNet output that the head regresses, ``head`` (B,) the
             head's score (``|head(diff) - head(0)|`` with ``zero_identity``), ``distance`` (B,) the token distance
-            (only with ``token_distance``) and ``score`` (B,) their sum, which :meth:`forward` returns.
+            (only with ``token_distance``), ``fidelity`` (B,) the patch fidelity (only with ``patch_fidelity``) and
+            ``score`` (B,) their sum, which :meth:`forward` returns.
         """
         self._check_inputs(ref_patches, dist_patches, pos, scale)
         batch = ref_patches.shape[0]
@@ -148,7 +153,19 @@ class VTAMIQ(nn.Module):
         else:
             modulated = self.diffnet(diff)
             head = self.head(modulated)  # (B,)
-        score = head if self.token_distance is None else head.float() + out["distance"]
+        if self.patch_fidelity is not None:
+            out["fidelity"] = self.patch_fidelity(ref_patches, dist_patches)
+        score = head
+        for extra in ("distance", "fidelity"):
+            if extra in out:
+                score = score.float() + out[extra]
+        if self.config.zero_identity:
+            # Identical patch sets score exactly 0, with a zero gradient, at every batch position. Without this the
+            # head's value at diff = 0 (computed in another row of the batch) and the backbone's output for the two
+            # halves of the batch can differ by a rounding step, which leaves ~1e-9 and a +-1 slope of abs() there.
+            same = (ref_patches == dist_patches).flatten(1).all(1)  # (B,)
+            score = torch.where(same, torch.zeros_like(score), score)
+            head = torch.where(same, torch.zeros_like(head), head)
         return {"cls_ref": cls_ref, "cls_dist": cls_dist, "diff": diff, "diffnet": modulated, "head": head,
                 **out, "score": score}
 
