@@ -1,4 +1,4 @@
-"""Full-reference weak labels for synthetic training data (KADIS-700k): VSI and MS-SSIM.
+"""Full-reference weak labels for synthetic training data (KADIS-700k): VSI, MS-SSIM and the teacher.
 
 Every label is a function ``label(ref, dist) -> Tensor`` taking (B, 3, H, W) float RGB batches in [0, 1] (``ref`` may
 also have batch size 1) and returning a (B,) float64 similarity in [0, 1], where 1 means identical and lower means
@@ -20,25 +20,29 @@ from collections.abc import Callable
 import torch
 
 from vtamiq_metric.training.labels.ms_ssim import ms_ssim, ssim
+from vtamiq_metric.training.labels.teacher import teacher
 from vtamiq_metric.training.labels.vsi import sdsp, vsi
 
-__all__ = ["LABELS", "LabelFn", "compute_label", "ms_ssim", "sdsp", "ssim", "vsi"]
+__all__ = ["LABELS", "LabelFn", "compute_label", "ms_ssim", "sdsp", "ssim", "teacher", "vsi"]
 
 LabelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 LABELS: dict[str, LabelFn] = {
     "vsi": vsi,
     "ms_ssim": ms_ssim,
+    "teacher": teacher,
 }
 """Registered labels by name. ``"vsi"``: MATLAB-faithful VSI, the KADIS-700k label of VTAMIQ. ``"ms_ssim"``: MS-SSIM
-(single-scale SSIM for images smaller than 161 pixels per side), a widely known alternative of similar cost."""
+(single-scale SSIM for images smaller than 161 pixels per side), a widely known alternative of similar cost.
+``"teacher"``: VSI, CIEDE2000 and MS-SSIM each divided by its spread and summed (:mod:`.teacher`), the label of the
+bundled model, as the similarity ``1 / (1 + D)``."""
 
 
 def compute_label(name: str, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
     """Compute the registered label ``name`` for each (ref, dist) pair.
 
     Args:
-        name: a key of :data:`LABELS` (``"vsi"`` or ``"ms_ssim"``).
+        name: a key of :data:`LABELS` (``"vsi"``, ``"ms_ssim"`` or ``"teacher"``).
         ref: (B, 3, H, W) float RGB references in [0, 1], or (1, 3, H, W) for one reference shared by the batch.
         dist: (B, 3, H, W) float RGB distorted images in [0, 1], same device.
 
