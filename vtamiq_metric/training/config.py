@@ -228,6 +228,11 @@ STAGES: dict[str, dict[str, Any]] = {
                         "vtamiq_tiny_patch16", "epochs": 4, "lr": 3e-4, "lr_milestones": [2, 3], "lr_gamma": 0.3,
                         "batch_size": 20, "precision": "bf16",
                         "train_patches": 128, "eval_patches": 256, "val_fraction": 0.05, "test_fraction": 0.0},
+    # The bundled model's robust rounds (examples/bundled_model/train.sh): fine-tuning on one CSV of KADIS-style and
+    # model-in-the-loop pairs labelled by the teacher (similarity, higher is better); pass --init and --data-root.
+    "bundled-robust": {"dataset": "csv", "dataset_options": {"higher_is_better": True}, "epochs": 2, "lr": 1e-4,
+                       "lr_milestones": [1], "lr_gamma": 0.3, "batch_size": 20, "precision": "bf16",
+                       "train_patches": 128, "eval_patches": 256, "val_fraction": 0.05, "test_fraction": 0.0},
 }
 
 
