@@ -7,6 +7,7 @@ import io
 import itertools
 import logging
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -169,6 +170,7 @@ def test_registry_is_immutable() -> None:
         DISTORTIONS[1].sigma = 2.0  # type: ignore[attr-defined]
     with pytest.raises(AttributeError):
         DISTORTIONS[1].levels = (1.0,) * 5  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(DISTORTION_TYPES[29])) is DISTORTION_TYPES[29]  # by id: the function is a lambda
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -119,6 +119,10 @@ class DistortionType:
     normalise_output: bool = True
     parts: tuple[int, ...] = ()
 
+    def __reduce__(self) -> tuple[Callable[[int], DistortionType], tuple[int]]:
+        """Pickle as a reference into the table (the function is a lambda), so a type crosses process boundaries."""
+        return get_distortion, (self.id,)
+
 
 def _levels(*values: float) -> tuple[float, float, float, float, float]:
     return tuple(float(v) for v in values)  # type: ignore[return-value]
@@ -229,13 +233,14 @@ def _stack(type_id: int, name: str, description: str, *part_ids: int) -> Distort
     )
 
 
-DISTORTION_TYPES: dict[int, DistortionType] = {
-    **_SINGLE,
-    29: _stack(29, "noise_gaincast", "White noise, then channel-gain cast", 11, 27),
-    30: _stack(30, "jpeg_wbcast", "JPEG, then white-balance cast", 10, 26),
-    31: _stack(31, "lblur_jpeg", "Lens blur, then JPEG", 2, 10),
-    32: _stack(32, "lblur_noise", "Lens blur, then white noise", 2, 11),
-}
+_STACKS = (
+    _stack(29, "noise_gaincast", "White noise, then channel-gain cast", 11, 27),
+    _stack(30, "jpeg_wbcast", "JPEG, then white-balance cast", 10, 26),
+    _stack(31, "lblur_jpeg", "Lens blur, then JPEG", 2, 10),
+    _stack(32, "lblur_noise", "Lens blur, then white noise", 2, 11),
+)
+
+DISTORTION_TYPES: dict[int, DistortionType] = {t.id: t for t in (*_SINGLE_TYPES, *_STACKS)}
 """Every distortion type by id: the 25 KADID types (1..25), then ours (26 and up). **The** table: everything else
 (:data:`DISTORTIONS`, the dataset readers' type names, the KADIS generator's checks and messages) derives from it."""
 
