@@ -8,9 +8,16 @@ weights. Do not update the numbers; restore the formula (see the module docstrin
 
 from __future__ import annotations
 
+from vtamiq_metric.training.distortions import DISTORTION_TYPES, DISTORTIONS
 from vtamiq_metric.training.kadis import image_seed
 from vtamiq_metric.training.kadis.plan import _draw_types
-from vtamiq_metric.training.seeds import derive_seed, kadis_image_seed, kadis_type_rng
+from vtamiq_metric.training.seeds import (
+    KADIS_TYPE_IDS,
+    derive_seed,
+    kadis_extra_type_rng,
+    kadis_image_seed,
+    kadis_type_rng,
+)
 
 
 def test_derive_seed_values_are_frozen():
@@ -37,3 +44,17 @@ def test_kadis_type_draws_are_frozen():
     assert _draw_types(7, "zz.jpg", list(range(1, 26)), 1) == (3,)
     first = kadis_type_rng(0, "a.png").random(3)
     assert first.tolist() == kadis_type_rng(0, "a.png").random(3).tolist()
+
+
+def test_kadis_type_pool_is_frozen():
+    # The pool of the KADIS type draw: the 25 KADID types, never the types added to the distortion table later.
+    assert KADIS_TYPE_IDS == tuple(range(1, 26))
+    assert tuple(DISTORTIONS) == KADIS_TYPE_IDS and len(DISTORTION_TYPES) > len(KADIS_TYPE_IDS)
+    pool = [t for t in KADIS_TYPE_IDS if t != 15]
+    assert [_draw_types(0, name, pool, 1) for name in ("a.png", "b.png", "I01.png")] == [(7,), (4,), (12,)]
+
+
+def test_kadis_extra_type_stream_is_frozen():
+    assert kadis_extra_type_rng(0, "a.png").random(2).tolist() == [0.2559289144100284, 0.41097110144791493]
+    # a stream of its own: not the KADIS type stream of the same reference
+    assert kadis_extra_type_rng(0, "a.png").random() != kadis_type_rng(0, "a.png").random()

@@ -45,7 +45,7 @@ from ..api import score
 from ..loss import VTAMIQLoss
 from ..model.vtamiq import VTAMIQ
 from .._validation import load_image
-from .seeds import derive_seed
+from .seeds import KADIS_TYPE_IDS, derive_seed
 from .labels.vsi import vsi
 
 __all__ = ["FULL_SIZE_TYPES", "LADDERS", "RESTORATION_TASKS", "RestorationNet", "Scorer", "degrade", "full_size_pairs",
@@ -57,7 +57,7 @@ __all__ = ["FULL_SIZE_TYPES", "LADDERS", "RESTORATION_TASKS", "RestorationNet", 
 Scorer = Callable[[Tensor, Tensor], Tensor]
 
 #: KADID types of :func:`full_size_pairs`: all but 15 (denoising), which the bundled model's data leave out too.
-FULL_SIZE_TYPES = tuple(t for t in range(1, 26) if t != 15)
+FULL_SIZE_TYPES = tuple(t for t in KADIS_TYPE_IDS if t != 15)
 
 #: Severity ladders, weakest first: the parameter of each of the five levels.
 LADDERS: dict[str, tuple[float, ...]] = {

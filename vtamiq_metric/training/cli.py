@@ -407,13 +407,16 @@ def _parse_labels(text: str) -> list[str]:
 
 
 _MAKE_KADIS_DESCRIPTION = ("Distort pristine reference images with the 25 KADID/KADIS-700k distortions (our Python "
-                           "port) and label each pair (VSI by default). Resumable: rerun the same command after an "
-                           "interruption.")
+                           "port), optionally plus our additional types (--extra-types), and label each pair (VSI by "
+                           "default). Resumable: rerun the same command after an interruption.")
 
 
 def _add_make_kadis_arguments(parser: argparse.ArgumentParser) -> None:
+    from .distortions import EXTRA_DISTORTIONS
     from .kadis import ALL_LEVELS, DEFAULT_SKIP_TYPES
     from .labels import LABELS
+
+    extras = ", ".join(f"{t.id} {t.name}" for t in EXTRA_DISTORTIONS.values())
 
     parser.add_argument("--refs", required=True, type=Path, help="folder of pristine images (png/jpg/bmp)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (dist_imgs/, kadis700k_scores.csv)")
@@ -428,6 +431,11 @@ def _add_make_kadis_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated labels among {', '.join(sorted(LABELS))}, or 'none' (default vsi)")
     parser.add_argument("--skip-types", type=_parse_int_list, default=list(DEFAULT_SKIP_TYPES),
                         help="type ids never generated, e.g. '15' or 'none' (default 15: denoise, skipped by VTAMIQ)")
+    parser.add_argument("--extra-types", type=_parse_int_list, nargs="+", default=[], metavar="IDS",
+                        help=f"additional types given to every reference on top of its KADIS types, e.g. '26-32' or "
+                             f"'26 27 29' (ours: {extras}); the KADIS types drawn stay the same (default: none)")
+    parser.add_argument("--extra-types-per-ref", type=int, default=None, metavar="K",
+                        help="draw K of --extra-types per reference instead of all of them (a seed stream of its own)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all CPU cores)")
     parser.add_argument("--limit", type=int, default=None, help="process only the first N references")
     parser.add_argument("--skip-bad-refs", action="store_true",
@@ -458,7 +466,9 @@ def _make_kadis(args: argparse.Namespace) -> int:
     try:
         settings = KadisSettings(ref_csv=args.ref_csv, seed=args.seed, types_per_ref=args.types_per_ref,
                                  levels=args.levels, labels=args.label, skip_types=args.skip_types, limit=args.limit,
-                                 png_compress_level=args.png_compress_level)
+                                 png_compress_level=args.png_compress_level,
+                                 extra_types=[t for group in args.extra_types for t in group],
+                                 extra_types_per_ref=args.extra_types_per_ref)
         if args.merge:
             path = merge_kadis(args.refs, args.out, settings)
         else:

@@ -42,7 +42,7 @@ class DatasetOptions:
 
     Attributes:
         label: ``kadis700k``: the label column used as the score (``"vsi"`` in the paper).
-        exclude_types: ``kadis700k``: KADID type ids (1-25) to drop.
+        exclude_types: ``kadis700k``: type ids to drop (KADID's 1..25, ours 26 and up).
         linearize: histogram-equalise the targets (every reader; default True except ``pieapp_test``).
         validate_images: decode every image once when the dataset is opened.
         skip_missing: drop pairs whose images are missing (with a warning) instead of raising.

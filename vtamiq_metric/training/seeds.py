@@ -8,9 +8,12 @@ workers or ranks, or the Python version), so a resumed or re-sharded run draws e
 would. New code derives its seeds the same way, with a label of its own.
 
 The KADIS-700k generator predates this module and keeps its own two formulas, :func:`kadis_image_seed` and
-:func:`kadis_type_rng` (numpy ``SeedSequence`` over the seed and the CRC-32 of the reference file name). They are
-**frozen**: they define the images and labels that ``vtamiq-train make-kadis`` writes, which are the published
-generator's data.
+:func:`kadis_type_rng` (numpy ``SeedSequence`` over the seed and the CRC-32 of the reference file name), and the pool
+that :func:`kadis_type_rng` draws from, :data:`KADIS_TYPE_IDS` (the 25 KADID types, whatever other types the
+distortion table holds). They are **frozen**: they define the images and labels that ``vtamiq-train make-kadis``
+writes, which are the published generator's data. The additional types of ``make-kadis --extra-types`` (26 and up)
+are drawn from a stream of their own, :func:`kadis_extra_type_rng` (a :func:`derive_seed` label), so adding them
+never moves the draws of the 25.
 
 **Frozen outputs.** The bundled default model (``vtamiq_tiny_patch16.kadis_photos``) was trained on
 ``make-kadis`` output and with the data order and CAPS draws of :func:`derive_seed`. Changing any formula here moves
@@ -25,7 +28,12 @@ import zlib
 
 import numpy as np
 
-__all__ = ["derive_seed", "kadis_image_seed", "kadis_type_rng"]
+__all__ = ["KADIS_TYPE_IDS", "derive_seed", "kadis_extra_type_rng", "kadis_image_seed", "kadis_type_rng"]
+
+KADIS_TYPE_IDS: tuple[int, ...] = tuple(range(1, 26))
+"""The 25 KADID-10k / KADIS-700k distortion type ids (frozen): the pool of the KADIS type draw, before
+``skip_types``. Types added to the distortion table later (26 and up) are not in it, so they never change a
+reference's KADIS types."""
 
 
 def derive_seed(*parts: object) -> int:
@@ -58,7 +66,7 @@ def kadis_image_seed(seed: int, ref_name: str, type_id: int, level: int) -> int:
     Args:
         seed: the generator's non-negative global seed.
         ref_name: reference file name (e.g. ``"a-fleshy-plant-1464418.png"``).
-        type_id: KADID type id 1..25.
+        type_id: distortion type id (1..25 KADID; the same formula seeds the additional types 26 and up).
         level: level 1..5.
 
     Returns:
@@ -83,3 +91,19 @@ def kadis_type_rng(seed: int, ref_name: str) -> np.random.Generator:
     """
     return np.random.default_rng(np.random.SeedSequence([seed, _name_crc(ref_name)]))
 
+
+
+def kadis_extra_type_rng(seed: int, ref_name: str) -> np.random.Generator:
+    """The generator that draws one reference's additional types (``make-kadis --extra-types-per-ref``; frozen).
+
+    A stream of its own, separate from :func:`kadis_type_rng`, so that asking for additional types leaves the
+    reference's KADIS types as they were.
+
+    Args:
+        seed: the generator's non-negative global seed.
+        ref_name: reference file name.
+
+    Returns:
+        ``numpy.random.default_rng(derive_seed(seed, "kadis-extra-types", ref_name))``.
+    """
+    return np.random.default_rng(derive_seed(seed, "kadis-extra-types", ref_name))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
+from vtamiq_metric.training.acceptance import read_kadis_pairs
 from vtamiq_metric.training.cli import make_kadis_main as main
+from vtamiq_metric.training.datasets import KADIS700kDataset
 from vtamiq_metric.training.distortions import apply_distortion
 from vtamiq_metric.training.kadis import KadisGenerationError, KadisSettings, generate_kadis, image_seed, worker
+from vtamiq_metric.training.kadis.plan import plan
 from vtamiq_metric.training.labels import ms_ssim, vsi
 
 REF_NAMES = ["a-fleshy-plant-1464418.png", "b.second.PNG", "c_dog.jpg", "d.bmp"]
@@ -101,7 +105,7 @@ def test_make_kadis_types_drawn_by_seed(tmp_path):
     header, rows = _read_scores(csv_a)
     assert header == [*HEADER, "vsi"]
     assert len(rows) == 4 * 2 * 2
-    assert {r["ref_img"] for r in rows} == {str((refs / name).resolve()) for name in REF_NAMES}  # outside <out>
+    assert {r["ref_img"] for r in rows} == {f"../refs/{name}" for name in REF_NAMES}  # outside <out>: relative too
     by_ref: dict[str, set[int]] = {}
     for row in rows:
         by_ref.setdefault(row["ref_img"], set()).add(int(row["dist_type"]))
@@ -214,8 +218,8 @@ def test_bad_arguments_raise_with_messages(tmp_path):
         generate_kadis(refs, tmp_path / "out", levels=[1, 6], workers=1)
     with pytest.raises(FileNotFoundError, match="expected refs to be an existing folder"):
         generate_kadis(tmp_path / "missing", tmp_path / "out")
-    bad_type = _write_ref_csv(tmp_path / "bad.csv", [("x.one.png", 26)])
-    with pytest.raises(ValueError, match=r"line 2: expected a distortion type id in 1\.\.25, got 26"):
+    bad_type = _write_ref_csv(tmp_path / "bad.csv", [("x.one.png", 33)])
+    with pytest.raises(ValueError, match=r"line 2: expected a distortion type id in 1\.\.32, got 33"):
         generate_kadis(refs, tmp_path / "out", ref_csv=bad_type, workers=1)
     missing = _write_ref_csv(tmp_path / "missing.csv", [("x.one.png", 1), ("nowhere.png", 2)])
     with pytest.raises(FileNotFoundError, match=r"1 reference\(s\) listed in .* are not in .*nowhere\.png"):
@@ -235,7 +239,7 @@ def test_settings_dataclass_or_keywords(tmp_path):
     by_settings = generate_kadis(refs, tmp_path / "a", settings, workers=1, progress=False).read_text()
     by_keywords = generate_kadis(refs, tmp_path / "b", seed=3, levels=[1, 3], skip_types=[2, 15], workers=1,
                                  progress=False).read_text()
-    assert by_settings.replace("/a/", "/b/") == by_keywords
+    assert by_settings == by_keywords  # (the references are written relative to each output folder: ../refs/)
     with pytest.raises(TypeError, match="pass either a KadisSettings or its fields as keywords, not both"):
         generate_kadis(refs, tmp_path / "c", settings, seed=4)
     with pytest.raises(TypeError, match="unexpected keyword argument 'sed'"):
@@ -244,6 +248,127 @@ def test_settings_dataclass_or_keywords(tmp_path):
         KadisSettings(png_compress_level=10)
     with pytest.raises(ValueError, match="expected seed as a non-negative int, got -1"):
         KadisSettings(seed=-1)
+
+
+# Names and draws computed with the generator before types 26 and up existed (commit a904bea): the KADIS type draw of
+# a run without --extra-types must stay exactly this.
+PLAN_NAMES = ["a-fleshy-plant-1464418.png", "b.second.PNG", "c_dog.jpg", "d.bmp", "I01.png", "zebra-9.jpg"]
+PLANNED_BEFORE_EXTRA_TYPES = {
+    (0, 1, (15,)): [(2,), (25,), (21,), (21,), (12,), (4,)],
+    (3, 2, (15,)): [(11, 22), (8, 16), (19, 23), (14, 23), (12, 24), (1, 9)],
+    (7, 3, ()): [(10, 18, 22), (12, 23, 24), (1, 11, 20), (7, 9, 24), (9, 18, 19), (6, 15, 24)],
+    (123, 5, (2, 15)): [(9, 12, 21, 24, 25), (7, 8, 16, 19, 25), (1, 4, 14, 19, 24), (3, 9, 12, 20, 21),
+                        (3, 5, 8, 23, 24), (3, 8, 9, 14, 25)],
+}
+
+
+def _empty_refs(folder: Path) -> Path:
+    folder.mkdir()
+    for name in PLAN_NAMES:
+        (folder / name).write_bytes(b"")  # planning never decodes the images
+    return folder
+
+
+def test_kadis_draws_are_unchanged_by_the_additional_types(tmp_path):
+    refs = _empty_refs(tmp_path / "refs")
+    for (seed, count, skip), expected in PLANNED_BEFORE_EXTRA_TYPES.items():
+        settings = KadisSettings(seed=seed, types_per_ref=count, skip_types=skip)
+        tasks = plan(refs, tmp_path / "out", settings)
+        assert [t.name for t in tasks] == sorted(PLAN_NAMES)
+        assert [t.types for t in tasks] == [expected[PLAN_NAMES.index(t.name)] for t in tasks]
+    # the journal key of a run without additional types is the one older versions wrote, so their journals resume
+    task = plan(refs, tmp_path / "out", KadisSettings(seed=3, types_per_ref=2, levels=[1, 3]))[0]
+    assert task.key() == {"format": 1, "ref": "I01.png", "types": [12, 24], "levels": [1, 3], "labels": ["vsi"],
+                          "seed": 3}
+
+
+def test_extra_types_come_on_top_of_the_same_kadis_types(tmp_path):
+    refs = _empty_refs(tmp_path / "refs")
+    kadis = PLANNED_BEFORE_EXTRA_TYPES[(3, 2, (15,))]
+    every = plan(refs, tmp_path / "out", KadisSettings(seed=3, types_per_ref=2, extra_types=[29, 26, 27, 28]))
+    assert [t.types for t in every] == [(*kadis[PLAN_NAMES.index(t.name)], 26, 27, 28, 29) for t in every]
+    drawn = plan(refs, tmp_path / "out", KadisSettings(seed=3, types_per_ref=2, extra_types=[26, 27, 28],
+                                                       extra_types_per_ref=1))
+    extras = {t.name: t.types[2:] for t in drawn}
+    assert {t.name: t.types[:2] for t in drawn} == {n: kadis[PLAN_NAMES.index(n)] for n in PLAN_NAMES}
+    # the frozen stream of the additional draw (seeds.kadis_extra_type_rng)
+    assert [extras[n] for n in PLAN_NAMES] == [(28,), (28,), (26,), (27,), (26,), (26,)]
+    assert drawn[0].key()["types"] == [12, 24, 26]  # the key holds the additional types: resume is per setting
+    skipped = plan(refs, tmp_path / "out", KadisSettings(seed=3, types_per_ref=2, extra_types=[26, 27],
+                                                         skip_types=[15, 27]))
+    assert all(t.types[2:] == (26,) for t in skipped)
+
+
+def test_extra_type_settings_are_checked(tmp_path):
+    refs = _empty_refs(tmp_path / "refs")
+    with pytest.raises(ValueError, match=r"expected extra_types in 26\.\.32, got 5"):
+        KadisSettings(extra_types=[5])
+    with pytest.raises(TypeError, match="expected extra_types as a sequence of ints, got int 26"):
+        KadisSettings(extra_types=26)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="expected extra_types .the pool to draw from. with extra_types_per_ref"):
+        KadisSettings(extra_types_per_ref=1)
+    with pytest.raises(ValueError, match=r"expected extra_types_per_ref in 1\.\.2 \(the number of extra_types\), got 3"):
+        KadisSettings(extra_types=[26, 27], extra_types_per_ref=3)
+    with pytest.raises(ValueError, match=r"expected extra_types_per_ref in 1\.\.1 \(extra_types not skipped\), got 2"):
+        plan(refs, tmp_path / "out", KadisSettings(extra_types=[26, 27], extra_types_per_ref=2, skip_types=[26]))
+    with pytest.raises(ValueError, match=r"extra_types that are not all in skip_types, got extra_types \[26\]"):
+        plan(refs, tmp_path / "out", KadisSettings(extra_types=[26], skip_types=[26]))
+    assert KadisSettings(extra_types=[28, 26, 28]).extra_types == (26, 28)
+
+
+def test_make_kadis_with_extra_types_writes_them(tmp_path, monkeypatch):
+    refs = _make_refs(tmp_path / "refs", REF_NAMES[:2])
+    plain = tmp_path / "plain"
+    assert main(["--refs", str(refs), "--out", str(plain), "--levels", "2", "--workers", "1", "--no-progress"]) == 0
+    out = tmp_path / "out"
+    args = ["--refs", str(refs), "--out", str(out), "--levels", "2", "--workers", "1", "--no-progress",
+            "--extra-types", "26-27", "29", "--extra-types-per-ref", "2"]
+    assert main(args) == 0
+    _, before = _read_scores(plain / "kadis700k_scores.csv")
+    _, rows = _read_scores(out / "kadis700k_scores.csv")
+    assert [r for r in rows if int(r["dist_type"]) <= 25] == before  # the KADIS part, byte for byte the same rows
+    extra = [r for r in rows if int(r["dist_type"]) > 25]
+    assert len(extra) == 2 * 2 and {int(r["dist_type"]) for r in extra} <= {26, 27, 29}
+    for row in extra:
+        ref = _load(out / row["ref_img"])
+        type_id = int(row["dist_type"])
+        expected = apply_distortion(ref, type_id, 2, seed=image_seed(0, Path(row["ref_img"]).name, type_id, 2))
+        np.testing.assert_array_equal(_load(out / row["dist_img"]), expected)
+        assert float(row["vsi"]) < 1.0
+    # the journal key records the additional types: the same folder without them redoes the references
+    keys = [json.loads(line)["key"] for line in (out / ".kadis_progress.jsonl").read_text().splitlines()]
+    assert all(any(t > 25 for t in key["types"]) for key in keys)
+    counted = {"n": 0}
+    real_apply = worker.apply_distortion
+
+    def counting_apply(*a, **k):
+        counted["n"] += 1
+        return real_apply(*a, **k)
+
+    monkeypatch.setattr(worker, "apply_distortion", counting_apply)
+    assert main(args[:-5]) == 0  # without --extra-types
+    assert counted["n"] == 2
+    assert _read_scores(out / "kadis700k_scores.csv")[1] == before
+
+
+def test_csv_paths_are_relative_so_the_folder_can_move(tmp_path):
+    data = tmp_path / "data"
+    refs = _make_refs(data / "refs", REF_NAMES[:2])
+    generate_kadis(refs, data / "kadis", levels=[1], extra_types=[26], workers=1, progress=False)
+    _, rows = _read_scores(data / "kadis" / "kadis700k_scores.csv")
+    assert {r["ref_img"] for r in rows} == {f"../refs/{n}" for n in REF_NAMES[:2]}
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    shutil.move(str(data), str(moved))
+    dataset = KADIS700kDataset(moved / "kadis", linearize=False)
+    assert len(dataset) == 4
+    assert {r.ref for r in dataset.records} == {(moved / "refs" / n).resolve() for n in REF_NAMES[:2]}
+    assert all(r.dist.is_file() and r.dist.is_relative_to(moved.resolve()) for r in dataset.records)
+    assert {r.dist_type for r in dataset.records} == {f"{int(r['dist_type']):02d}" for r in rows}
+    assert sum(r.dist_type == "26" for r in dataset.records) == 2  # ids above 25 are read like the others
+    assert len(KADIS700kDataset(moved / "kadis", exclude_types=[26])) == 2  # ids above 25 can be excluded too
+    pairs = read_kadis_pairs(moved / "kadis")
+    assert all(p["ref"].is_file() and p["dist"].is_file() for p in pairs)
 
 
 _ORPHAN_SCRIPT = """

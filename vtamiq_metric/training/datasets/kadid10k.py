@@ -8,8 +8,9 @@ Official layout (names matched case-insensitively)::
 
 Some re-packs split the images into ``reference_images/`` and ``distorted_images/``; that variant is accepted when
 there is no ``images/`` folder. The ``dmos`` column is in fact a **MOS** on 1-5: **higher is better**. ``ref_id`` is the
-reference stem (``"I01"``), ``dist_type`` the two-digit type id ``"YY"`` (names in :data:`KADID_TYPES`, the same ids as
-the KADIS-700k generator), ``level`` is ``ZZ``.
+reference stem (``"I01"``), ``dist_type`` the two-digit type id ``"YY"`` (names in :data:`KADID_TYPES`, derived from
+the distortion table, :data:`vtamiq_metric.training.distortions.DISTORTIONS`; the same ids as the KADIS-700k
+generator), ``level`` is ``ZZ``.
 """
 
 from __future__ import annotations
@@ -18,44 +19,13 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
+from ..distortions import DISTORTIONS
 from .base import IQADataset, LabelledPair, header_index, parse_float, read_csv_rows, require
 
 __all__ = ["KADID_TYPES", "KADID10kDataset"]
 
-#: distortion type id ("01".."25") -> name
-KADID_TYPES: dict[str, str] = {
-    f"{i:02d}": name
-    for i, name in enumerate(
-        (
-            "gaussian blur",
-            "lens blur",
-            "motion blur",
-            "color diffusion",
-            "color shift",
-            "color quantization",
-            "color saturation 1",
-            "color saturation 2",
-            "jpeg2000",
-            "jpeg",
-            "white noise",
-            "white noise in color component",
-            "impulse noise",
-            "multiplicative noise",
-            "denoise",
-            "brighten",
-            "darken",
-            "mean shift",
-            "jitter",
-            "non-eccentricity patch",
-            "pixelate",
-            "quantization",
-            "color block",
-            "high sharpen",
-            "contrast change",
-        ),
-        start=1,
-    )
-}
+#: distortion type id ("01".."25") -> name (the KADID-10k names of the distortion table, lower case)
+KADID_TYPES: dict[str, str] = {f"{t.id:02d}": t.description.lower() for t in DISTORTIONS.values()}
 
 _NAME = re.compile(r"^i\d+_(\d\d)_(\d\d)\.", re.IGNORECASE)
 

@@ -45,12 +45,14 @@ __all__ = [
     "imnoise_speckle",
     "imresize_nearest",
     "lab2rgb",
+    "linear_to_srgb",
     "mapmm",
     "rgb2gray",
     "rgb2hsv",
     "rgb2lab",
     "rgb2ycbcr",
     "round_half_away",
+    "srgb_to_linear",
     "to_uint8",
     "truncate",
     "ycbcr2rgb",
@@ -180,6 +182,33 @@ _XYZ2RGB = np.linalg.inv(_RGB2XYZ)
 _LAB_DELTA = 6.0 / 29.0
 
 
+def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
+    """The sRGB decoding curve (IEC 61966-2-1), as inside MATLAB ``rgb2lab``; odd-symmetric for negative values.
+
+    Args:
+        rgb: (..., 3) float array, sRGB values nominally in [0, 1].
+
+    Returns:
+        (..., 3) float64 linear-light values.
+    """
+    rgb = np.asarray(rgb, dtype=np.float64)
+    return np.where(rgb <= 0.04045, rgb / 12.92, ((np.abs(rgb) + 0.055) / 1.055) ** 2.4 * np.sign(rgb))
+
+
+def linear_to_srgb(lin: np.ndarray) -> np.ndarray:
+    """The sRGB encoding curve, as inside MATLAB ``lab2rgb``; not clipped.
+
+    Args:
+        lin: (..., 3) float array of linear-light values.
+
+    Returns:
+        (..., 3) float64 sRGB values. Negative linear values take the linear branch (-> negative sRGB, removed by the
+        caller's ``truncate``).
+    """
+    lin = np.asarray(lin, dtype=np.float64)
+    return np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * np.abs(lin) ** (1.0 / 2.4) - 0.055)
+
+
 def rgb2gray(rgb: np.ndarray) -> np.ndarray:
     """MATLAB ``rgb2gray`` for float input.
 
@@ -201,9 +230,7 @@ def rgb2lab(rgb: np.ndarray) -> np.ndarray:
     Returns:
         (..., 3) float64 array (L* in [0, 100], a*, b* roughly in [-128, 127]).
     """
-    rgb = np.asarray(rgb, dtype=np.float64)
-    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((np.abs(rgb) + 0.055) / 1.055) ** 2.4 * np.sign(rgb))
-    xyz = (lin @ _RGB2XYZ.T) / _D65_WHITE
+    xyz = (srgb_to_linear(rgb) @ _RGB2XYZ.T) / _D65_WHITE
     f = np.where(xyz > _LAB_DELTA**3, np.cbrt(xyz), xyz / (3 * _LAB_DELTA**2) + 4.0 / 29.0)
     lum = 116.0 * f[..., 1] - 16.0
     a = 500.0 * (f[..., 0] - f[..., 1])
@@ -224,9 +251,7 @@ def lab2rgb(lab: np.ndarray) -> np.ndarray:
     fy = (lab[..., 0] + 16.0) / 116.0
     f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
     xyz = np.where(f > _LAB_DELTA, f**3, 3 * _LAB_DELTA**2 * (f - 4.0 / 29.0)) * _D65_WHITE
-    lin = xyz @ _XYZ2RGB.T
-    # Negative linear values take the linear branch (-> negative sRGB, removed by the caller's truncate).
-    return np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * np.abs(lin) ** (1.0 / 2.4) - 0.055)
+    return linear_to_srgb(xyz @ _XYZ2RGB.T)
 
 
 def rgb2hsv(rgb: np.ndarray) -> np.ndarray:
@@ -339,7 +364,7 @@ def gaussian_kernel1d(sigma: float) -> np.ndarray:
     """
     if not sigma > 0:
         raise ValueError(f"gaussian_kernel1d: expected sigma > 0, got {sigma}")
-    radius = int(math.ceil(2.0 * sigma))
+    radius = math.ceil(2.0 * sigma)
     d = np.arange(-radius, radius + 1, dtype=np.float64)
     w = np.exp(-(d**2) / (2.0 * sigma**2))
     return w / w.sum()
@@ -372,7 +397,7 @@ def fspecial_disk(radius: float) -> np.ndarray:
         (2c+1, 2c+1) float64 kernel summing to 1, with ``c = ceil(radius - 0.5)``.
     """
     r = float(radius)
-    c = int(math.ceil(r - 0.5))
+    c = math.ceil(r - 0.5)
     grid = np.arange(-c, c + 1, dtype=np.float64)
     ax = np.abs(grid)[None, :]
     ay = np.abs(grid)[:, None]
@@ -584,7 +609,7 @@ def imresize_nearest(
     if scale is not None:
         if not scale > 0:
             raise ValueError(f"imresize_nearest: expected scale > 0, got {scale}")
-        out_h, out_w = int(math.ceil(scale * h)), int(math.ceil(scale * w))
+        out_h, out_w = math.ceil(scale * h), math.ceil(scale * w)
         sy = sx = float(scale)
     else:
         out_h, out_w = int(size[0]), int(size[1])  # type: ignore[index]

@@ -13,22 +13,31 @@ this)::
     <out>/.kadis_progress.shard-I-of-N.jsonl  the journal of shard I of N (``--shard I/N``)
 
 - ``stem`` is the reference file name up to its first ``.`` (as ``generate_kadis700k.m`` names files), ``TT`` the
-  KADID type id (01..25) and ``LL`` the level (01..05), both two digits, e.g. ``dist_imgs/a-fleshy-plant_07_01.png``.
+  type id (01..25 KADID; 26 and up for our additional types) and ``LL`` the level (01..05), both two digits, e.g.
+  ``dist_imgs/a-fleshy-plant_07_01.png``.
   Images are PNG rather than MATLAB's BMP: lossless as well, and smaller (25-60 % smaller than BMP for our 512 x 384
   test images at the default zlib level 1, which writes up to 6x faster than Pillow's default level 6 for files
   5-15 % larger; ``png_compress_level`` / ``--png-compress-level`` chooses).
-- CSV columns: ``dist_img`` relative to ``<out>`` with ``/`` separators; ``ref_img`` relative to ``<out>`` when the
-  references live inside ``<out>``, else absolute; ``dist_type`` (1..25) and ``dist_level`` (1..5) as integers;
+- CSV columns: ``dist_img`` relative to ``<out>`` with ``/`` separators; ``ref_img`` relative to ``<out>`` as well
+  (``ref_imgs/x.png`` for references inside ``<out>``, ``../refs/x.png`` for references beside it), so the folder can
+  be moved or copied together with its references (CSVs of older versions hold absolute paths for references outside
+  ``<out>``; the readers accept both); ``dist_type`` (1..25, or 26 and up) and ``dist_level`` (1..5) as integers;
   then one column per label (e.g. ``vsi``), a similarity in [0, 1] where 1 = identical, written with full float
   precision. Rows are sorted by (reference file name, type, level). The file is written once, atomically, when
   every reference is done.
 
 Distortion types: with ``ref_csv`` (KADIS-700k's ``kadis700k_ref_imgs.csv``, header
 ``ref_im,dist_type_1,dist_type_2``), each reference gets the type in column 2 and column 3 is ignored, as in the
-MATLAB script. Otherwise ``types_per_ref`` distinct types (default 1, as in KADIS) are drawn per reference from a
-generator seeded by (``seed``, reference file name), so a reference keeps its types when other references are added
-or removed. Types in ``skip_types`` (default 15, denoise, which VTAMIQ skipped: 671,300 instead of 700,000 pairs)
-are never drawn, and CSV rows with such a type are left out.
+MATLAB script. Otherwise ``types_per_ref`` distinct types (default 1, as in KADIS) are drawn per reference from the
+25 KADIS types (:data:`~vtamiq_metric.training.seeds.KADIS_TYPE_IDS`, frozen: types added to the distortion table
+never enter this draw) with a generator seeded by (``seed``, reference file name), so a reference keeps its types when
+other references are added or removed. Types in ``skip_types`` (default 15, denoise, which VTAMIQ skipped: 671,300
+instead of 700,000 pairs) are never drawn, and CSV rows with such a type are left out.
+
+Additional types (``extra_types``, ``--extra-types``: our colour casts, hue rotation and stacks, ids 26 and up) come
+on top of a reference's KADIS types, which stay exactly as without them: every reference gets all of them, or
+``extra_types_per_ref`` of them drawn from a seed stream of their own
+(:func:`~vtamiq_metric.training.seeds.kadis_extra_type_rng`). Their images are seeded like the others.
 
 Determinism: each distorted image uses its own seed, derived from (``seed``, CRC-32 of the reference file name, type,
 level) through ``numpy.random.SeedSequence`` (:func:`vtamiq_metric.training.seeds.kadis_image_seed`, a frozen formula:

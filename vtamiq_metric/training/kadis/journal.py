@@ -111,8 +111,11 @@ class Journal:
 
 
 def _ref_column(path: str, out_dir: Path) -> str:
+    """The ``ref_img`` cell: the reference's path relative to ``out_dir``, ``/``-separated (``../`` when it lies
+    outside), so the folder can be moved with its references; absolute only where no relative path exists (another
+    drive on Windows)."""
     try:
-        return Path(path).relative_to(out_dir.resolve()).as_posix()
+        return Path(os.path.relpath(path, out_dir.resolve())).as_posix()
     except ValueError:
         return path
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..distortions import DISTORTIONS
+from ..distortions import DISTORTION_TYPES, EXTRA_DISTORTIONS
 from ..labels import LABELS
-from ..seeds import kadis_type_rng
+from ..seeds import KADIS_TYPE_IDS, kadis_extra_type_rng, kadis_type_rng
 
 __all__ = ["ALL_LEVELS", "DEFAULT_SKIP_TYPES", "DIST_DIR", "REF_EXTENSIONS", "KadisSettings", "RefTask", "plan"]
 
@@ -40,6 +40,8 @@ def _is_int(value: object) -> bool:
 def _normalise_ints(values: Iterable[int], what: str, valid: Iterable[int]) -> tuple[int, ...]:
     valid_set = set(valid)
     result: list[int] = []
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"expected {what} as a sequence of ints, got {type(values).__name__} {values!r}")
     for value in values:
         if not _is_int(value):
             raise TypeError(f"expected {what} as ints, got {type(value).__name__} {value!r}")
@@ -55,14 +57,21 @@ class KadisSettings:
     """What KADIS generation produces: every setting of :func:`.generate_kadis` and :func:`.merge_kadis` that
     changes the output (where and how fast it runs are arguments of those functions).
 
-    Values are checked and normalised when the settings are made: ``levels``, ``skip_types`` become sorted tuples of
-    distinct ints, ``labels`` a tuple of distinct names.
+    Values are checked and normalised when the settings are made: ``levels``, ``skip_types``, ``extra_types`` become
+    sorted tuples of distinct ints, ``labels`` a tuple of distinct names.
 
     Attributes:
         ref_csv: KADIS-700k's ``kadis700k_ref_imgs.csv``; column 2 gives each listed reference its type. Without it,
             types are drawn per reference with ``seed``.
         seed: non-negative global seed for type draws and distortion randomness.
-        types_per_ref: distinct types drawn per reference when ``ref_csv`` is None (KADIS: 1).
+        types_per_ref: distinct types drawn per reference when ``ref_csv`` is None (KADIS: 1), from the 25 KADIS
+            types (:data:`vtamiq_metric.training.seeds.KADIS_TYPE_IDS`) less ``skip_types``.
+        extra_types: our additional types (ids of :data:`vtamiq_metric.training.distortions.EXTRA_DISTORTIONS`, 26
+            and up) given to every reference on top of its KADIS types; empty (the default) generates KADIS only,
+            exactly as before these types existed.
+        extra_types_per_ref: draw this many of ``extra_types`` (less ``skip_types``) per reference instead of giving
+            it all of them, from a stream of their own (:func:`vtamiq_metric.training.seeds.kadis_extra_type_rng`),
+            so the KADIS types drawn stay the same; None (the default) gives every reference all of them.
         levels: levels to generate, each in 1..5.
         labels: label names from :data:`vtamiq_metric.training.labels.LABELS` (may be empty: images only).
         skip_types: type ids never generated (default: 15, denoise).
@@ -70,8 +79,8 @@ class KadisSettings:
         png_compress_level: zlib level 0..9 of the PNG files (speed vs. size; pixels are lossless either way).
 
     Raises:
-        TypeError: a wrongly typed value. ValueError: a value out of range, an unknown label, or ``types_per_ref``
-        other than 1 with ``ref_csv``.
+        TypeError: a wrongly typed value. ValueError: a value out of range, an unknown label, ``types_per_ref``
+        other than 1 with ``ref_csv``, or ``extra_types_per_ref`` without ``extra_types`` or larger than their number.
     """
 
     ref_csv: Path | None = None
@@ -82,6 +91,8 @@ class KadisSettings:
     skip_types: tuple[int, ...] = DEFAULT_SKIP_TYPES
     limit: int | None = None
     png_compress_level: int = 1
+    extra_types: tuple[int, ...] = ()
+    extra_types_per_ref: int | None = None
 
     def __post_init__(self) -> None:
         if self.ref_csv is not None:
@@ -96,7 +107,18 @@ class KadisSettings:
         levels = _normalise_ints(self.levels, "levels", ALL_LEVELS)
         if not levels:
             raise ValueError("expected at least one level in 1..5, got none")
-        skip_types = _normalise_ints(self.skip_types, "skip_types", DISTORTIONS)
+        skip_types = _normalise_ints(self.skip_types, "skip_types", DISTORTION_TYPES)
+        extra_types = _normalise_ints(self.extra_types, "extra_types", EXTRA_DISTORTIONS)
+        if self.extra_types_per_ref is not None:
+            if not _is_int(self.extra_types_per_ref):
+                raise TypeError(f"expected extra_types_per_ref as an int or None, got "
+                                f"{type(self.extra_types_per_ref).__name__}")
+            if not extra_types:
+                raise ValueError("expected extra_types (the pool to draw from) with extra_types_per_ref, got none")
+            if not 1 <= self.extra_types_per_ref <= len(extra_types):
+                raise ValueError(f"expected extra_types_per_ref in 1..{len(extra_types)} (the number of extra_types), "
+                                 f"got {self.extra_types_per_ref}")
+            object.__setattr__(self, "extra_types_per_ref", int(self.extra_types_per_ref))
         if isinstance(self.labels, str):
             raise TypeError(f"expected labels as a sequence of names, got the string {self.labels!r}")
         labels = tuple(dict.fromkeys(self.labels))
@@ -110,7 +132,7 @@ class KadisSettings:
         if not 0 <= self.png_compress_level <= 9:
             raise ValueError(f"expected png_compress_level in 0..9, got {self.png_compress_level}")
         for name, value in (("seed", int(self.seed)), ("types_per_ref", int(self.types_per_ref)), ("levels", levels),
-                            ("skip_types", skip_types), ("labels", labels)):
+                            ("skip_types", skip_types), ("extra_types", extra_types), ("labels", labels)):
             object.__setattr__(self, name, value)
 
 
@@ -132,7 +154,12 @@ class RefTask:
         return self.name.split(".", 1)[0]
 
     def key(self) -> dict:
-        """Settings that determine this reference's outputs; a journal record is reused only if they match."""
+        """Settings that determine this reference's outputs; a journal record is reused only if they match.
+
+        ``types`` holds the KADIS types and the additional ones, so the key covers ``extra_types`` and
+        ``extra_types_per_ref``: a run that asks for other additional types redoes the references whose types change.
+        Without additional types the key is what it was before they existed, so older journals still resume.
+        """
         return {
             "format": _JOURNAL_FORMAT,
             "ref": self.name,
@@ -149,6 +176,16 @@ class RefTask:
 def _draw_types(seed: int, ref_name: str, pool: Sequence[int], count: int) -> tuple[int, ...]:
     """``count`` distinct types for one reference, drawn from ``pool`` (frozen: see :mod:`..seeds`)."""
     rng = kadis_type_rng(seed, ref_name)
+    return tuple(sorted(int(t) for t in rng.choice(np.asarray(pool), size=count, replace=False)))
+
+
+def _draw_extra_types(seed: int, ref_name: str, pool: Sequence[int], count: int | None) -> tuple[int, ...]:
+    """The additional types of one reference: all of ``pool`` (``count`` None), or ``count`` of them drawn from the
+    stream of :func:`..seeds.kadis_extra_type_rng` (frozen), which leaves the KADIS draw of :func:`_draw_types`
+    alone."""
+    if count is None:
+        return tuple(pool)
+    rng = kadis_extra_type_rng(seed, ref_name)
     return tuple(sorted(int(t) for t in rng.choice(np.asarray(pool), size=count, replace=False)))
 
 
@@ -183,8 +220,9 @@ def _read_ref_csv(path: Path) -> dict[str, list[int]]:
                 raise ValueError(
                     f"{path}: line {line_number}: expected an integer distortion type id in column 2, got {cells[1]!r}"
                 ) from None
-            if type_id not in DISTORTIONS:
-                raise ValueError(f"{path}: line {line_number}: expected a distortion type id in 1..25, got {type_id}")
+            if type_id not in DISTORTION_TYPES:
+                raise ValueError(f"{path}: line {line_number}: expected a distortion type id in "
+                                 f"{min(DISTORTION_TYPES)}..{max(DISTORTION_TYPES)}, got {type_id}")
             entry = types.setdefault(cells[0], [])
             if type_id not in entry:
                 entry.append(type_id)
@@ -247,8 +285,8 @@ def plan(refs: str | os.PathLike, out: str | os.PathLike, settings: KadisSetting
 
     Raises:
         FileNotFoundError: ``refs`` or ``ref_csv`` does not exist, or ``ref_csv`` lists missing references.
-        ValueError: a malformed ``ref_csv``, no references, ``types_per_ref`` larger than the pool of types, or
-            references whose names clash before the first '.'.
+        ValueError: a malformed ``ref_csv``, no references, ``types_per_ref`` or ``extra_types_per_ref`` larger than
+            its pool of types (after ``skip_types``), or references whose names clash before the first '.'.
     """
     refs_dir = Path(refs)
     if not refs_dir.is_dir():
@@ -256,7 +294,14 @@ def plan(refs: str | os.PathLike, out: str | os.PathLike, settings: KadisSetting
     if settings.ref_csv is not None and not settings.ref_csv.is_file():
         raise FileNotFoundError(f"expected ref_csv to be an existing CSV file, got {str(settings.ref_csv)!r}")
     available = _list_references(refs_dir)
-    pool = [t for t in DISTORTIONS if t not in settings.skip_types]
+    pool = [t for t in KADIS_TYPE_IDS if t not in settings.skip_types]  # frozen: never the types added later
+    extra_pool = [t for t in settings.extra_types if t not in settings.skip_types]
+    if settings.extra_types and not extra_pool:
+        raise ValueError(f"expected extra_types that are not all in skip_types, got extra_types "
+                         f"{list(settings.extra_types)} and skip_types {list(settings.skip_types)}")
+    if (settings.extra_types_per_ref or 0) > len(extra_pool):
+        raise ValueError(f"expected extra_types_per_ref in 1..{len(extra_pool)} (extra_types not skipped), got "
+                         f"{settings.extra_types_per_ref}")
     if settings.ref_csv is not None:
         assignments = _assigned_types(refs_dir, settings.ref_csv, available, settings.skip_types)
         names = sorted(assignments)
@@ -276,6 +321,9 @@ def plan(refs: str | os.PathLike, out: str | os.PathLike, settings: KadisSetting
     for name in names:
         types = assignments[name] if settings.ref_csv is not None else _draw_types(settings.seed, name, pool,
                                                                                      settings.types_per_ref)
+        if extra_pool:
+            types = tuple(sorted({*types, *_draw_extra_types(settings.seed, name, extra_pool,
+                                                             settings.extra_types_per_ref)}))
         tasks.append(RefTask(name=name, path=str(available[name].resolve()), types=types, levels=settings.levels,
                              labels=settings.labels, seed=settings.seed, dist_dir=dist_dir,
                              png_compress_level=settings.png_compress_level))
