@@ -117,3 +117,87 @@ def test_fresh_run_refuses_a_non_empty_folder_unless_resume_or_overwrite(kadid, 
         handle.write('{"epoch": 1, "train_lo')  # torn by a kill
     assert cli.main(_train_args(kadid, out, "--resume", "--epochs", "2")) == 0
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [0, 1]
+
+
+def _snapshot(folder):
+    """Every file under ``folder`` with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("broken", [
+    ("--data-root", "{tmp}/kadid_typo"),  # the probe: a mistyped data root
+    ("--init", "{tmp}/no_such_model"),  # initial weights that cannot be loaded
+    ("--split-file", "{tmp}/no_split.json"),  # a split that cannot be read
+    ("--dataset", "tid2013"),  # a dataset that does not open at that root
+], ids=["data-root", "init", "split-file", "dataset"])
+def test_overwrite_checks_everything_before_removing_anything(kadid, tmp_path, caplog, broken):
+    # Issue 23 item 1: --overwrite printed "removed the previous run's files", then failed on the data root, and
+    # best/, checkpoints/last.pt and the metrics were gone.
+    out = tmp_path / "run"
+    assert cli.main(_train_args(kadid, out)) == 0
+    before = _snapshot(out)
+    assert {"checkpoints/last.pt", "best/model.safetensors", "metrics.jsonl", "config.json"} <= set(before)
+    flag, value = broken
+    args = _train_args(kadid, out, "--overwrite")
+    if flag in args:
+        args[args.index(flag) + 1] = value.format(tmp=tmp_path)
+    else:
+        args += [flag, value.format(tmp=tmp_path)]
+    with caplog.at_level(logging.WARNING):
+        assert cli.main(args) == 1
+    assert "removed" not in caplog.text
+    assert _snapshot(out) == before
+
+
+def test_overwrite_removes_only_the_files_a_run_writes(kadid, tmp_path, caplog):
+    # Issue 23 item 1: deletion went by name, so a user's best/my_photo.jpg and run_notes/thesis.tex were removed.
+    out = tmp_path / "run"
+    assert cli.main(_train_args(kadid, out)) == 0
+    mine = {"best/my_photo.jpg": b"\xff\xd8 a photograph", "run_notes/thesis.tex": b"\\chapter{}",
+            "checkpoints/epoch3_by_hand.pt": b"kept", "tensorboard/my_notes.txt": b"kept", "notes.txt": b"mine",
+            "run_00/my_plot.png": b"kept"}
+    for name, data in mine.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(data)
+    (out / "run_01").mkdir()  # a previous --runs 2 run's folder, holding only run files
+    (out / "run_01" / "metrics.jsonl").write_text('{"epoch": 0}\n')
+    (out / "run_00" / "test.json").write_text("{}\n")
+    (out / ".metrics.csv.4242-0123456789abcdef.tmp").write_text("left by a kill")
+    old_config = (out / "best" / "config.json").read_bytes()
+    old_stamp = (out / "checkpoints" / "last.pt").stat().st_mtime_ns
+    with caplog.at_level(logging.WARNING):
+        assert cli.main(_train_args(kadid, out, "--overwrite")) == 0
+    assert "removed the previous run's" in caplog.text
+    for name, data in mine.items():
+        assert (out / name).read_bytes() == data, name
+    assert not (out / "run_01").exists() and not (out / "run_00" / "test.json").exists()
+    assert not list(out.glob(".*.tmp"))
+    assert (out / "checkpoints" / "last.pt").stat().st_mtime_ns != old_stamp
+    assert (out / "best" / "config.json").read_bytes() == old_config  # rewritten by the new run (same config)
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [0]
+
+
+def test_clear_run_files_never_follows_symlinks_or_touches_other_files(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "model.safetensors").write_text("the user's own")
+    (elsewhere / "config.json").write_text("the user's own")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best").symlink_to(elsewhere, target_is_directory=True)
+    (out / "metrics.csv").symlink_to(elsewhere / "config.json")
+    (out / "metrics.jsonl").write_text('{"epoch": 0}\n')
+    (out / "metrics.jsonl.bak").write_text("mine")
+    removed = checkpoint.clear_run_files(out)
+    assert removed == [out / "metrics.jsonl"]
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["config.json", "model.safetensors"]
+    assert (out / "metrics.csv").is_symlink() and (out / "metrics.jsonl.bak").read_text() == "mine"
+    assert checkpoint.clear_run_files(tmp_path / "missing") == []
+
+
+def test_output_that_is_a_file_is_refused_before_anything(kadid, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.write_text("not a folder")
+    assert cli.main(_train_args(kadid, out, "--overwrite")) == 1
+    assert "is a file; expected a folder" in capsys.readouterr().err
+    assert out.read_text() == "not a folder"

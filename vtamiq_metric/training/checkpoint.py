@@ -12,7 +12,10 @@
   (a kill mid-write) is ignored with a warning; on resume the log is cut back to the checkpointed epochs (to nothing
   when there is no checkpoint yet).
 - :func:`check_output_folder` refuses to start a fresh run in a folder that holds files, unless asked to resume or to
-  overwrite (which removes what a previous run wrote there).
+  overwrite; it never deletes anything. :func:`clear_run_files` then removes, for ``--overwrite``, exactly the files a
+  run writes (:data:`RUN_FILES`, TensorBoard event files, leftover temporary files of those, and the same inside
+  ``run_NN/`` folders of ``--runs N``) and nothing else: :func:`.train.fit` calls it only once the data, split,
+  initial weights and config have all been checked.
 
 Only rank 0 writes. RNG states are per rank: resuming with the same number of processes restores each rank's own
 state; with another number every rank restores rank 0's, and ranks > 0 then reseed from ``(seed, "rank", rank,
@@ -29,9 +32,10 @@ import math
 import os
 import pickle
 import random
-import shutil
+import re
 import zipfile
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -39,21 +43,32 @@ import numpy as np
 import torch
 
 from .._distributed import DistContext
-from .._io import atomic_path, atomic_write_text
+from .._io import TMP_SUFFIX, atomic_path, atomic_write_text
+from ..model.serialization import CONFIG_NAME, WEIGHTS_NAME
 from ..model.vtamiq import VTAMIQ
 from ..model.weights import save_pretrained
 from .seeds import derive_seed
 
 __all__ = ["CHECKPOINT_NAME", "RUN_FILES", "CheckpointError", "MetricLog", "Progress", "check_output_folder",
-           "load_checkpoint", "read_metric_log", "resume", "rng_state", "save_best", "save_checkpoint", "set_rng_state"]
+           "clear_run_files", "load_checkpoint", "read_metric_log", "resume", "rng_state", "save_best",
+           "save_checkpoint", "set_rng_state"]
 
 _logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last.pt"
 
-#: What a run writes into its output folder; ``--overwrite`` removes these (and nothing else).
-RUN_FILES = ("checkpoints", "best", "config.json", "split.json", "metrics.jsonl", "metrics.csv", "test.json",
-             "tensorboard", "summary.json", "curves.png")
+#: Every file a run writes into its output folder, relative to it: ``last.pt``, the two files of ``best/`` (what
+#: :func:`save_best` writes), the run's settings and split, the metric log, the test metrics, the summary of
+#: ``--runs N`` and the default figure of ``vtamiq-train plot``. ``--overwrite`` removes these, TensorBoard's event
+#: files (:data:`TENSORBOARD_EVENTS`), leftover temporary files of an atomic write of any of them, and the same inside
+#: ``run_NN/`` folders; then the folders ``checkpoints/``, ``best/``, ``tensorboard/`` and ``run_NN/`` if that left them
+#: empty. Nothing else is removed: a user's ``best/my_photo.jpg`` or ``run_notes/`` stays.
+RUN_FILES = (f"checkpoints/{CHECKPOINT_NAME}", f"best/{WEIGHTS_NAME}", f"best/{CONFIG_NAME}", "config.json",
+             "split.json", "metrics.jsonl", "metrics.csv", "test.json", "summary.json", "curves.png")
+#: TensorBoard's event files, relative to a run folder (``SummaryWriter`` names them ``events.out.tfevents.*``).
+TENSORBOARD_EVENTS = "tensorboard/events.out.tfevents.*"
+_RUN_FOLDERS = ("checkpoints", "best", "tensorboard")  # removed by --overwrite only when left empty
+_REPEATED_RUN = re.compile(r"run_\d{2,}")  # run_00, run_01, ... of --runs N (train.run)
 
 
 class CheckpointError(ValueError):
@@ -279,34 +294,81 @@ def read_metric_log(path: Path) -> list[dict[str, Any]]:
 
 
 def check_output_folder(output: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to start a fresh run in a folder that already holds files.
+    """Refuse to start a fresh run in a folder that already holds files; never changes anything.
 
     Args:
         output: the run folder.
         resume: the run continues from ``last.pt``: anything may be there.
-        overwrite: remove what a previous run wrote (:data:`RUN_FILES`, ``run_*/``) first; other files are kept.
+        overwrite: a previous run's files will be replaced (:func:`clear_run_files`, called by :func:`.train.fit`
+            once everything else has been checked); other files may be there.
 
     Raises:
         FileExistsError: ``output`` holds files and neither ``resume`` nor ``overwrite`` is set.
+        NotADirectoryError: ``output`` exists and is not a folder.
     """
-    if resume or not output.is_dir():
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"output {output} is a file; expected a folder (new or empty) for the run")
+    if resume or overwrite or not output.is_dir():
         return
     entries = sorted(p.name for p in output.iterdir())
-    if not entries:
-        return
-    if not overwrite:
+    if entries:
         shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
         raise FileExistsError(f"output folder {output} is not empty ({shown}); expected an empty or new folder for a "
                               f"fresh run: pass --resume to continue that run, --overwrite to replace it, or another "
                               f"--output")
-    for name in entries:
-        target = output / name
-        if name in RUN_FILES or (name.startswith("run_") and target.is_dir()):
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            else:
-                target.unlink()
-    _logger.warning("--overwrite: removed the previous run's files from %s", output)
+
+
+def _run_files_in(folder: Path) -> list[Path]:
+    """The files of :data:`RUN_FILES` and :data:`TENSORBOARD_EVENTS` present in ``folder``, with leftover temporary
+    files of those (``.<name>.<token>.tmp``); regular files only (a symlink is never a run's file)."""
+    found: list[Path] = []
+    for relative in RUN_FILES:
+        path = folder / relative
+        if path.parent.is_symlink():
+            continue
+        found.append(path)
+        found.extend(path.parent.glob(f".{glob_escape(path.name)}.*{TMP_SUFFIX}"))
+    if not (folder / "tensorboard").is_symlink():
+        found.extend(folder.glob(TENSORBOARD_EVENTS))
+    return [path for path in found if path.is_file() and not path.is_symlink()]
+
+
+def clear_run_files(output: Path) -> list[Path]:
+    """Remove exactly the files a previous run wrote into ``output`` (for ``--overwrite``); nothing else.
+
+    Removed: :data:`RUN_FILES`, TensorBoard's event files, leftover temporary files of atomic writes of those, the
+    same inside every ``run_NN/`` folder of ``--runs N``; then ``checkpoints/``, ``best/``, ``tensorboard/`` and
+    ``run_NN/`` where that left them empty. Any other file (``best/my_photo.jpg``, ``run_notes/thesis.tex``,
+    ``notes.txt``) and any symlink stays. Call it only once the new run is known to be able to start.
+
+    Args:
+        output: the run folder (missing: nothing to do).
+
+    Returns:
+        The files removed.
+    """
+    if not output.is_dir():
+        return []
+    folders = [output] + sorted(p for p in output.iterdir()
+                                if _REPEATED_RUN.fullmatch(p.name) and p.is_dir() and not p.is_symlink())
+    removed: list[Path] = []
+    for folder in folders:
+        for path in _run_files_in(folder):
+            path.unlink()
+            removed.append(path)
+        for name in _RUN_FOLDERS:
+            _remove_if_empty(folder / name)
+        if folder != output:
+            _remove_if_empty(folder)
+    if removed:
+        _logger.warning("--overwrite: removed the previous run's %d file(s) from %s (other files were kept)",
+                        len(removed), output)
+    return removed
+
+
+def _remove_if_empty(folder: Path) -> None:
+    if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 class MetricLog:
