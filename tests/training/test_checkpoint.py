@@ -201,3 +201,62 @@ def test_output_that_is_a_file_is_refused_before_anything(kadid, tmp_path, capsy
     assert cli.main(_train_args(kadid, out, "--overwrite")) == 1
     assert "is a file; expected a folder" in capsys.readouterr().err
     assert out.read_text() == "not a folder"
+
+
+def _tamper(state):
+    state["model"]["head.fc2.weight"] = torch.zeros(2, 16)
+
+
+def _tamper_rng_torch(state):
+    state["rng"]["torch"] = torch.zeros(10, dtype=torch.uint8)
+
+
+def _tamper_rng_numpy(state):
+    state["rng"]["numpy"]["keys"] = state["rng"]["numpy"]["keys"][:100]
+
+
+def _tamper_rng_python(state):
+    state["rng"]["python"] = (3, (1, 2, 3), None)
+
+
+def _tamper_optimizer(state):
+    moments = next(iter(state["optimizer"]["state"].values()))
+    moments["exp_avg"] = torch.zeros(7, 7)
+
+
+def _tamper_epoch(state):
+    state["epoch"] = "0"
+
+
+@pytest.mark.parametrize(("tamper", "message"), [
+    # Issue 23 item 15: each of these gave a RuntimeError traceback (or failed later) instead of saying what is wrong.
+    (_tamper, (r"key 'head.fc2.weight' has shape \(2, 16\), the model expects \(1, 16\) \(was it written with another "
+              r"--model-preset")),
+    (_tamper_rng_torch, r"its RNG state 'rng' cannot be restored: the torch state is not valid"),
+    (_tamper_rng_numpy, r"its RNG state 'rng' cannot be restored: the numpy state is not valid"),
+    (_tamper_rng_python, r"its RNG state 'rng' cannot be restored: the python state is not valid"),
+    (_tamper_optimizer, r"its optimiser state 'exp_avg' of parameter \d+ has shape \(7, 7\)"),
+    (_tamper_epoch, r"expected 'epoch' to be an int >= 0, got '0'"),
+], ids=["model-shape", "rng-torch", "rng-numpy", "rng-python", "optimizer-shape", "epoch"])
+def test_resume_says_what_is_wrong_with_a_damaged_last_pt(kadid, tmp_path, capsys, tamper, message):
+    out = tmp_path / "run"
+    assert cli.main(_train_args(kadid, out)) == 0
+    last = out / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    tamper(state)
+    torch.save(state, last)
+    torch.manual_seed(123)
+    expected_rng = torch.get_rng_state()
+    with pytest.raises(CheckpointError, match=message):
+        from vtamiq_metric.training.config import TrainConfig
+        from vtamiq_metric.training.train import fit
+
+        fit(TrainConfig(dataset="kadid10k", data_root=str(kadid), output=str(out), model_preset="tiny", epochs=2,
+                        batch_size=4, train_patches=8, eval_patches=8, workers=0, progress=False,
+                        max_steps_per_epoch=1, seed=0), resume=True)
+    capsys.readouterr()
+    assert cli.main(_train_args(kadid, out, "--resume", "--epochs", "2")) == 1
+    err = capsys.readouterr().err
+    assert f"cannot resume from {last}" in err and "it was not applied" in err
+    torch.manual_seed(123)
+    assert torch.equal(torch.get_rng_state(), expected_rng)

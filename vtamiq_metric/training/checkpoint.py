@@ -46,11 +46,11 @@ from .._distributed import DistContext
 from .._io import TMP_SUFFIX, atomic_path, atomic_write_text
 from ..model.serialization import CONFIG_NAME, WEIGHTS_NAME
 from ..model.vtamiq import VTAMIQ
-from ..model.weights import save_pretrained
+from ..model.weights import check_state_dict, save_pretrained
 from .seeds import derive_seed
 
 __all__ = ["CHECKPOINT_NAME", "RUN_FILES", "CheckpointError", "MetricLog", "Progress", "check_output_folder",
-           "clear_run_files", "load_checkpoint", "read_metric_log", "resume", "rng_state", "save_best",
+           "check_resumable", "clear_run_files", "load_checkpoint", "read_metric_log", "resume", "rng_state", "save_best",
            "save_checkpoint", "set_rng_state"]
 
 _logger = logging.getLogger(__name__)
@@ -230,10 +230,15 @@ def resume(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     """Load ``last.pt`` into a freshly built run, or start from scratch when there is none.
 
     Restores the model, optimiser, scheduler and RNG states (see the module docstring for other numbers of
-    processes) and truncates the metric log to the checkpointed epochs.
+    processes) and truncates the metric log to the checkpointed epochs. Everything is checked first
+    (:func:`check_resumable`), so a damaged or foreign ``last.pt`` changes nothing.
 
     Returns:
         Where to continue: the epoch after the checkpointed one and the best score so far.
+
+    Raises:
+        CheckpointError: ``last.pt`` is not a checkpoint of this package, or does not fit this run (the message says
+            what: a key, a shape, an optimiser group, an RNG state, the epoch).
     """
     if not path.exists():
         if ctx.is_main:
@@ -242,17 +247,113 @@ def resume(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimiz
             log.truncate_after(-1)  # rows of an epoch that ended before its first checkpoint
         return Progress()
     state = load_checkpoint(path)
+    check_resumable(path, state, model=model, optimizer=optimizer)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    progress = Progress(state["epoch"] + 1, state["best_score"], state["best_epoch"])
-    _restore_rng(state, ctx, seed, progress.start_epoch)
+    progress = Progress(state["epoch"] + 1, float(state["best_score"]), state["best_epoch"])
+    try:
+        _restore_rng(state, ctx, seed, progress.start_epoch)
+    except (TypeError, ValueError, RuntimeError, KeyError, IndexError) as exc:  # CUDA states, checked only here
+        raise CheckpointError(f"cannot resume from {path}: its RNG state cannot be restored ({type(exc).__name__}: "
+                              f"{exc})") from None
     if log is not None:
         log.truncate_after(state["epoch"])
     if ctx.is_main:
         _logger.info("resumed from %s after epoch %d (saved by %d process(es), now %d)", path, state["epoch"],
                      state.get("world_size", 1), ctx.world_size)
     return progress
+
+
+def check_resumable(path: Path, state: dict[str, Any], *, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer) -> None:
+    """Check that a loaded ``last.pt`` fits this run before any of it is applied.
+
+    Checked: the epoch counters are ints and the best score a number; the model's keys and shapes
+    (:func:`vtamiq_metric.model.weights.check_state_dict`); the optimiser's parameter groups, their sizes and the
+    shape of every per-parameter state tensor (AdamW's moments); the scheduler state is a dict; the torch, numpy and
+    Python RNG states (of every rank when they are there) can be set, tried on fresh generators so that the
+    process's own state is untouched.
+
+    Raises:
+        CheckpointError: naming the file and what does not fit.
+    """
+    def fail(what: str) -> CheckpointError:
+        return CheckpointError(f"cannot resume from {path}: {what}; it was not applied. Resume with the settings it "
+                               f"was written with, or start afresh with --overwrite")
+
+    for key, minimum in (("epoch", 0), ("best_epoch", -1)):
+        value = state[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise fail(f"expected {key!r} to be an int >= {minimum}, got {value!r}")
+    if isinstance(state["best_score"], bool) or not isinstance(state["best_score"], (int, float)):
+        raise fail(f"expected 'best_score' to be a number, got {state['best_score']!r}")
+    saved = state["model"]
+    if not isinstance(saved, dict) or not all(isinstance(v, torch.Tensor) for v in saved.values()):
+        raise fail("expected 'model' to be a state_dict of tensors")
+    try:
+        check_state_dict(model, saved, "its model")
+    except ValueError as exc:
+        raise fail(f"{exc} (was it written with another --model-preset or --init?)") from None
+    _check_optimizer_state(state["optimizer"], optimizer, fail)
+    if not isinstance(state["scheduler"], dict):
+        raise fail(f"expected 'scheduler' to be a dict, got {type(state['scheduler']).__name__}")
+    states = [("rng", state["rng"])]
+    if state.get("rng_ranks") is not None:
+        if not isinstance(state["rng_ranks"], list):
+            raise fail(f"expected 'rng_ranks' to be a list, got {type(state['rng_ranks']).__name__}")
+        states += [(f"rng_ranks[{rank}]", value) for rank, value in enumerate(state["rng_ranks"])]
+    for name, value in states:
+        problem = _rng_state_problem(value)
+        if problem is not None:
+            raise fail(f"its RNG state {name!r} cannot be restored: {problem}")
+
+
+def _check_optimizer_state(saved: Any, optimizer: torch.optim.Optimizer, fail: Any) -> None:
+    if not isinstance(saved, dict) or not isinstance(saved.get("param_groups"), list) or not isinstance(
+            saved.get("state"), dict):
+        raise fail("expected 'optimizer' to be an optimiser state_dict (with 'state' and 'param_groups')")
+    groups = optimizer.param_groups
+    if len(saved["param_groups"]) != len(groups):
+        raise fail(f"its optimiser has {len(saved['param_groups'])} parameter group(s), this run has {len(groups)}")
+    params: dict[Any, torch.Tensor] = {}
+    for number, (old, new) in enumerate(zip(saved["param_groups"], groups)):
+        ids = old.get("params") if isinstance(old, dict) else None
+        if not isinstance(ids, list) or len(ids) != len(new["params"]):
+            count = len(ids) if isinstance(ids, list) else "no"
+            raise fail(f"its optimiser group {number} has {count} parameters, this run trains {len(new['params'])} "
+                       f"(another --freeze?)")
+        params.update(zip(ids, new["params"]))
+    for index, values in saved["state"].items():
+        if index not in params or not isinstance(values, dict):
+            raise fail(f"its optimiser holds state for an unknown parameter {index!r}")
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape != params[index].shape:
+                raise fail(f"its optimiser state {name!r} of parameter {index} has shape {tuple(value.shape)}, the "
+                           f"parameter has {tuple(params[index].shape)}")
+
+
+def _rng_state_problem(state: Any) -> str | None:
+    """Why :func:`set_rng_state` would fail on ``state``, tried on fresh generators; None when it would not."""
+    if not isinstance(state, dict) or not {"torch", "numpy", "python"} <= set(state):
+        return f"expected a dict with 'torch', 'numpy' and 'python', got {_keys_or_type(state)}"
+    checks = (
+        ("torch", lambda: torch.Generator().set_state(state["torch"])),
+        ("numpy", lambda: np.random.RandomState().set_state(
+            (state["numpy"]["name"], state["numpy"]["keys"].numpy().astype(np.uint32), state["numpy"]["pos"],
+             state["numpy"]["has_gauss"], state["numpy"]["cached_gaussian"]))),
+        ("python", lambda: random.Random().setstate(state["python"])),
+    )
+    for name, check in checks:
+        try:
+            check()
+        except (TypeError, ValueError, RuntimeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+            return f"the {name} state is not valid ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _keys_or_type(value: Any) -> str:
+    return f"keys {sorted(map(str, value))}" if isinstance(value, dict) else type(value).__name__
 
 
 # ---------------------------------------------------------------------------------------------------------------
