@@ -92,10 +92,13 @@ class Progress:
     def update(self, epoch: int, selection: float, *, keep_last: bool = False) -> bool:
         """Record epoch ``epoch``'s selection score; True when it is the new best (the first epoch always is).
 
+        A tie goes to the later epoch: an epoch whose score equals the best so far (e.g. a validation SROCC of 1.0 on
+        a tiny set, or the same preference accuracy) becomes the best, since it has trained longer at an equal
+        validation score; before, epoch 0 stayed "best" for the whole run. A NaN score never wins over a finite one.
         With ``keep_last`` (a run without validation items, whose score is NaN) every epoch is the new best, so that
         ``best/`` holds the last epoch's model.
         """
-        improved = keep_last or self.best_epoch < 0 or (math.isfinite(selection) and selection > self.best_score)
+        improved = keep_last or self.best_epoch < 0 or (math.isfinite(selection) and selection >= self.best_score)
         if improved:
             self.best_score, self.best_epoch = (selection if math.isfinite(selection) else -math.inf), epoch
         return improved

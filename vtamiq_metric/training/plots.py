@@ -178,7 +178,7 @@ def plot_training_curves(run: str | os.PathLike[str], *, title: str | None = Non
             val_ax.plot(x, y, style, marker="o", markersize=3, color=colours(index % 10), label=f"{prefix}{name}")
         selection_x, selection_y = _series(rows, "val_selection")
         if selection_y.size:
-            best = int(np.argmax(selection_y))
+            best = selection_y.size - 1 - int(np.argmax(selection_y[::-1]))  # the last of equal bests, as best/ keeps
             val_ax.plot(selection_x[best], selection_y[best], marker="*", markersize=14, color=colours(index % 10),
                         markeredgecolor="black", linestyle="none", label=f"{prefix}best epoch {int(selection_x[best])}")
     finite = np.concatenate([loss for loss in losses if loss.size]) if any(loss.size for loss in losses) else None

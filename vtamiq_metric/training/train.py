@@ -6,8 +6,8 @@ validating every epoch. A run never loses work:
 
 - ``<output>/checkpoints/last.pt`` is written atomically (temporary file, then rename) after every epoch with the
   model, optimiser, scheduler, RNG states, epoch and best score; ``resume=True`` continues bit for bit;
-- ``<output>/best/`` holds the model with the best validation SROCC (or preference accuracy for PieAPP) as a
-  safetensors directory, also written atomically;
+- ``<output>/best/`` holds the model with the best validation SROCC (or preference accuracy for PieAPP; a tie goes
+  to the later epoch) as a safetensors directory, also written atomically;
 - Ctrl-C stops after the last completed epoch's checkpoint, and the run can be resumed;
 - metrics go to ``<output>/metrics.jsonl`` and ``metrics.csv`` (and TensorBoard when it is installed).
 
@@ -202,7 +202,12 @@ def predict(model: VTAMIQ, items: PairPatches | TripletPatches, config: TrainCon
     Returns:
         ``{"pred": (n,), "target": (n,), "index": (n,)}`` in item order (``index`` is ``0 .. n-1``); for triplets
         also ``"pred_b"`` and ``"prob"`` (predicted P(A preferred)).
+
+    Raises:
+        ValueError: ``repeats`` is not an int >= 1.
     """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an int >= 1 (seeded draws averaged per item), got {repeats!r}")
     model.eval()
     pairwise = isinstance(items, TripletPatches)
     rank, world = _distributed.rank_world() if shard else (0, 1)
