@@ -260,3 +260,12 @@ def test_resume_says_what_is_wrong_with_a_damaged_last_pt(kadid, tmp_path, capsy
     assert f"cannot resume from {last}" in err and "it was not applied" in err
     torch.manual_seed(123)
     assert torch.equal(torch.get_rng_state(), expected_rng)
+
+
+@pytest.mark.parametrize("line", ['{"epoch": "1"}', '{"epoch": 1e308}', '{"epoch": -1}', '{"epoch": true}',
+                                  "[" * 100_000 + "]" * 100_000])
+def test_metric_log_rows_need_an_integer_epoch(tmp_path, line):
+    # A string or huge epoch made `vtamiq-train plot` fail sorting or drawing; now the line is named.
+    (tmp_path / "metrics.jsonl").write_text(f'{{"epoch": 0}}\n{line}\n{{"epoch": 2}}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2: expected a JSON object with an 'epoch' \(an int >= 0\)"):
+        read_metric_log(tmp_path / "metrics.jsonl")

@@ -372,8 +372,8 @@ def read_metric_log(path: Path) -> list[dict[str, Any]]:
     """The rows of a ``metrics.jsonl``, in file order; a torn last line (a kill in mid-write) is skipped with a warning.
 
     Raises:
-        ValueError: a line before the last one is not a JSON object with an ``epoch`` (the file was edited or is not
-            a metric log); the message names the file and line.
+        ValueError: a line before the last one is not a JSON object with an ``epoch`` (an int >= 0; the file was
+            edited or is not a metric log); the message names the file and line.
     """
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     lines = text.split("\n")
@@ -384,13 +384,15 @@ def read_metric_log(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             row = None
-        if not isinstance(row, dict) or "epoch" not in row:
+        epoch = row.get("epoch") if isinstance(row, dict) else None
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             if row is None and number == len(complete) and not tail.strip():  # the last line, torn by a kill
                 _logger.warning("ignoring the torn last line of %s", path)
                 continue
-            raise ValueError(f"{path}:{number}: expected a JSON object with an 'epoch' per line, got {line[:60]!r}")
+            raise ValueError(f"{path}:{number}: expected a JSON object with an 'epoch' (an int >= 0) per line, got "
+                             f"{line[:60]!r}")
         rows.append(row)
     if tail.strip():
         _logger.warning("ignoring the torn last line of %s (it has no newline)", path)
