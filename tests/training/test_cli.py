@@ -126,14 +126,15 @@ def test_missing_train_extra_names_the_extra_to_install(monkeypatch, capsys):
     assert "missing: scipy" in err and "pip install '.[train]'" in err and "vtamiq-metric[train]" in err
 
 
-@pytest.mark.parametrize("stage", ["kadis700k-pretrain", "finetune-tid2013"])
+@pytest.mark.parametrize("stage", ["kadis700k-pretrain", "pieapp-pretrain", "finetune-tid2013"])
 def test_a_stage_without_init_warns_and_says_what_init_expects(tmp_path, caplog, stage):
     # Issue 21 item 13: --stage kadis700k-pretrain without --init silently trained ViT-B from random weights.
     args = ["train", "--stage", stage, "--data-root", str(tmp_path / "none"), "--output", str(tmp_path / "o")]
     with caplog.at_level("WARNING"):
         assert cli.main(args) == 1  # the data root does not exist: the warning comes before that error
     assert f"--stage {stage} without --init: the paper2021 model starts from random weights" in caplog.text
-    expected = "npz:PATH (Google's ViT-B_16.npz" if stage.endswith("pretrain") else "runs/kadis/best"
+    expected = {"kadis700k-pretrain": "npz:PATH (Google's ViT-B_16.npz", "pieapp-pretrain": "runs/kadis/best",
+                "finetune-tid2013": "runs/pieapp/best"}[stage]
     assert expected in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):

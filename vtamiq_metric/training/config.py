@@ -343,15 +343,19 @@ STAGES: dict[str, dict[str, Any]] = {
 _IMAGENET_INIT = ("ImageNet ViT-B/16 weights for the backbone: npz:PATH (Google's ViT-B_16.npz of "
                   "imagenet21k+imagenet2012, see the README's Training section) or timm:PATH (a timm "
                   "vit_base_patch16_384 state_dict file)")
-_STAGE_EXPORT_INIT = ("the model a pre-training stage exported, e.g. runs/kadis/best (anything vtamiq_metric.load_model "
-                      "accepts)")
+_KADIS_INIT = ("the model the kadis700k-pretrain stage exported, e.g. runs/kadis/best, or the authors' KADIS-700k "
+               "checkpoint converted with vtamiq convert")
+_FINETUNE_INIT = ("the model a pre-training stage exported, e.g. runs/pieapp/best or runs/kadis/best (anything "
+                  "vtamiq_metric.load_model accepts)")
 
-#: What ``--init`` each stage expects. Without ``--init`` such a stage builds its ViT-B from random weights, which is
-#: not the paper's protocol: ``vtamiq-train train --stage NAME`` warns and quotes this text.
+#: What ``--init`` each stage expects (the README's order: ImageNet -> KADIS-700k -> PieAPP -> fine-tuning). Without
+#: ``--init`` such a stage builds its ViT-B from random weights, which is not the paper's protocol:
+#: ``vtamiq-train train --stage NAME`` warns and quotes this text, ``vtamiq-train stages`` prints it. The
+#: ``bundled-default`` stage trains from scratch by design and is not listed.
 STAGE_INIT: dict[str, str] = {
     "kadis700k-pretrain": _IMAGENET_INIT,
-    "pieapp-pretrain": _IMAGENET_INIT,
-    **{f"finetune-{name}": _STAGE_EXPORT_INIT for name in ("live", "csiq", "tid2013", "kadid10k")},
+    "pieapp-pretrain": _KADIS_INIT,
+    **{f"finetune-{name}": _FINETUNE_INIT for name in ("live", "csiq", "tid2013", "kadid10k")},
 }
 
 
