@@ -1,14 +1,16 @@
 """Atomic file writes: the one way this package writes a file that must never be seen half-written.
 
-Every file the package replaces as a whole (weights, ``config.json``, score tables, KADIS images and CSV, training
-checkpoints, a run's ``config.json``, ``split.json``, ``test.json`` and ``summary.json``, ``metrics.csv``, the
-tables and model card of ``vtamiq-train evaluate``/``export``) goes through :func:`atomic_path`: the content is
-written to a hidden temporary file beside the target, ``.<name>.<token>.tmp``, flushed to disk, and renamed over the
-target with :func:`os.replace` (atomic on POSIX and Windows for a rename within one folder). A reader therefore sees
-the old file or the new one, never a mix; a process killed mid-write leaves only the temporary file, which its owner
-removes on the next run. The token (``<pid>-<16 random hex digits>``, no dot) is new for every call, so neither two
-processes nor two threads of one process writing into one folder (even the same file) share a temporary file; the
-last rename wins. A folder of several files (a model directory) is written file by file this way.
+The files the package replaces as a whole go through :func:`atomic_path`: weights and their ``config.json``, score
+tables, KADIS images and CSV, training checkpoints, a run's ``config.json``, ``split.json``, ``test.json``,
+``summary.json`` and ``metrics.csv``, the tables and model card of ``vtamiq-train evaluate``/``export`` and the
+split of ``vtamiq-train splits``. The content is written to a hidden temporary file beside the target,
+``.<name>.<token>.tmp``, flushed to disk, and renamed over the target with :func:`os.replace` (atomic on POSIX and
+Windows for a rename within one folder). A reader therefore sees the old file or the new one, never a mix; a process
+killed mid-write leaves only the temporary file, which its owner removes on the next run (the KADIS journal on
+resume, ``vtamiq-train train --overwrite`` in a run folder). The token (``<pid>-<16 random hex digits>``, no dot) is
+new for every call, so neither two processes nor two threads of one process writing into one folder (even the same
+file) share a temporary file; the last rename wins. A folder of several files (a model directory) is written file by
+file this way.
 
 One writer is deliberately not a whole-file replacement: a training run's ``metrics.jsonl`` is append-only (one
 ``write`` of one line, then flush and fsync, per epoch; :class:`vtamiq_metric.training.checkpoint.MetricLog`), so
@@ -52,9 +54,9 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
             under the final name.
 
     Yields:
-        The temporary path (in the same folder, a new name for every call, see :func:`temporary_name`). The caller writes the whole file there; when the ``with`` block ends
-        without an exception the file replaces ``path``. On an exception (or a ``KeyboardInterrupt``) the temporary
-        file is removed and ``path`` is left untouched.
+        The temporary path (in the same folder, a new name for every call, see :func:`temporary_name`). The caller
+        writes the whole file there; when the ``with`` block ends without an exception the file replaces ``path``. On
+        an exception (or a ``KeyboardInterrupt``) the temporary file is removed and ``path`` is left untouched.
 
     Example:
         >>> import tempfile

@@ -136,7 +136,8 @@ def test_config_floats_are_checked_in_the_dtype_of_the_weights(tmp_path, tiny_mo
     with pytest.raises(WeightsError, match=r"to finite float16 values"):
         load_model(_write(tmp_path / "half.safetensors", half, config))
     assert load_model(_write(tmp_path / "float.safetensors", tiny_model.state_dict(), config)).config.mean[0] == 4e4
-    assert next(load_model(_write(tmp_path / "ok.safetensors", half, tiny_model.config.to_json())).parameters()).dtype == torch.float16
+    loaded = load_model(_write(tmp_path / "ok.safetensors", half, tiny_model.config.to_json()))
+    assert next(loaded.parameters()).dtype == torch.float16
 
 
 def test_non_utf8_config_json_names_the_file(tmp_path, tiny_model):

@@ -50,8 +50,8 @@ from ..model.weights import check_state_dict, save_pretrained
 from .seeds import derive_seed
 
 __all__ = ["CHECKPOINT_NAME", "RUN_FILES", "CheckpointError", "MetricLog", "Progress", "check_output_folder",
-           "check_resumable", "clear_run_files", "load_checkpoint", "read_metric_log", "resume", "rng_state", "save_best",
-           "save_checkpoint", "set_rng_state"]
+           "check_resumable", "clear_run_files", "load_checkpoint", "read_metric_log", "resume", "rng_state",
+           "save_best", "save_checkpoint", "set_rng_state"]
 
 _logger = logging.getLogger(__name__)
 

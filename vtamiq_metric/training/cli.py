@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _distributed as distributed
-from .._io import atomic_write_text
+from .._io import atomic_path, atomic_write_text
 from ..cli import parse_shard
 from .config import STAGE_INIT, STAGES, DatasetOptions, TrainConfig, load_config_file
 
@@ -389,7 +389,8 @@ def _splits(args: argparse.Namespace) -> int:
     dataset = get_dataset(args.dataset, args.data_root)
     split = make_split(dataset.ref_ids(), seed=args.seed, val_fraction=args.val_fraction,
                        test_fraction=args.test_fraction)
-    split.save(args.out)
+    with atomic_path(args.out) as tmp:
+        split.save(tmp)
     train, val, test = split.counts()
     print(f"{args.dataset}: {train}/{val}/{test} reference images (train/val/test) -> {args.out}")
     return 0
