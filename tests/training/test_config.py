@@ -146,3 +146,10 @@ def test_train_flags_with_nan_are_refused_before_anything_runs(tmp_path, capsys)
                      "--lr-gamma", "nan"]) == 1
     assert "TrainConfig.lr_gamma must be a finite number, got nan" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_every_stage_that_does_not_start_from_scratch_says_what_init_it_expects():
+    from vtamiq_metric.training.config import STAGE_INIT
+
+    from_scratch = {"bundled-default"}  # trained from random weights by design
+    assert set(STAGE_INIT) == set(STAGES) - from_scratch
