@@ -109,6 +109,23 @@ def test_non_contiguous_and_read_only_arrays():
     torch.testing.assert_close(to_batch(frozen), _expected(array, 255.0), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("view", [np.flipud, np.fliplr, np.rot90, lambda a: a[::-1, ::-2]],
+                         ids=["flipud", "fliplr", "rot90", "reversed-step"])
+def test_uint8_views_with_negative_strides_are_accepted_like_float_views(view):
+    # Issue 23 item 14: keep_uint8 (what score() uses) refused these with torch's internal "At least one stride in the
+    # given numpy array is negative" while float arrays of the same views worked.
+    ref, dist = _rgb_uint8(20, 34, seed=1), _rgb_uint8(20, 34, seed=2)
+    flipped_ref, flipped_dist = view(ref), view(dist)
+    assert any(stride < 0 for stride in flipped_ref.strides)
+    got_ref, got_dist = prepare_pair(flipped_ref, flipped_dist, keep_uint8=True)
+    assert got_ref.dtype == torch.uint8
+    torch.testing.assert_close(got_ref, torch.from_numpy(np.ascontiguousarray(flipped_ref)).permute(2, 0, 1)[None],
+                               rtol=0, atol=0)
+    float_ref, _ = prepare_pair(flipped_ref.astype(np.float32) / 255, flipped_dist.astype(np.float32) / 255)
+    torch.testing.assert_close(got_ref.float() / 255, float_ref, rtol=0, atol=0)
+    assert torch.equal(got_dist, torch.from_numpy(np.ascontiguousarray(flipped_dist)).permute(2, 0, 1)[None])
+
+
 @pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint32, np.complex64, object])
 def test_unsupported_array_dtype_is_a_type_error(dtype):
     expected = rf"ref: expected a numpy array of dtype uint8 .*got dtype {np.dtype(dtype)}$"

@@ -1,12 +1,21 @@
 """Atomic file writes: the one way this package writes a file that must never be seen half-written.
 
-Every writer (weights, ``config.json``, score tables, KADIS images and CSV, training checkpoints) goes through
-:func:`atomic_path`: the content is written to a hidden temporary file beside the target,
-``.<name>.<pid>.tmp``, flushed to disk, and renamed over the target with :func:`os.replace` (atomic on POSIX and
+The files the package replaces as a whole go through :func:`atomic_path`: weights and their ``config.json``, score
+tables, KADIS images and CSV, training checkpoints, a run's ``config.json``, ``split.json``, ``test.json``,
+``summary.json`` and ``metrics.csv``, the tables and model card of ``vtamiq-train evaluate``/``export`` and the
+split of ``vtamiq-train splits``. The content is written to a hidden temporary file beside the target,
+``.<name>.<token>.tmp``, flushed to disk, and renamed over the target with :func:`os.replace` (atomic on POSIX and
 Windows for a rename within one folder). A reader therefore sees the old file or the new one, never a mix; a process
-killed mid-write leaves only the temporary file, which its owner removes on the next run (the pid in the name keeps
-two processes writing beside each other from clashing). A folder of several files (a model directory) is written
-file by file this way.
+killed mid-write leaves only the temporary file, which its owner removes on the next run (the KADIS journal on
+resume, ``vtamiq-train train --overwrite`` in a run folder). The token (``<pid>-<16 random hex digits>``, no dot) is
+new for every call, so neither two processes nor two threads of one process writing into one folder (even the same
+file) share a temporary file; the last rename wins. A folder of several files (a model directory) is written file by
+file this way.
+
+One writer is deliberately not a whole-file replacement: a training run's ``metrics.jsonl`` is append-only (one
+``write`` of one line, then flush and fsync, per epoch; :class:`vtamiq_metric.training.checkpoint.MetricLog`), so
+that a kill loses at most the line being written, which the reader skips; rewriting the whole log every epoch would
+cost more and protect nothing more. Cutting the log back on resume does rewrite it through :func:`atomic_path`.
 
 This module imports nothing from the package, so every layer may use it.
 """
@@ -15,18 +24,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["TMP_SUFFIX", "atomic_path", "atomic_write_text", "temporary_name"]
 
 TMP_SUFFIX = ".tmp"
-"""Suffix of every temporary file :func:`atomic_path` creates (the full name is ``.<name>.<pid>.tmp``)."""
+"""Suffix of every temporary file :func:`atomic_path` creates (the full name is ``.<name>.<token>.tmp``)."""
 
 
 def temporary_name(path: Path) -> Path:
-    """The temporary file :func:`atomic_path` writes before renaming it to ``path``: ``.<name>.<pid>.tmp``."""
-    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    """A fresh temporary file name beside ``path``: ``.<name>.<pid>-<16 random hex digits>.tmp``.
+
+    Every call returns a new name (64 random bits from :mod:`secrets` after the process id), so concurrent writers,
+    threads included, never share one. The token holds no dot: ``name[1:-len(TMP_SUFFIX)].rsplit(".", 1)[0]`` gives
+    back the target's name (the KADIS journal finds its stale files this way).
+    """
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(8)}{TMP_SUFFIX}")
 
 
 @contextlib.contextmanager
@@ -39,9 +54,9 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
             under the final name.
 
     Yields:
-        The temporary path (in the same folder). The caller writes the whole file there; when the ``with`` block ends
-        without an exception the file replaces ``path``. On an exception (or a ``KeyboardInterrupt``) the temporary
-        file is removed and ``path`` is left untouched.
+        The temporary path (in the same folder, a new name for every call, see :func:`temporary_name`). The caller
+        writes the whole file there; when the ``with`` block ends without an exception the file replaces ``path``. On
+        an exception (or a ``KeyboardInterrupt``) the temporary file is removed and ``path`` is left untouched.
 
     Example:
         >>> import tempfile
@@ -72,7 +87,6 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str 
     text as it is (for CSV text that already holds its ``"\\r\\n"``).
     """
     target = Path(path)
-    with atomic_path(target) as tmp:
-        with open(tmp, "w", encoding=encoding, newline=newline) as handle:
-            handle.write(text)
+    with atomic_path(target) as tmp, open(tmp, "w", encoding=encoding, newline=newline) as handle:
+        handle.write(text)
     return target

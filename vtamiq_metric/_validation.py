@@ -412,6 +412,10 @@ def _array_to_batch(array: np.ndarray, name: str, *, what: str = "numpy array",
     channels = array.shape[-1]
     array = array[..., :3] if channels >= 3 else array[..., :1]  # alpha dropped, (B, H, W, 3 or 1)
     if keep_uint8 and array.dtype == np.uint8:
+        if any(stride < 0 for stride in array.strides):
+            # A flipped or rotated view (np.flipud, np.fliplr, np.rot90): torch.from_numpy refuses negative strides,
+            # so such a view is copied once here (the float path below always copies anyway).
+            array = np.ascontiguousarray(array)
         # A read-only array (e.g. from PIL) is only read here: .contiguous() copies it.
         with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)

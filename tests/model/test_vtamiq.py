@@ -160,7 +160,7 @@ def test_paper_presets_keep_the_plain_head():
         assert not PRESETS[name].zero_identity and not PRESETS[name].token_distance
     model = VTAMIQ("tiny")
     assert model.token_distance is None and "token_distance.weight" not in model.state_dict()
-    with pytest.raises(ValueError, match="token_distance must be a bool"):
+    with pytest.raises(TypeError, match="token_distance must be a bool"):
         PRESETS["tiny"].replace(token_distance=1)
 
 

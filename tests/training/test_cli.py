@@ -124,3 +124,39 @@ def test_missing_train_extra_names_the_extra_to_install(monkeypatch, capsys):
     assert cli.main(["make-kadis", "--refs", "r", "--out", "o"]) == 1
     err = capsys.readouterr().err
     assert "missing: scipy" in err and "pip install '.[train]'" in err and "vtamiq-metric[train]" in err
+
+
+@pytest.mark.parametrize("stage", ["kadis700k-pretrain", "pieapp-pretrain", "finetune-tid2013"])
+def test_a_stage_without_init_warns_and_says_what_init_expects(tmp_path, caplog, stage):
+    # Issue 21 item 13: --stage kadis700k-pretrain without --init silently trained ViT-B from random weights.
+    args = ["train", "--stage", stage, "--data-root", str(tmp_path / "none"), "--output", str(tmp_path / "o")]
+    with caplog.at_level("WARNING"):
+        assert cli.main(args) == 1  # the data root does not exist: the warning comes before that error
+    assert f"--stage {stage} without --init: the paper2021 model starts from random weights" in caplog.text
+    expected = {"kadis700k-pretrain": "npz:PATH (Google's ViT-B_16.npz", "pieapp-pretrain": "runs/kadis/best",
+                "finetune-tid2013": "runs/pieapp/best"}[stage]
+    assert expected in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert cli.main([*args, "--init", "npz:ViT-B_16.npz"]) == 1
+    assert "without --init" not in caplog.text
+    with caplog.at_level("WARNING"):
+        assert cli.main(["train", "--stage", "bundled-default", "--data-root", str(tmp_path / "none"), "--output",
+                         str(tmp_path / "o")]) == 1
+    assert "without --init" not in caplog.text  # the bundled model is trained from scratch by design
+
+
+def test_stages_print_what_init_expects(capsys):
+    assert cli.main(["stages", "kadis700k-pretrain"]) == 0
+    assert "# --init: ImageNet ViT-B/16 weights for the backbone: npz:PATH" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--repeats", "0"), ("--patches", "0"), ("--batch-size", "-1"),
+                                             ("--workers", "-1"), ("--repeats", "two")])
+def test_evaluate_refuses_counts_below_their_minimum_as_a_usage_error(tmp_path, capsys, flag, value):
+    # Issue 23 item 15: `evaluate --repeats 0` ended with the message 'pred' (a KeyError).
+    with pytest.raises(SystemExit) as info:
+        cli.main(["evaluate", "--checkpoint", str(tmp_path), "--dataset", "kadid10k", "--data-root", str(tmp_path),
+                  flag, value])
+    assert info.value.code == 2
+    assert f"argument {flag}: expected an integer >=" in capsys.readouterr().err

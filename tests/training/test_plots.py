@@ -12,8 +12,8 @@ from PIL import Image
 from vtamiq_metric.training import cli
 
 pytest.importorskip("matplotlib")
-from vtamiq_metric.training.evaluate import correlations, fit_logistic  # noqa: E402
-from vtamiq_metric.training.plots import plot_predictions, read_metrics  # noqa: E402
+from vtamiq_metric.training.evaluate import correlations, fit_logistic
+from vtamiq_metric.training.plots import plot_predictions, read_metrics
 
 
 def _check_picture(path, size: tuple[int, int], min_colours: int = 30) -> np.ndarray:
@@ -104,3 +104,52 @@ def test_plot_handles_repeated_runs_and_missing_logs(tmp_path, capsys):
     (tmp_path / "bad" / "metrics.jsonl").write_text('{"loss": 1}\n')
     with pytest.raises(ValueError, match="expected a JSON object with an 'epoch'"):
         read_metrics(tmp_path / "bad")
+
+
+def test_plot_leaves_out_values_near_the_float_limit_with_a_warning(tmp_path, capsys, caplog):
+    # Issue 23 item 15: metrics of +-1e308 made `vtamiq-train plot` fail with "arange: cannot compute length".
+    rows = [{"epoch": 0, "train_loss": 1e308, "val_srocc": -1e308, "val_selection": 1e308},
+            {"epoch": 1, "train_loss": 0.5, "val_srocc": 0.6, "val_selection": 0.6},
+            {"epoch": 2, "train_loss": -1e308, "val_srocc": 0.7, "val_selection": -1e308},
+            {"epoch": 3, "train_loss": 0.25, "val_srocc": 0.7, "val_selection": 0.7}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "curves.png"
+    with caplog.at_level("WARNING"):
+        assert cli.main(["plot", str(tmp_path), "--out", str(out)]) == 0
+    assert "not drawn, beyond +-1e+100: train_loss=1e+308 (epoch 0)" in caplog.text
+    assert "val_selection=-1e+308 (epoch 2)" in caplog.text
+    _check_picture(out, (1100, 420))
+    from vtamiq_metric.training.plots import plot_training_curves
+
+    figure = plot_training_curves(tmp_path)
+    star = next(line for line in figure.axes[1].lines if line.get_label().startswith("best epoch"))
+    assert star.get_label() == "best epoch 3"  # 0.7 at epoch 3; epoch 2's selection is not drawable
+    assert figure.axes[0].lines[0].get_xdata().tolist() == [1.0, 3.0]
+
+
+def test_plot_marks_the_later_of_tied_best_epochs(tmp_path):
+    from vtamiq_metric.training.plots import plot_training_curves
+
+    rows = [{"epoch": e, "train_loss": 1.0, "val_srocc": 1.0, "val_selection": 1.0} for e in range(3)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    figure = plot_training_curves(tmp_path)
+    assert any(line.get_label() == "best epoch 2" for line in figure.axes[1].lines)  # as best/ keeps (ties: later)
+
+
+def test_plot_predictions_refuses_values_it_cannot_draw():
+    with pytest.raises(ValueError, match=r"cannot draw the predictions of 'x': expected finite values within "
+                                         r"\+-1e\+100, got 1e\+308"):
+        plot_predictions({"x": {"pred": [0.1, 1e308, 0.3, 0.2], "target": [0.1, 0.2, 0.3, 0.4]}})
+
+
+def test_correlations_of_values_near_the_float_limit_are_finite():
+    # The logistic fit standardised x - mean with squares that overflow (numpy's LinAlgError "SVD did not converge").
+    target = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+    pred = np.array([0.3, 0.1, 0.35, 0.5, 0.45, 0.8, 0.9])
+    small = correlations(pred, target)
+    huge = correlations(pred * 2.0**1020, target)  # exactly rescaled: every scale-free metric is bit-identical
+    for key in ("srocc", "krocc", "plcc", "plcc_nofit", "rmse"):
+        assert huge[key] == small[key], key
+    assert math.isfinite(huge["rmse_nofit"])
+    both = correlations(np.array([-1e308, -1e300, 0.0, 1.0, 2.0, 1e300, 1e308]), target)
+    assert both["srocc"] == 1.0 and all(math.isfinite(both[k]) for k in ("plcc", "plcc_nofit", "rmse", "rmse_nofit"))

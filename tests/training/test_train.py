@@ -16,9 +16,9 @@ from vtamiq_metric.training.train import fit
 
 
 def _config(kadid, tmp_path, **changes) -> TrainConfig:
-    base = dict(dataset="kadid10k", data_root=str(kadid), output=str(tmp_path / "run"), model_preset="tiny",
-                epochs=2, lr=1e-3, lr_milestones=[1], batch_size=4, train_patches=8, eval_patches=12, workers=0,
-                progress=False, val_fraction=0.2, test_fraction=0.2)
+    base = {"dataset": "kadid10k", "data_root": str(kadid), "output": str(tmp_path / "run"), "model_preset": "tiny",
+            "epochs": 2, "lr": 1e-3, "lr_milestones": [1], "batch_size": 4, "train_patches": 8, "eval_patches": 12,
+            "workers": 0, "progress": False, "val_fraction": 0.2, "test_fraction": 0.2}
     return TrainConfig(**{**base, **changes})
 
 
@@ -54,6 +54,38 @@ def test_run_without_validation_items_warns_and_keeps_the_last_epoch(kadid, tmp_
     assert "no validation items" in caplog.text
     assert result.best_epoch == 1  # the last of 2 epochs
     assert load_model(result.best_dir).provenance["epoch"] == 1
+
+
+def test_tied_validation_scores_keep_the_later_epoch():
+    from vtamiq_metric.training.checkpoint import Progress
+
+    progress = Progress()
+    assert progress.update(0, 1.0) and progress.best_epoch == 0
+    assert progress.update(1, 1.0) and progress.best_epoch == 1  # a tie: the later epoch (was: epoch 0 kept)
+    assert not progress.update(2, 0.9) and progress.best_epoch == 1
+    assert not progress.update(3, float("nan")) and (progress.best_epoch, progress.best_score) == (1, 1.0)
+    first_nan = Progress()
+    assert first_nan.update(0, float("nan")) and first_nan.best_score == float("-inf")
+    assert first_nan.update(1, -1.0) and first_nan.best_epoch == 1
+
+
+def test_a_run_whose_validation_srocc_ties_selects_the_last_tied_epoch(kadid, tmp_path, monkeypatch):
+    # Issue 21 item 13: with validation SROCC 1.0 in every epoch (a tiny set), epoch 0 stayed "best".
+    from vtamiq_metric.training import train
+
+    monkeypatch.setattr(train, "_validate", lambda *args, **kwargs: {"srocc": 1.0, "selection": 1.0})
+    result = fit(_config(kadid, tmp_path, epochs=3, max_steps_per_epoch=1))
+    assert (result.best_epoch, result.best_score) == (2, 1.0)
+    assert load_model(result.best_dir).provenance["epoch"] == 2
+
+
+def test_predict_refuses_zero_repeats(kadid, tmp_path, tiny_model):
+    from vtamiq_metric.training.datasets import get_dataset
+    from vtamiq_metric.training.train import predict
+
+    items = PairPatches(get_dataset("kadid10k", str(kadid)).records[:2], 8, 16, tiny_model.config.sampling, 0)
+    with pytest.raises(ValueError, match=r"repeats must be an int >= 1 \(seeded draws averaged per item\), got 0"):
+        predict(tiny_model, items, _config(kadid, tmp_path), torch.device("cpu"), repeats=0)
 
 
 @pytest.mark.slow

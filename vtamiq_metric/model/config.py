@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from ..sampling import SamplingConfig
 
-__all__ = ["VTAMIQConfig", "PRESETS", "get_preset"]
+__all__ = ["PRESETS", "VTAMIQConfig", "check_float_fields", "get_preset"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -157,32 +159,34 @@ class VTAMIQConfig:
         for name in ("cls_pos_embed", "scale_embed_cls", "layer_scale", "diff_scale", "zero_identity",
                      "token_distance", "patch_fidelity"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"VTAMIQConfig.{name} must be a bool, got {getattr(self, name)!r}")
+                raise TypeError(f"VTAMIQConfig.{name} must be a bool, got {getattr(self, name)!r}")
         side = self.downsample_side
         if side is not None and (isinstance(side, bool) or not isinstance(side, int) or side < 2 * self.patch_size):
             raise ValueError(f"VTAMIQConfig.downsample_side must be None or an int >= 2 * patch_size "
                              f"({2 * self.patch_size}), got {side!r}")
         if self.scale_embed_cls and self.num_scales < 2:
             raise ValueError("VTAMIQConfig.scale_embed_cls needs num_scales > 1")
+        for name in ("head_dropout", "mlp_dropout", "embed_dropout", "drop_path", "norm_eps"):
+            if not _is_real(getattr(self, name)):
+                raise TypeError(f"VTAMIQConfig.{name} must be a number (a float), got "
+                                f"{_describe(getattr(self, name))}")
         for name in ("head_dropout", "mlp_dropout", "embed_dropout", "drop_path"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"VTAMIQConfig.{name} must be in [0, 1), got {value!r}")
         for name in ("mean", "std"):
             value = getattr(self, name)
-            if len(value) != 3:
+            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or len(value) != 3:
                 raise ValueError(f"VTAMIQConfig.{name} must have 3 values (RGB), got {value!r}")
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (*self.mean, *self.std)):
-            raise ValueError(f"VTAMIQConfig.mean and std must be finite numbers, got mean {self.mean!r}, "
-                             f"std {self.std!r}")
-        if min(self.std) < _MIN_STD:
+            if not all(_is_real(v) for v in value):
+                raise TypeError(f"VTAMIQConfig.{name} must hold 3 numbers, got {value!r}")
+        if min(self.std) < _MIN_STD:  # NaN fails every comparison: it is caught by check_float_fields below
             raise ValueError(f"VTAMIQConfig.std must be at least {_MIN_STD} (pixel values are divided by it), got "
                              f"{self.std!r}")
-        if not (isinstance(self.norm_eps, (int, float)) and math.isfinite(self.norm_eps) and self.norm_eps > 0):
-            raise ValueError(f"VTAMIQConfig.norm_eps must be a finite number > 0, got {self.norm_eps!r}")
         # Normalise JSON lists back to tuples so equality and hashing hold after a round trip.
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        check_float_fields(self, torch.float32)
         if self.sampling.num_scales > self.num_scales and self.num_scales > 1:
             raise ValueError(f"sampling.num_scales ({self.sampling.num_scales}) exceeds the model's num_scales "
                              f"({self.num_scales})")
@@ -231,6 +235,59 @@ class VTAMIQConfig:
         except RecursionError:
             raise ValueError("VTAMIQConfig JSON is nested too deeply; expected a flat object of settings") from None
         return cls.from_dict(data)
+
+
+def _is_real(value: object) -> bool:
+    """A real number that is not a bool (JSON ``true`` is not a number) and that a Python float can hold (an int
+    such as ``10**400`` cannot)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _describe(value: object) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def check_float_fields(config: VTAMIQConfig, dtype: torch.dtype = torch.float32) -> None:
+    """Check that the config's floats are usable in ``dtype``, the precision the model computes in.
+
+    A value can be finite in Python (float64) and yet infinite in float32: ``"mean": [1e300, 0, 0]`` passed a float64
+    check and every score came out NaN. Checked, in ``dtype`` itself: ``mean`` and ``std`` are finite, the
+    normalised values of the pixel values 0 and 1, ``(v - mean) / std``, are finite (exactly what
+    :meth:`~vtamiq_metric.model.vtamiq.VTAMIQ.normalize` computes), and ``norm_eps`` is finite and above 0 in float32
+    (LayerNorm adds it in float32 or wider for every input dtype). :class:`VTAMIQConfig` checks float32 on
+    construction; the loader (:func:`vtamiq_metric.model.weights.model_from_state_dict`) checks again in the
+    weights' dtype when that is narrower (float16).
+
+    Args:
+        config: the config.
+        dtype: a floating-point torch dtype.
+
+    Raises:
+        ValueError: naming the field, its value and the dtype.
+    """
+    mean = torch.tensor(config.mean, dtype=torch.float64).to(dtype)
+    std = torch.tensor(config.std, dtype=torch.float64).to(dtype)
+    name = str(dtype).removeprefix("torch.")
+    for field_name, values in (("mean", mean), ("std", std)):
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError(f"VTAMIQConfig.{field_name} must be finite in {name}, the precision the model computes "
+                             f"in, got {getattr(config, field_name)!r}")
+    pixels = torch.tensor([[0.0], [1.0]], dtype=dtype)  # (2, 1): the extreme pixel values
+    normalised = (pixels - mean) / std  # (2, 3)
+    if not bool(torch.isfinite(normalised).all()):
+        raise ValueError(f"VTAMIQConfig.mean and std must map pixel values in [0, 1] to finite {name} values, got "
+                         f"mean {config.mean!r} and std {config.std!r} (normalised extremes "
+                         f"{normalised.double().flatten().tolist()})")
+    eps = torch.tensor(float(config.norm_eps), dtype=torch.float64).to(torch.float32)
+    if not (bool(torch.isfinite(eps)) and float(eps) > 0):
+        raise ValueError(f"VTAMIQConfig.norm_eps must be a finite number > 0 in float32 (LayerNorm adds it in "
+                         f"float32), got {config.norm_eps!r}")
 
 
 PRESETS: dict[str, VTAMIQConfig] = {

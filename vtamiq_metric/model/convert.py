@@ -64,7 +64,7 @@ def _unwrap_container(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"state_dict entry {key!r} is a {type(value).__name__}, expected a tensor")
         # Weights saved from nn.DataParallel carry a "module." prefix.
-        out[key[len("module."):] if key.startswith("module.") else key] = value
+        out[key.removeprefix("module.")] = value
     return out
 
 
@@ -113,22 +113,37 @@ def _config_from_keys(sd: dict[str, torch.Tensor], variant: str, layer: str, dec
             raise KeyError(f"missing key {key!r} in the {variant} checkpoint")
         return sd[key]
 
-    embed_dim = need("transformer.embeddings.cls_token").shape[-1]
-    patch_w = need("transformer.embeddings.patch_embeddings.weight")
-    pos_rows = need("transformer.embeddings.positional_embeddings.positional_embeddings").shape[1]
+    def size(key: str, dim: int, *ndims: int) -> int:
+        """The length of dimension ``dim`` of tensor ``key`` (of one of the ranks ``ndims``), which must be at least 1:
+        a size read here becomes a config width (and a divisor), so an empty or mis-ranked tensor is refused by name."""
+        value = need(key)
+        if value.ndim not in ndims or value.shape[dim] < 1:
+            ranks = " or ".join(f"{n}-D" for n in ndims)
+            raise ValueError(f"{variant} checkpoint: expected {key!r} to be a {ranks} tensor with a non-empty "
+                             f"dimension {dim}, got shape {tuple(value.shape)}")
+        return int(value.shape[dim])
+
+    embed_dim = size("transformer.embeddings.cls_token", -1, 3)  # (1, 1, D)
+    patch_size = size("transformer.embeddings.patch_embeddings.weight", -1, 4)  # (D, 3, P, P)
+    pos_rows = size("transformer.embeddings.positional_embeddings.positional_embeddings", 1, 3)  # (1, 1 + G*G, D)
     grid = math.isqrt(pos_rows - 1)
-    if grid * grid != pos_rows - 1:
-        raise ValueError(f"positional table has {pos_rows} rows, expected 1 + G*G for a square grid")
+    if grid < 1 or grid * grid != pos_rows - 1:
+        raise ValueError(f"positional table has {pos_rows} rows, expected 1 + G*G for a square grid with G >= 1")
     depth = _max_index(keys, rf"transformer\.encoder\.{layer}\.(\d+)\.")
     if depth == 0:
         raise KeyError(f"no encoder blocks 'transformer.encoder.{layer}.<i>.*' found; is this a {variant} checkpoint?")
     num_groups = _max_index(keys, rf"{decoder}\.(\d+)\.body\.")
     blocks_per_group = _max_index(keys, rf"{decoder}\.0\.body\.(\d+)\.body\.")
     scale_key = "transformer.embeddings.scale_embeddings.scale_embeddings"
-    num_scales = sd[scale_key].shape[1] - 1 if scale_key in sd else 1
-    extra = sd["transformer.embeddings.extra_tokens"].shape[1] if "transformer.embeddings.extra_tokens" in sd else 0
+    num_scales = size(scale_key, 1, 3) - 1 if scale_key in sd else 1  # (1, num_scales + 1, D)
+    extra_key = "transformer.embeddings.extra_tokens"
+    extra = size(extra_key, 1, 3) if extra_key in sd else 0  # (1, extra, D)
     ca_w1 = "conv_du.1" if variant == "head2024" else "conv_du.0"
-    ca_hidden = need(f"{decoder}.0.body.0.body.4.{ca_w1}.weight").shape[0]
+    ca_hidden = size(f"{decoder}.0.body.0.body.4.{ca_w1}.weight", 0, 3, 4)  # (D // reduction, D, 1[, 1])
+    if ca_hidden > embed_dim:
+        raise ValueError(f"{variant} checkpoint: expected the channel attention of "
+                         f"'{decoder}.0.body.0.body.4.{ca_w1}.weight' to be at most {embed_dim} channels wide (the "
+                         f"embedding width), got {ca_hidden}")
     preset = get_preset(variant)
     sampling = preset.sampling
     if sampling.num_scales > num_scales:
@@ -138,8 +153,8 @@ def _config_from_keys(sd: dict[str, torch.Tensor], variant: str, layer: str, dec
         depth=depth,
         # Head count is not stored in the weights; ViT convention is 64-dim heads.
         num_heads=max(1, embed_dim // 64),
-        mlp_dim=need(f"transformer.encoder.{layer}.0.ffn.fc1.weight").shape[0],
-        patch_size=patch_w.shape[-1],
+        mlp_dim=size(f"transformer.encoder.{layer}.0.ffn.fc1.weight", 0, 2),
+        patch_size=patch_size,
         pos_grid=grid,
         num_scales=num_scales,
         scale_embed_cls=variant == "release2022" and num_scales > 1,
@@ -149,7 +164,7 @@ def _config_from_keys(sd: dict[str, torch.Tensor], variant: str, layer: str, dec
         num_groups=num_groups,
         blocks_per_group=blocks_per_group,
         ca_reduction=embed_dim // ca_hidden,
-        head_hidden=need("q_predictor.1.weight").shape[0],
+        head_hidden=size("q_predictor.1.weight", 0, 2),
         sampling=sampling,
     )
 

@@ -1,7 +1,9 @@
 """The one strict loader: every set of weights reaches a :class:`VTAMIQ` through :func:`model_from_state_dict`.
 
 Before anything is built, :func:`check_config_sizes` checks the config's sizes against the tensors present (a config
-cannot make the loader build a module far larger than the file), and every tensor must be floating-point and finite.
+cannot make the loader build a module far larger than the file), every tensor must be float16, bfloat16, float32 or
+float64 (float8 and integer tensors are refused by name) and finite, and the config's floats must be usable in the
+tensors' dtype.
 The module is then built on the meta device, :func:`check_state_dict` names every missing or unexpected key and the
 first mis-shaped one, and the tensors are assigned with ``load_state_dict(strict=True)``: there is never a partial
 load.
@@ -21,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .config import VTAMIQConfig
+from .config import VTAMIQConfig, check_float_fields
 from .serialization import (
     CONFIG_META,
     CONFIG_NAME,
@@ -34,6 +36,7 @@ from .serialization import (
 from .vtamiq import VTAMIQ
 
 __all__ = [
+    "SUPPORTED_DTYPES",
     "check_config_sizes",
     "check_state_dict",
     "load_directory",
@@ -52,6 +55,10 @@ _COUNTS = (
     ("blocks_per_group", re.compile(r"diffnet\.groups\.\d+\.blocks\.(\d+)\."),
      "DiffNet blocks diffnet.groups.<g>.blocks.<r>"),
 )
+# The dtypes a model may be stored in. Others are refused by name: float8 has no isfinite, no LayerNorm and no
+# matmul on most devices, and an integer or complex tensor is not a weight of this model.
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_SUPPORTED_NAMES = "float16, bfloat16, float32 or float64"
 # Widths that are each the length of some tensor dimension (or smaller), whatever the architecture switches.
 _WIDTHS = ("embed_dim", "num_heads", "mlp_dim", "patch_size", "pos_grid", "num_scales", "num_extra_tokens",
            "head_hidden")
@@ -62,15 +69,24 @@ def check_config_sizes(config: VTAMIQConfig, state_dict: Mapping[str, torch.Tens
 
     The block and group counts must equal those in the keys, and no width (``embed_dim``, ``mlp_dim``, ``pos_grid``...)
     may exceed the largest tensor dimension present: a config in a file's metadata then cannot make the loader build
-    (even on the meta device) a module out of proportion to the file. Every tensor must be floating-point.
+    (even on the meta device) a module out of proportion to the file. Every tensor must be of a dtype in
+    :data:`SUPPORTED_DTYPES` (float16, bfloat16, float32, float64; float8 and integer tensors are refused), and the
+    config's floats must be usable in each of those dtypes (:func:`.config.check_float_fields`).
 
     Raises:
-        WeightsError: naming the config field, its value and what the tensors hold.
+        WeightsError: naming the config field, its value and what the tensors hold, or the first tensor of an
+            unsupported dtype.
     """
     for key, value in state_dict.items():
-        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        if not isinstance(value, torch.Tensor) or value.dtype not in SUPPORTED_DTYPES:
             kind = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
-            raise WeightsError(f"{what}: expected floating-point tensors, got {kind} for {key!r}")
+            raise WeightsError(f"{what}: expected floating-point tensors of dtype {_SUPPORTED_NAMES}, got {kind} for "
+                               f"{key!r}")
+    for dtype in sorted({value.dtype for value in state_dict.values()}, key=str):
+        try:
+            check_float_fields(config, dtype)
+        except ValueError as exc:
+            raise WeightsError(f"{what}: {exc}") from None
     for name, pattern, label in _COUNTS:
         found = {int(m.group(1)) for key in state_dict if (m := pattern.match(key))}
         expected = getattr(config, name)
@@ -115,8 +131,9 @@ def model_from_state_dict(config: VTAMIQConfig, state_dict: Mapping[str, torch.T
         The model in eval mode, in the dtype of the tensors.
 
     Raises:
-        WeightsError: sizes of the config that the tensors do not have (:func:`check_config_sizes`), a tensor that
-            is not floating-point, or one holding NaN or infinity.
+        WeightsError: sizes of the config that the tensors do not have (:func:`check_config_sizes`), a tensor whose
+            dtype is not in :data:`SUPPORTED_DTYPES`, config floats that overflow in the tensors' dtype, or a tensor
+            holding NaN or infinity.
         ValueError: a missing, unexpected or mis-shaped key (missing and unexpected keys are named, up to 10 each).
     """
     check_config_sizes(config, state_dict, what)
@@ -154,7 +171,8 @@ def load_file(path: str | Path, *, config: VTAMIQConfig | None = None, sha256: s
 
     Raises:
         FileNotFoundError: no such file. WeightsError: checksum mismatch, corrupt file, no or an invalid config in the
-            metadata, sizes of the config the tensors do not have, non-float or non-finite tensors.
+            metadata, sizes of the config the tensors do not have, tensors of an unsupported dtype (float8, integers)
+            or holding NaN or infinity.
         ValueError: keys or shapes that do not match the config.
     """
     path = Path(path)
@@ -184,15 +202,26 @@ def load_directory(directory: str | Path) -> VTAMIQ:
     """Load a :func:`save_pretrained` directory: ``model.safetensors``, built with ``config.json`` when present.
 
     Raises:
-        FileNotFoundError: the directory has no ``model.safetensors``. See :func:`load_file` for the rest.
+        FileNotFoundError: the directory has no ``model.safetensors``.
+        WeightsError: a ``config.json`` that is not UTF-8 JSON or not a valid config (the message names the file).
+            See :func:`load_file` for the rest.
     """
     directory = Path(directory)
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"{directory} has no {WEIGHTS_NAME}")
     config_file = directory / CONFIG_NAME
-    config = _parse_config(config_file.read_text(), str(config_file)) if config_file.is_file() else None
+    config = _parse_config(_read_config_text(config_file), str(config_file)) if config_file.is_file() else None
     return load_file(weights, config=config)
+
+
+def _read_config_text(path: Path) -> str:
+    """The text of a ``config.json``; bytes that are not UTF-8 (JSON's encoding) are a WeightsError naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise WeightsError(f"invalid model config in {path}: expected UTF-8 JSON text, got a byte that is not UTF-8 "
+                           f"at offset {exc.start} ({exc.reason})") from None
 
 
 def _parse_config(text: str, where: str) -> VTAMIQConfig:

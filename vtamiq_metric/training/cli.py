@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import _distributed as distributed
+from .._io import atomic_path, atomic_write_text
 from ..cli import parse_shard
-from .config import STAGES, DatasetOptions, TrainConfig, load_config_file
+from .config import STAGE_INIT, STAGES, DatasetOptions, TrainConfig, load_config_file
 
 __all__ = ["TRAIN_EXTRA_MODULES", "main", "make_kadis_main", "make_kadis_parser"]
 
@@ -131,12 +132,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--dataset", action="append", required=True, help="dataset name (repeatable)")
     p_eval.add_argument("--data-root", action="append", required=True, help="root per --dataset, same order")
     p_eval.add_argument("--split-file", help="evaluate only the test part of this split")
-    p_eval.add_argument("--patches", type=int, default=1024)
-    p_eval.add_argument("--repeats", type=int, default=1)
-    p_eval.add_argument("--batch-size", type=int, default=20)
-    p_eval.add_argument("--workers", type=int, default=2)
+    p_eval.add_argument("--patches", type=_int_at_least(1), default=1024, help="patches per image (default 1024)")
+    p_eval.add_argument("--repeats", type=_int_at_least(1), default=1,
+                        help="seeded draws averaged per image (default 1)")
+    p_eval.add_argument("--batch-size", type=_int_at_least(1), default=20, help="pairs per batch (default 20)")
+    p_eval.add_argument("--workers", type=_int_at_least(0), default=2, help="DataLoader workers (default 2)")
     p_eval.add_argument("--device")
-    p_eval.add_argument("--seed", type=int, default=0)
+    p_eval.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the patch draws (default 0)")
     p_eval.add_argument("--output", type=Path, help="write results as JSON (and a Markdown table beside it)")
     p_eval.add_argument("--plot", type=Path, metavar="FIG",
                         help="draw predicted score against MOS per dataset with the logistic fit (.png, .pdf, .svg; "
@@ -163,6 +165,22 @@ def _build_parser() -> argparse.ArgumentParser:
                              description=_MAKE_KADIS_DESCRIPTION)
     _add_make_kadis_arguments(p_kadis)
     return parser
+
+
+def _int_at_least(minimum: int) -> Any:
+    """An argparse ``type`` for integers >= ``minimum`` (a usage error names the flag otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"int >= {minimum}"
+    return parse
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -192,15 +210,18 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig.from_dict(settings)
     if not config.data_root:
         raise ValueError("no data root: pass --data-root DIR (or data_root in the config file)")
+    if args.stage in STAGE_INIT and config.init is None:
+        _logger.warning("--stage %s without --init: the %s model starts from random weights, which is not the "
+                        "paper's protocol; --init expects %s", args.stage, config.model_preset, STAGE_INIT[args.stage])
     return config
 
 
 def _train(args: argparse.Namespace) -> int:
     from .train import run
 
-    config = _train_config(args)
     if args.resume and args.overwrite:
         raise ValueError("expected --resume or --overwrite, got both")
+    config = _train_config(args)
     try:
         results = run(config, resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt:
@@ -227,6 +248,8 @@ def _stages(args: argparse.Namespace) -> int:
         if number:
             print()
         print(f"# --stage {name}")
+        if name in STAGE_INIT:
+            print(f"# --init: {STAGE_INIT[name]}")
         for key, value in STAGES[name].items():
             print(f"{key} = {_toml_value(value)}")
     return 0
@@ -299,8 +322,8 @@ def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: distr
     if args.output and ctx.is_main:
         data, table = cross_dataset_table({Path(args.checkpoint).name: results})
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(data, indent=2, default=float) + "\n")
-        args.output.with_suffix(".md").write_text(table + "\n")
+        atomic_write_text(args.output, json.dumps(data, indent=2, default=float) + "\n")
+        atomic_write_text(args.output.with_suffix(".md"), table + "\n")
     if args.plot and ctx.is_main:
         from .._plotting import save_figure
         from .plots import plot_predictions
@@ -336,14 +359,27 @@ def _export(args: argparse.Namespace) -> int:
     source = Path(_resolve_checkpoint(str(args.checkpoint)))
     model = load_model(source)
     run_config = args.checkpoint / "config.json"
-    extra = {"training_config": json.loads(run_config.read_text())} if run_config.is_file() else {}
+    extra = {"training_config": _read_json(run_config)} if run_config.is_file() else {}
     test_file = args.checkpoint / "test.json"
     if test_file.is_file():
-        extra["test_metrics"] = json.loads(test_file.read_text())
+        extra["test_metrics"] = _read_json(test_file)
     model.save_pretrained(args.out, provenance=extra)
-    (args.out / "README.md").write_text(_model_card(load_model(args.out), source))
+    atomic_write_text(args.out / "README.md", _model_card(load_model(args.out), source))
     print(f"wrote {args.out}")
     return 0
+
+
+def _read_json(path: Path) -> Any:
+    """A run's JSON file; text that is not UTF-8 or not JSON is a ValueError naming the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"cannot read {path}: expected UTF-8 JSON text, got a byte that is not UTF-8 at offset "
+                         f"{exc.start} ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"cannot read {path}: expected JSON, got {exc}") from None
+    except RecursionError:
+        raise ValueError(f"cannot read {path}: the JSON is nested too deeply") from None
 
 
 def _splits(args: argparse.Namespace) -> int:
@@ -353,7 +389,8 @@ def _splits(args: argparse.Namespace) -> int:
     dataset = get_dataset(args.dataset, args.data_root)
     split = make_split(dataset.ref_ids(), seed=args.seed, val_fraction=args.val_fraction,
                        test_fraction=args.test_fraction)
-    split.save(args.out)
+    with atomic_path(args.out) as tmp:
+        split.save(tmp)
     train, val, test = split.counts()
     print(f"{args.dataset}: {train}/{val}/{test} reference images (train/val/test) -> {args.out}")
     return 0

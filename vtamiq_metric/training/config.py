@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
+import os
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .._precision import PRECISIONS, Precision
+from .._precision import Precision
 
-__all__ = ["STAGES", "DatasetOptions", "TrainConfig", "load_config_file"]
+__all__ = ["STAGES", "STAGE_INIT", "DatasetOptions", "TrainConfig", "load_config_file"]
 
 Loss = Literal["l1", "l2"]
 _LOSSES = typing.get_args(Loss)
@@ -83,7 +87,7 @@ class DatasetOptions:
     def from_dict(cls, data: Mapping[str, Any]) -> DatasetOptions:
         """Build from a dict of options; unknown keys raise with the list of known ones."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"dataset_options must be a table of reader options, got {type(data).__name__}")
+            raise TypeError(f"dataset_options must be a table of reader options, got {type(data).__name__}")
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(known))
         if unknown:
@@ -177,22 +181,41 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        """Check every field's type (and finiteness), then its range; the message names the field.
+
+        Types follow the annotations: an ``int`` field takes an integer (not a bool, not ``5.0``), a ``float`` field
+        any finite real number (converted to float), a ``list[int]``/``list[str]`` field a list or tuple of those
+        (never a bare string: ``"12"`` is not ``[1, 2]``), a path-like ``str`` field (``data_root``, ``output``,
+        ``split_file``, ``init``) a str or an ``os.PathLike`` (converted to str).
+
+        Raises:
+            TypeError: a value of the wrong type (e.g. ``lr = "1e-3"`` in a config file).
+            ValueError: a value out of range, or NaN or infinite.
+        """
+        hints = typing.get_type_hints(TrainConfig)
+        for item in dataclasses.fields(self):
+            if item.name != "dataset_options":
+                setattr(self, item.name, _checked(item.name, hints[item.name], getattr(self, item.name)))
         for name in ("epochs", "batch_size", "train_patches", "eval_patches", "eval_repeats", "runs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
-        if self.workers < 0:
-            raise ValueError(f"TrainConfig.workers must be >= 0, got {self.workers!r}")
-        if self.loss not in _LOSSES:
-            raise ValueError(f"TrainConfig.loss must be one of {_LOSSES}, got {self.loss!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
-        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ValueError(f"TrainConfig.max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
-        self.lr_milestones = [int(m) for m in self.lr_milestones]
-        self.freeze = list(self.freeze)
+            _require(name, getattr(self, name) >= 1, "an int >= 1", getattr(self, name))
+        _require("workers", self.workers >= 0, "an int >= 0", self.workers)
+        _require("seed", self.seed >= 0, "an int >= 0", self.seed)
+        _require("split_seed", self.split_seed >= 0, "an int >= 0", self.split_seed)
+        _require("max_steps_per_epoch", self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
+                 "an int >= 1 or None", self.max_steps_per_epoch)
+        _require("lr", self.lr > 0, "a finite number > 0", self.lr)
+        _require("lr_gamma", self.lr_gamma > 0, "a finite number > 0 (the factor of every milestone)", self.lr_gamma)
+        _require("lr_milestones", all(m >= 0 for m in self.lr_milestones), "a list of epochs >= 0",
+                 self.lr_milestones)
+        for name in ("weight_decay", "rank_weight", "grad_clip"):
+            _require(name, getattr(self, name) >= 0, "a finite number >= 0", getattr(self, name))
+        for name in ("val_fraction", "test_fraction"):
+            _require(name, 0 <= getattr(self, name) < 1, "a number in [0, 1)", getattr(self, name))
+        _require("test_fraction", self.val_fraction + self.test_fraction < 1,
+                 f"a number that leaves training references (val_fraction + test_fraction < 1; val_fraction is "
+                 f"{self.val_fraction})", self.test_fraction)
+        _require("dataset", bool(self.dataset), "a dataset name", self.dataset)
+        _require("output", bool(self.output), "a folder", self.output)
         if not isinstance(self.dataset_options, DatasetOptions):
             self.dataset_options = DatasetOptions.from_dict(self.dataset_options)
 
@@ -201,8 +224,15 @@ class TrainConfig:
         return {**dataclasses.asdict(self), "dataset_options": self.dataset_options.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build from a dict; unknown keys raise with the list of known ones."""
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from a dict; unknown keys raise with the list of known ones, values are checked as in the class.
+
+        Raises:
+            TypeError: ``data`` is not a mapping, or a value of the wrong type (the field is named).
+            ValueError: an unknown key, or a value out of range (the field is named).
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"expected a table of training settings, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -212,6 +242,86 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A validated copy with some fields changed."""
         return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+# Fields whose str may be given as a path (pathlib.Path from Python code).
+_PATH_FIELDS = ("data_root", "output", "split_file", "init")
+
+
+def _type_name(value: Any) -> str:
+    name = "string" if isinstance(value, str) else type(value).__name__
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
+def _wrong_type(name: str, expected: str, value: Any) -> TypeError:
+    hint = ""
+    if isinstance(value, str) and expected.startswith("a finite number"):
+        hint = "; write the number without quotes (in YAML with a dot, 1.0e-3: PyYAML reads 1e-3 as a string)"
+    elif isinstance(value, str) and expected.startswith("an int"):
+        hint = "; write the number without quotes"
+    elif isinstance(value, str) and expected == "a list of ints":
+        hint = f"; write a list, e.g. [{value}]" if value.strip().isdigit() else "; write a list, e.g. [12]"
+    elif isinstance(value, str) and expected == "a list of strings":
+        hint = f"; write a list, e.g. [{json.dumps(value)}]"
+    return TypeError(f"TrainConfig.{name} must be {expected}, got {value!r} ({_type_name(value)}){hint}")
+
+
+def _require(name: str, ok: bool, expected: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"TrainConfig.{name} must be {expected}, got {value!r}")
+
+
+def _checked(name: str, hint: Any, value: Any) -> Any:
+    """``value`` checked against the annotation ``hint`` of field ``name`` and normalised (see __post_init__)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None
+        if value is None:
+            return None
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"TrainConfig.{name} must be one of {choices}, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _wrong_type(name, "true or false", value)
+        return value
+    if hint is int:
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            raise _wrong_type(name, "an int", value)
+        return int(value)
+    if hint is float:
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise _wrong_type(name, "a finite number", value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError(f"TrainConfig.{name} must be a finite number, got {value!r}")
+        return number
+    if hint is str:
+        if name in _PATH_FIELDS and isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str):
+            raise _wrong_type(name, "a string", value)
+        return value
+    if typing.get_origin(hint) is list:
+        element = typing.get_args(hint)[0]
+        expected = {int: "a list of ints", str: "a list of strings"}[element]
+        if not isinstance(value, (list, tuple)):
+            raise _wrong_type(name, expected, value)
+        return [_checked_element(name, element, expected, v, value) for v in value]
+    raise TypeError(f"TrainConfig.{name}: no check for the annotation {hint!r}")  # a new field needs a rule here
+
+
+def _checked_element(name: str, element: type, expected: str, value: Any, whole: Any) -> Any:
+    if element is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if element is str and isinstance(value, str):
+        return value
+    raise TypeError(f"TrainConfig.{name} must be {expected}, got {whole!r} (holding {value!r}, "
+                    f"{_type_name(value)})")
 
 
 #: The paper's stages. ``finetune-<dataset>`` follow the 20-epoch protocol; pre-training starts from ImageNet ViT
@@ -235,13 +345,46 @@ STAGES: dict[str, dict[str, Any]] = {
                        "train_patches": 128, "eval_patches": 256, "val_fraction": 0.05, "test_fraction": 0.0},
 }
 
+_IMAGENET_INIT = ("ImageNet ViT-B/16 weights for the backbone: npz:PATH (Google's ViT-B_16.npz of "
+                  "imagenet21k+imagenet2012, see the README's Training section) or timm:PATH (a timm "
+                  "vit_base_patch16_384 state_dict file)")
+_KADIS_INIT = ("the model the kadis700k-pretrain stage exported, e.g. runs/kadis/best, or the authors' KADIS-700k "
+               "checkpoint converted with vtamiq convert")
+_FINETUNE_INIT = ("the model a pre-training stage exported, e.g. runs/pieapp/best or runs/kadis/best (anything "
+                  "vtamiq_metric.load_model accepts)")
+
+#: What ``--init`` each stage expects (the README's order: ImageNet -> KADIS-700k -> PieAPP -> fine-tuning). Without
+#: ``--init`` such a stage builds its ViT-B from random weights, which is not the paper's protocol:
+#: ``vtamiq-train train --stage NAME`` warns and quotes this text, ``vtamiq-train stages`` prints it. The
+#: ``bundled-default`` stage trains from scratch by design and is not listed.
+STAGE_INIT: dict[str, str] = {
+    "kadis700k-pretrain": _IMAGENET_INIT,
+    "pieapp-pretrain": _KADIS_INIT,
+    **{f"finetune-{name}": _FINETUNE_INIT for name in ("live", "csiq", "tid2013", "kadid10k")},
+}
+
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Settings from a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file (a flat table of TrainConfig fields)."""
+    """Settings from a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file (a flat table of TrainConfig fields).
+
+    Each setting that names a :class:`TrainConfig` field is type-checked here, so that the message names the file as
+    well as the field (``lr = "1e-3"``, ``lr_milestones = "12"``, ``lr_gamma = nan``); ranges, unknown keys and
+    combinations are checked when the config is built.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: an unknown suffix, text that is not UTF-8 or does not parse, not a table, or a NaN or infinite
+            value (the file and the field are named).
+        TypeError: a value of the wrong type (the file and the field are named).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"cannot read config file {path}: expected UTF-8 text, got a byte that is not UTF-8 at "
+                         f"offset {exc.start} ({exc.reason})") from None
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
@@ -258,10 +401,20 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             data = json.loads(text)
         else:
             raise ValueError(f"config file {path} must end in .toml, .yaml, .yml or .json")
+    except RecursionError:
+        raise ValueError(f"cannot parse config file {path}: it is nested too deeply; expected a flat table of "
+                         f"settings") from None
     except (ValueError, TypeError) as exc:
         raise ValueError(f"cannot parse config file {path}: {exc}") from exc
     except Exception as exc:  # yaml.YAMLError and tomllib.TOMLDecodeError
         raise ValueError(f"cannot parse config file {path}: {exc}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a table of settings, got {type(data).__name__}")
+        raise TypeError(f"config file {path} must hold a table of settings, got {type(data).__name__}")
+    hints = typing.get_type_hints(TrainConfig)
+    for key, value in data.items():
+        if key in hints and key != "dataset_options":
+            try:
+                _checked(key, hints[key], value)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"config file {path}: {exc}") from None
     return data

@@ -68,11 +68,18 @@ def fit_logistic(pred: Any, target: Any) -> tuple[Callable[[np.ndarray], np.ndar
     """
     x = _as_vector(pred, "pred")
     y = _as_vector(target, "target")
-    if x.size != y.size or x.size < 2 or np.ptp(x) == 0.0 or np.ptp(y) == 0.0:
+    if x.size != y.size or x.size < 2 or _constant(x) or _constant(y):
         raise ValueError(f"expected pred and target of the same length >= 2, neither constant; got lengths {x.size} "
                          f"and {y.size}")
-    mx, sx, my, sy = x.mean(), x.std(), y.mean(), y.std()
-    u, v = (x - mx) / sx, (y - my) / sy
+    # Standardised on power-of-two rescaled copies (exact, so ordinary inputs give the same bits as without): values
+    # near the float64 limit, e.g. +-1e308, would overflow x - mean and the squares of the std.
+    ex, ey = _exponent(x), _exponent(y)
+    xs, ys = np.ldexp(x, -ex), np.ldexp(y, -ey)
+    mx, sx, my, sy = xs.mean(), xs.std(), ys.mean(), ys.std()
+    if not sx > 0 or not sy > 0:
+        raise ValueError("expected pred and target that are not constant after rescaling; got values too close to "
+                         "each other to fit")
+    u, v = (xs - mx) / sx, (ys - my) / sy
     slope, intercept = np.polyfit(u, v, 1)
     best_params: tuple[float, ...] | None = None
     best_sse, method = float(np.sum((v - (slope * u + intercept)) ** 2)), "linear"
@@ -101,11 +108,27 @@ def fit_logistic(pred: Any, target: Any) -> tuple[Callable[[np.ndarray], np.ndar
                 best_params, best_sse, method = tuple(float(p) for p in params), sse, "logistic5"
 
     def curve(values: np.ndarray) -> np.ndarray:
-        w = (np.asarray(values, dtype=np.float64) - mx) / sx
+        w = (np.ldexp(np.asarray(values, dtype=np.float64), -ex) - mx) / sx
         fitted = slope * w + intercept if best_params is None else logistic5(w, *best_params)
-        return fitted * sy + my
+        return np.ldexp(fitted * sy + my, ey)
 
     return curve, method
+
+
+def _constant(values: np.ndarray) -> bool:
+    """All values equal (``np.ptp`` would overflow for values of both signs near the float64 limit)."""
+    return bool(values.max() == values.min())
+
+
+def _exponent(values: np.ndarray) -> int:
+    """The binary exponent of the largest magnitude: ``ldexp(values, -e)`` lies in (-1, 1), exactly rescaled."""
+    return int(np.frexp(np.max(np.abs(values)))[1])
+
+
+def _rms(values: np.ndarray) -> float:
+    """Root mean square without overflow for values near the float64 limit (rescaled by a power of two)."""
+    exponent = _exponent(values)
+    return float(np.ldexp(np.sqrt(np.mean(np.ldexp(values, -exponent) ** 2)), exponent))
 
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, str]:
@@ -144,19 +167,22 @@ def correlations(pred: Any, target: Any) -> dict[str, Any]:
     n = int(p.size)
     if n < 3:
         return _nan_result(n, f"fewer than 3 points (n={n}): correlations are undefined")
-    if np.ptp(p) == 0.0:
+    if _constant(p):
         return _nan_result(n, f"constant predictions (all {p[0]:.6g}): correlations are undefined")
-    if np.ptp(t) == 0.0:
+    if _constant(t):
         return _nan_result(n, f"constant targets (all {t[0]:.6g}): correlations are undefined")
     fitted, method = _fit_logistic(p, t)
-    plcc = float(stats.pearsonr(t, fitted)[0]) if np.ptp(fitted) > 0.0 else math.nan
+    # Pearson correlations are scale-free: computed on power-of-two rescaled copies (exact), so that values near the
+    # float64 limit cannot overflow; RMSEs are rescaled the same way (_rms).
+    ps, ts = np.ldexp(p, -_exponent(p)), np.ldexp(t, -_exponent(t))
+    plcc = math.nan if _constant(fitted) else float(stats.pearsonr(ts, np.ldexp(fitted, -_exponent(fitted)))[0])
     return {
         "srocc": float(stats.spearmanr(p, t)[0]),
         "krocc": float(stats.kendalltau(p, t, variant="b")[0]),
         "plcc": plcc,
-        "plcc_nofit": float(stats.pearsonr(p, t)[0]),
-        "rmse": float(np.sqrt(np.mean((t - fitted) ** 2))),
-        "rmse_nofit": float(np.sqrt(np.mean((t - p) ** 2))),
+        "plcc_nofit": float(stats.pearsonr(ps, ts)[0]),
+        "rmse": _rms(t - fitted),
+        "rmse_nofit": _rms(np.ldexp(t, -1) - np.ldexp(p, -1)) * 2.0,
         "n": n,
         "fit": method,
         "note": None,

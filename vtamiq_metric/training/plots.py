@@ -27,7 +27,7 @@ from .evaluate import correlations, fit_logistic
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["plot_predictions", "plot_training_curves", "read_metrics"]
+__all__ = ["DRAWABLE_LIMIT", "plot_predictions", "plot_training_curves", "read_metrics"]
 
 _logger = logging.getLogger(__name__)
 
@@ -35,6 +35,10 @@ _logger = logging.getLogger(__name__)
 _VAL_METRICS = (("val_srocc", "SROCC"), ("val_plcc", "PLCC"), ("val_krocc", "KROCC"),
                 ("val_preference_accuracy", "preference accuracy"))
 _MAX_SCATTER_POINTS = 20_000
+#: Values beyond this magnitude are not drawn: matplotlib's axis limits overflow near the float64 limit (a metric of
+#: +-1e308 made ``vtamiq-train plot`` fail with "arange: cannot compute length"), and no loss, correlation or score of
+#: a working run comes near it.
+DRAWABLE_LIMIT = 1e100
 
 
 def plot_predictions(results: Mapping[str, Mapping[str, Any]], *, title: str | None = None) -> Figure:
@@ -54,7 +58,8 @@ def plot_predictions(results: Mapping[str, Mapping[str, Any]], *, title: str | N
 
     Raises:
         ImportError: matplotlib is not installed.
-        ValueError: ``results`` is empty, or a dataset lacks ``pred``/``target`` or has mismatched lengths.
+        ValueError: ``results`` is empty, or a dataset lacks ``pred``/``target``, has mismatched lengths, or values
+            that are not finite or beyond :data:`DRAWABLE_LIMIT` in magnitude.
     """
     require_matplotlib()
     if not results:
@@ -74,6 +79,11 @@ def plot_predictions(results: Mapping[str, Mapping[str, Any]], *, title: str | N
         if pred.size != target.size:
             raise ValueError(f"expected pred and target of the same length for {name!r}, got {pred.size} and "
                              f"{target.size}")
+        for what, values in (("predictions", pred), ("targets", target)):
+            if values.size and not np.all(np.abs(values) <= DRAWABLE_LIMIT):  # NaN fails the comparison too
+                worst = float(values[~(np.abs(values) <= DRAWABLE_LIMIT)][0])
+                raise ValueError(f"cannot draw the {what} of {name!r}: expected finite values within "
+                                 f"+-{DRAWABLE_LIMIT:g}, got {worst!r}")
         shown = np.linspace(0, pred.size - 1, _MAX_SCATTER_POINTS).astype(int) if pred.size > _MAX_SCATTER_POINTS \
             else slice(None)
         # Fewer points are drawn larger and more opaque; thousands are small and translucent so density shows.
@@ -134,8 +144,25 @@ def read_metrics(run: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]
     return runs
 
 
+def _drawable(value: Any) -> bool:
+    """A number (not a bool) that is finite and within +-:data:`DRAWABLE_LIMIT`."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and abs(value) <= DRAWABLE_LIMIT)
+
+
+def _warn_undrawable(label: str, rows: list[dict[str, Any]]) -> None:
+    """One warning per run naming the finite values beyond :data:`DRAWABLE_LIMIT` that the figure leaves out."""
+    skipped = [f"{key}={value!r} (epoch {row['epoch']})" for row in rows for key, value in row.items()
+               if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool)
+               and math.isfinite(value) and abs(value) > DRAWABLE_LIMIT]
+    if skipped:
+        _logger.warning("%s: not drawn, beyond +-%g: %s%s", label, DRAWABLE_LIMIT, ", ".join(skipped[:5]),
+                        f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+
+
 def _series(rows: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    pairs = [(r["epoch"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    """``(epochs, values)`` of ``key``, leaving out rows without a drawable value (NaN, infinite, beyond the limit)."""
+    pairs = [(r["epoch"], r[key]) for r in rows if _drawable(r.get(key))]
     if not pairs:
         return np.zeros(0), np.zeros(0)
     epochs, values = zip(*pairs)
@@ -156,12 +183,17 @@ def plot_training_curves(run: str | os.PathLike[str], *, title: str | None = Non
     Returns:
         The figure: two panels, 11 x 4.2 inches at 100 dpi.
 
+    Values that cannot be drawn are left out: NaN and infinite ones silently (an epoch without validation), finite
+    ones beyond +-:data:`DRAWABLE_LIMIT` (a diverged or damaged log) with a logged warning naming them.
+
     Raises:
         ImportError: matplotlib is not installed.
         FileNotFoundError / ValueError: as :func:`read_metrics`.
     """
     matplotlib = require_matplotlib()
     runs = read_metrics(run)
+    for label, rows in runs.items():
+        _warn_undrawable(label, rows)
     fig = new_figure(11.0, 4.2)
     loss_ax, val_ax = fig.subplots(1, 2)
     colours = matplotlib.colormaps["tab10"]
@@ -178,7 +210,7 @@ def plot_training_curves(run: str | os.PathLike[str], *, title: str | None = Non
             val_ax.plot(x, y, style, marker="o", markersize=3, color=colours(index % 10), label=f"{prefix}{name}")
         selection_x, selection_y = _series(rows, "val_selection")
         if selection_y.size:
-            best = int(np.argmax(selection_y))
+            best = selection_y.size - 1 - int(np.argmax(selection_y[::-1]))  # the last of equal bests, as best/ keeps
             val_ax.plot(selection_x[best], selection_y[best], marker="*", markersize=14, color=colours(index % 10),
                         markeredgecolor="black", linestyle="none", label=f"{prefix}best epoch {int(selection_x[best])}")
     finite = np.concatenate([loss for loss in losses if loss.size]) if any(loss.size for loss in losses) else None

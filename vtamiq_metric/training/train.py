@@ -6,8 +6,8 @@ validating every epoch. A run never loses work:
 
 - ``<output>/checkpoints/last.pt`` is written atomically (temporary file, then rename) after every epoch with the
   model, optimiser, scheduler, RNG states, epoch and best score; ``resume=True`` continues bit for bit;
-- ``<output>/best/`` holds the model with the best validation SROCC (or preference accuracy for PieAPP) as a
-  safetensors directory, also written atomically;
+- ``<output>/best/`` holds the model with the best validation SROCC (or preference accuracy for PieAPP; a tie goes
+  to the later epoch) as a safetensors directory, also written atomically;
 - Ctrl-C stops after the last completed epoch's checkpoint, and the run can be resumed;
 - metrics go to ``<output>/metrics.jsonl`` and ``metrics.csv`` (and TensorBoard when it is installed).
 
@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from .. import _distributed
+from .._io import atomic_path, atomic_write_text
 from .._precision import autocast
 from ..hub import load_model
 from ..model.config import get_preset
@@ -201,7 +202,12 @@ def predict(model: VTAMIQ, items: PairPatches | TripletPatches, config: TrainCon
     Returns:
         ``{"pred": (n,), "target": (n,), "index": (n,)}`` in item order (``index`` is ``0 .. n-1``); for triplets
         also ``"pred_b"`` and ``"prob"`` (predicted P(A preferred)).
+
+    Raises:
+        ValueError: ``repeats`` is not an int >= 1.
     """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an int >= 1 (seeded draws averaged per item), got {repeats!r}")
     model.eval()
     pairwise = isinstance(items, TripletPatches)
     rank, world = _distributed.rank_world() if shard else (0, 1)
@@ -328,7 +334,7 @@ def _test(output: Path, items: PairPatches | TripletPatches, config: TrainConfig
     else:
         test = correlations(preds["pred"], preds["target"])
     if ctx.is_main:
-        (output / "test.json").write_text(json.dumps(test, indent=2, default=float) + "\n")
+        atomic_write_text(output / "test.json", json.dumps(test, indent=2, default=float) + "\n")
     return test
 
 
@@ -336,17 +342,21 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
         output: str | Path | None = None, overwrite: bool = False) -> RunResult:
     """Train one run; see the module docstring for what is written where, and for runs under ``torchrun``.
 
-    The dataset, its split and the initial weights are checked before anything is written: a run that cannot start
-    leaves no files behind. Without a validation split (``val_fraction`` 0, or too few references) a warning says
-    so and ``best/`` holds the last epoch's model.
+    Everything that can be checked is checked before the output folder is touched: the folder itself (not a file;
+    empty unless ``resume`` or ``overwrite``), the dataset (its root and files), its split, the initial weights and
+    the optimiser settings, on every rank. Only then are a previous run's files removed (``overwrite``: exactly
+    those, :func:`.checkpoint.clear_run_files`) and the new ones written, so a run that cannot start changes
+    nothing. Without a validation split (``val_fraction`` 0, or too few references) a warning says so and ``best/``
+    holds the last epoch's model.
 
     Args:
         config: the run's settings.
         resume: continue from ``<output>/checkpoints/last.pt`` if it exists.
         split_seed: overrides ``config.split_seed`` (used by :func:`run` for repeated runs).
         output: overrides ``config.output``.
-        overwrite: start afresh in an output folder that holds a previous run, removing its files
-            (:data:`.checkpoint.RUN_FILES`); without it (or ``resume``) a non-empty folder is refused.
+        overwrite: start afresh in an output folder that holds a previous run, removing the files a run writes
+            (:data:`.checkpoint.RUN_FILES` and TensorBoard's) and nothing else; without it (or ``resume``) a
+            non-empty folder is refused.
 
     Returns:
         A :class:`RunResult` with the best epoch, its validation score, and test metrics when there is a test split
@@ -354,44 +364,43 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
 
     Raises:
         FileExistsError: ``output`` is not empty and neither ``resume`` nor ``overwrite`` is set.
+        FileNotFoundError / ValueError / TypeError: the dataset, split or initial weights cannot be used (nothing
+            was written or removed).
     """
     ctx = _distributed.init_from_env(config.device)
     output = Path(output or config.output)
     split_seed = config.split_seed if split_seed is None else split_seed
-    problem = None
-    if ctx.is_main:
-        try:
-            checkpoint.check_output_folder(output, resume=resume, overwrite=overwrite)
-        except FileExistsError as exc:
-            problem = str(exc)
-    problems = [p for p in _distributed.all_gather_objects(problem) if p is not None]
-    if problems:
-        raise FileExistsError(problems[0])
-    train_set, val_set, test_set, pairwise, split = _split_dataset(config, split_seed, ctx)
-    model = initial_model(config).to(ctx.device)
-    if ctx.is_main:  # only now that the data and the initial weights are known to be usable
-        (output / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (output / "config.json").write_text(json.dumps({**config.to_dict(), "split_seed": split_seed}, indent=2)
-                                            + "\n")
-        split.save(output / "split.json")
-
-    if ctx.rank > 0:  # same initial weights (seeded above) but distinct dropout streams per rank
-        torch.manual_seed(derive_seed(config.seed, "rank", ctx.rank))
+    _on_every_rank(ctx, lambda: checkpoint.check_output_folder(output, resume=resume, overwrite=overwrite)
+                   if ctx.is_main else None)
+    train_set, val_set, test_set, pairwise, split, model = _on_every_rank(
+        ctx, lambda: (*_split_dataset(config, split_seed, ctx), initial_model(config).to(ctx.device)))
     wrap = TripletPatches if pairwise else PairPatches
     patch, sampling = model.config.patch_size, model.config.sampling
     side = model.config.downsample_side
     train_items = wrap(train_set.records, config.train_patches, patch, sampling, config.seed, downsample_side=side)
     val_items = wrap(val_set.records, config.eval_patches, patch, sampling, config.seed, downsample_side=side)
     test_items = wrap(test_set.records, config.eval_patches, patch, sampling, config.seed, downsample_side=side)
+    params, optimizer, scheduler = _optimizer(model, config)
+    if ctx.is_main:  # only now that the folder, the data, the split and the initial weights are known to be usable
+        if overwrite:
+            checkpoint.clear_run_files(output)
+        (output / "checkpoints").mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output / "config.json",
+                          json.dumps({**config.to_dict(), "split_seed": split_seed}, indent=2) + "\n")
+        with atomic_path(output / "split.json") as tmp:
+            split.save(tmp)
+    _distributed.barrier()  # the folder is cleared before any rank writes or reads there
+
+    if ctx.rank > 0:  # same initial weights (seeded above) but distinct dropout streams per rank
+        torch.manual_seed(derive_seed(config.seed, "rank", ctx.rank))
     keep_last = len(val_items) == 0
     if keep_last and ctx.is_main:
         _logger.warning("no validation items (val_fraction=%s over %d reference images): epochs cannot be compared, "
                         "so best/ will hold the last epoch's model; raise --val-fraction to select by validation",
                         config.val_fraction, len(split.train) + len(split.val) + len(split.test))
-    params, optimizer, scheduler = _optimizer(model, config)
     log = checkpoint.MetricLog(output) if ctx.is_main else None
     last = output / "checkpoints" / checkpoint.CHECKPOINT_NAME
-    state = dict(model=model, optimizer=optimizer, scheduler=scheduler)
+    state = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     progress = checkpoint.resume(last, **state, ctx=ctx, seed=config.seed, log=log) if resume else checkpoint.Progress()
     starts = _distributed.all_gather_objects(progress.start_epoch)
     if len(set(starts)) != 1:
@@ -447,5 +456,23 @@ def run(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -
                for i in range(config.runs)]
     tests = [r.test for r in results if r.test is not None]
     if tests and _distributed.is_main():
-        (output / "summary.json").write_text(json.dumps(aggregate_runs(tests), indent=2, default=float) + "\n")
+        atomic_write_text(output / "summary.json", json.dumps(aggregate_runs(tests), indent=2, default=float) + "\n")
     return results
+
+
+def _on_every_rank(ctx: _distributed.DistContext, check: Callable[[], Any]) -> Any:
+    """``check()`` on every rank, then agree: if it raised on any rank, every rank raises (the failing rank its own
+    exception, the others a RuntimeError naming it), so that no rank goes on to delete or write files for a run that
+    cannot start. In a single process this is just ``check()``."""
+    if not ctx.distributed:
+        return check()
+    try:
+        result, problem = check(), None
+    except Exception as exc:  # noqa: BLE001 - re-raised below, after every rank has said whether it can start
+        result, problem, error = None, f"rank {ctx.rank}: {type(exc).__name__}: {exc}", exc
+    problems = [p for p in _distributed.all_gather_objects(problem) if p is not None]
+    if problem is not None:
+        raise error
+    if problems:
+        raise RuntimeError(f"another rank cannot start the run ({problems[0]})")
+    return result

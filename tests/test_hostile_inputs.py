@@ -1,0 +1,309 @@
+"""Hostile inputs, one row each: the cases of the attacker's-eye probes (issue 23 and later), kept so that every
+round starts from them.
+
+Each row of :data:`CASES` is a :class:`Hostile`: an id, the issue item it comes from, a function that builds the input
+in a temporary folder and feeds it to the package, the exception expected (or None: the input is handled and the call
+returns) and a fragment of the message (of the exception, or of the log when nothing is raised). Commands go through
+:func:`run_command`, which turns a failing exit status into :class:`CommandFailed` carrying stderr, so command-line
+rows read like API rows; a traceback is never the expected outcome (the exception would be of another type).
+
+To add rows: write a small builder function near your section (``def _my_case(tmp: Path) -> object``) and append
+``Hostile(...)`` rows to :data:`CASES` under a comment naming the issue; an optional ``after`` function checks what
+must still hold afterwards (files kept, nothing written). Rows must stay fast (well under a second each) and offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+# ---------------------------------------------------------------------------------------------------------------
+# The table's machinery
+
+
+class CommandFailed(Exception):
+    """A command-line ``main`` returned a non-zero status (or argparse exited); the message is its stderr."""
+
+    def __init__(self, status: int, stderr: str) -> None:
+        super().__init__(f"exit status {status}: {stderr.strip()}")
+        self.status = status
+        self.stderr = stderr
+
+
+def run_command(main: Callable[[Sequence[str]], int], argv: Sequence[str]) -> str:
+    """Run a command's ``main(argv)`` in-process; its stdout, or :class:`CommandFailed` with its stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(list(argv))
+        except SystemExit as exc:  # argparse usage errors
+            status = exc.code if isinstance(exc.code, int) else 2
+    if status != 0:
+        raise CommandFailed(status, err.getvalue())
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """One hostile input and the clean outcome expected of it.
+
+    Attributes:
+        id: the test id, short and unique.
+        issue: where the case comes from, e.g. ``"23.15"`` (issue 23, item 15).
+        run: builds the input under the given temporary folder and feeds it to the package.
+        raises: the exception type expected, or None when the input must be handled without one.
+        fragment: a piece of the exception's message (or, with ``raises=None``, of the log; "" for no check).
+        after: optional check of the temporary folder afterwards (e.g. that nothing was removed).
+    """
+
+    id: str
+    issue: str
+    run: Callable[[Path], object]
+    raises: type[BaseException] | None
+    fragment: str
+    after: Callable[[Path], None] | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Builders: weights and model files (issue 23 items 11 and 15)
+
+
+def _tiny_model():
+    from vtamiq_metric import VTAMIQ
+
+    torch.manual_seed(0)
+    return VTAMIQ("tiny").eval()
+
+
+def _weights_file(tmp: Path, *, dtype: torch.dtype = torch.float32, **config_changes) -> Path:
+    from safetensors.torch import save_file
+
+    from vtamiq_metric.model.serialization import CONFIG_META
+
+    model = _tiny_model()
+    config = json.dumps({**model.config.to_dict(), **config_changes})
+    path = tmp / "m.safetensors"
+    save_file({k: v.to(dtype).contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={CONFIG_META: config})
+    return path
+
+
+def _load(path: Path) -> object:
+    from vtamiq_metric import load_model
+
+    return load_model(path)
+
+
+def _config_json_not_utf8(tmp: Path) -> object:
+    _tiny_model().save_pretrained(tmp / "m")
+    (tmp / "m" / "config.json").write_bytes(b'{"embed_dim": 32, "name": "caf\xe9"}')
+    return _load(tmp / "m")
+
+
+def _convert_zero_row_channel_attention(tmp: Path) -> object:
+    from vtamiq_metric.model.convert import convert_reference_state_dict
+
+    # Just the keys the converter reads sizes from, in the paper era's layout, with an empty channel attention.
+    state = {"transformer.embeddings.cls_token": torch.zeros(1, 1, 8),
+             "transformer.embeddings.patch_embeddings.weight": torch.zeros(8, 3, 4, 4),
+             "transformer.embeddings.positional_embeddings.positional_embeddings": torch.zeros(1, 5, 8),
+             "transformer.encoder.layer.0.ffn.fc1.weight": torch.zeros(16, 8),
+             "diff_net.0.body.0.body.4.conv_du.0.weight": torch.zeros(0, 8, 1, 1)}
+    return convert_reference_state_dict(state, "paper2021")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Builders: training (issue 23 items 1, 13, 15)
+
+
+def _damaged_last_pt(tamper: Callable[[dict], None]) -> Callable[[Path], object]:
+    """Save a real ``last.pt`` of the tiny model, damage it with ``tamper``, resume from it."""
+
+    def run(tmp: Path) -> object:
+        from types import SimpleNamespace
+
+        from vtamiq_metric.training import checkpoint
+
+        def fresh():
+            model = _tiny_model()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            model(*(torch.rand(1, 4, 3, 16, 16) for _ in range(2)), torch.rand(1, 4, 2)).sum().backward()
+            optimizer.step()
+            return {"model": model, "optimizer": optimizer,
+                    "scheduler": torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[1])}
+
+        path = tmp / "last.pt"
+        checkpoint.save_checkpoint(path, **fresh(), epoch=0, progress=checkpoint.Progress(0, 0.5, 0), config={},
+                                   rng=checkpoint.rng_state(), world_size=1)
+        state = torch.load(path, weights_only=True)
+        tamper(state)
+        torch.save(state, path)
+        ctx = SimpleNamespace(is_main=True, distributed=False, rank=0, world_size=1)
+        return checkpoint.resume(path, **fresh(), ctx=ctx, seed=0, log=None)
+
+    return run
+
+
+def _wrong_head_shape(state: dict) -> None:
+    state["model"]["head.fc2.weight"] = torch.zeros(3, 16)
+
+
+def _bad_rng_state(state: dict) -> None:
+    state["rng"]["torch"] = torch.zeros(7, dtype=torch.uint8)
+
+
+def _train_config(**settings) -> Callable[[Path], object]:
+    def run(tmp: Path) -> object:
+        from vtamiq_metric.training.config import TrainConfig
+
+        return TrainConfig.from_dict(settings)
+
+    return run
+
+
+def _train_config_file(name: str, content: bytes) -> Callable[[Path], object]:
+    def run(tmp: Path) -> object:
+        from vtamiq_metric.training.config import TrainConfig, load_config_file
+
+        (tmp / name).write_bytes(content)
+        return TrainConfig.from_dict(load_config_file(tmp / name))
+
+    return run
+
+
+def _train_cli(*argv: str) -> Callable[[Path], object]:
+    def run(tmp: Path) -> object:
+        from vtamiq_metric.training.cli import main
+
+        return run_command(main, [arg.format(tmp=tmp) for arg in argv])
+
+    return run
+
+
+# A previous run's files next to the user's own, as --overwrite finds them (the files' content does not matter:
+# nothing may be read or removed when the new run cannot start).
+_PREVIOUS_RUN = {"checkpoints/last.pt": b"a checkpoint", "best/model.safetensors": b"weights",
+                 "best/config.json": b"{}", "metrics.jsonl": b'{"epoch": 0}\n', "config.json": b"{}",
+                 "best/my_photo.jpg": b"\xff\xd8 the user's", "run_notes/thesis.tex": b"\\chapter{}"}
+
+
+def _overwrite_with_a_mistyped_data_root(tmp: Path) -> object:
+    for name, data in _PREVIOUS_RUN.items():
+        (tmp / "run" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / "run" / name).write_bytes(data)
+    return _train_cli("train", "--dataset", "kadid10k", "--data-root", "{tmp}/kadid_typo", "--output", "{tmp}/run",
+                      "--overwrite", "--model-preset", "tiny")(tmp)
+
+
+def _previous_run_is_intact(tmp: Path) -> None:
+    files = {str(p.relative_to(tmp / "run")): p.read_bytes() for p in (tmp / "run").rglob("*") if p.is_file()}
+    assert files == _PREVIOUS_RUN
+
+
+def _plot_metrics(rows: list[dict]) -> Callable[[Path], object]:
+    def run(tmp: Path) -> object:
+        pytest.importorskip("matplotlib")
+        (tmp / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        return _train_cli("plot", "{tmp}", "--out", "{tmp}/curves.png")(tmp)
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Builders: inputs and files (issue 23 items 14, 17)
+
+
+def _score_flipped_uint8(view: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], object]:
+    def run(tmp: Path) -> object:
+        from vtamiq_metric import score
+
+        rng = np.random.default_rng(0)
+        ref = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+        dist = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+        out = score(view(ref), view(dist), model=_tiny_model(), num_patches=8, precision="fp32")
+        assert torch.equal(out, score(np.ascontiguousarray(view(ref)), np.ascontiguousarray(view(dist)),
+                                      model=_tiny_model(), num_patches=8, precision="fp32"))
+        return out
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The table
+
+CASES: list[Hostile] = [
+    # Issue 23 item 11: a crafted config, finite in float64 and infinite in float32, gave NaN scores.
+    Hostile("weights-config-mean-1e300", "23.11", lambda tmp: _load(_weights_file(tmp, mean=[1e300, 0.0, 0.0])),
+            ValueError, "VTAMIQConfig.mean must be finite in float32"),
+    Hostile("weights-config-norm-eps-1e-50", "23.11", lambda tmp: _load(_weights_file(tmp, norm_eps=1e-50)),
+            ValueError, "norm_eps must be a finite number > 0 in float32"),
+    # Issue 23 item 15: tracebacks instead of messages.
+    Hostile("weights-float8-e4m3fn", "23.15", lambda tmp: _load(_weights_file(tmp, dtype=torch.float8_e4m3fn)),
+            ValueError, "float16, bfloat16, float32 or float64, got torch.float8_e4m3fn"),
+    Hostile("weights-float8-e5m2", "23.15", lambda tmp: _load(_weights_file(tmp, dtype=torch.float8_e5m2)),
+            ValueError, "float16, bfloat16, float32 or float64, got torch.float8_e5m2"),
+    Hostile("model-config-json-not-utf8", "23.15", _config_json_not_utf8, ValueError,
+            "m/config.json: expected UTF-8 JSON text, got a byte that is not UTF-8 at offset 30"),
+    Hostile("convert-zero-row-conv-du", "23.15", _convert_zero_row_channel_attention, ValueError,
+            "'diff_net.0.body.0.body.4.conv_du.0.weight' to be a 3-D or 4-D tensor with a non-empty dimension 0"),
+    Hostile("last-pt-wrong-tensor-shape", "23.15", _damaged_last_pt(_wrong_head_shape), ValueError,
+            "key 'head.fc2.weight' has shape (3, 16), the model expects (1, 16)"),
+    Hostile("last-pt-bad-rng-state", "23.15", _damaged_last_pt(_bad_rng_state), ValueError,
+            "its RNG state 'rng' cannot be restored: the torch state is not valid"),
+    Hostile("train-config-file-not-utf8", "23.15", _train_config_file("c.toml", b'output = "caf\xe9"\n'), ValueError,
+            "c.toml: expected UTF-8 text, got a byte that is not UTF-8 at offset 13"),
+    Hostile("evaluate-repeats-0", "23.15", _train_cli("evaluate", "--checkpoint", "{tmp}", "--dataset", "kadid10k",
+                                                      "--data-root", "{tmp}", "--repeats", "0"),
+            CommandFailed, "argument --repeats: expected an integer >= 1, got 0"),
+    Hostile("plot-metrics-1e308", "23.15",
+            _plot_metrics([{"epoch": 0, "train_loss": 1e308, "val_srocc": -1e308, "val_selection": -1e308},
+                           {"epoch": 1, "train_loss": 0.5, "val_srocc": 0.5, "val_selection": 0.5}]),
+            None, "not drawn, beyond +-1e+100: train_loss=1e+308 (epoch 0)"),
+    # Issue 23 item 13: training config misreads.
+    Hostile("train-config-lr-milestones-string", "23.13", _train_config(lr_milestones="12"), TypeError,
+            "TrainConfig.lr_milestones must be a list of ints, got '12' (a string)"),
+    Hostile("train-config-lr-gamma-nan", "23.13", _train_config_file("c.toml", b"lr_gamma = nan\n"), ValueError,
+            "TrainConfig.lr_gamma must be a finite number, got nan"),
+    Hostile("train-config-lr-string", "23.13", _train_config_file("c.toml", b'lr = "1e-3"\n'), TypeError,
+            "TrainConfig.lr must be a finite number, got '1e-3' (a string)"),
+    Hostile("train-flag-lr-gamma-nan", "23.13", _train_cli("train", "--data-root", "{tmp}", "--output", "{tmp}/run",
+                                                           "--lr-gamma", "nan"),
+            CommandFailed, "TrainConfig.lr_gamma must be a finite number, got nan"),
+    # Issue 23 item 1: --overwrite with a mistyped data root removed the previous run (and the user's files).
+    Hostile("train-overwrite-mistyped-data-root", "23.1", _overwrite_with_a_mistyped_data_root, CommandFailed,
+            "kadid_typo", after=_previous_run_is_intact),
+    # Issue 23 item 14: uint8 views with negative strides were refused with torch's internal message.
+    Hostile("score-uint8-flipud", "23.14", _score_flipped_uint8(np.flipud), None, ""),
+    Hostile("score-uint8-rot90", "23.14", _score_flipped_uint8(np.rot90), None, ""),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_hostile_input_gives_a_clean_outcome(case: Hostile, tmp_path: Path, caplog) -> None:
+    if case.raises is None:
+        with caplog.at_level(logging.WARNING):
+            case.run(tmp_path)
+        assert case.fragment in caplog.text
+    else:
+        with pytest.raises(case.raises) as info:
+            case.run(tmp_path)
+        message = str(info.value)
+        assert case.fragment in message
+        assert "Traceback (most recent call last)" not in message
+    if case.after is not None:
+        case.after(tmp_path)
+
+
+def test_the_table_has_unique_ids_and_names_its_issues() -> None:
+    ids = [case.id for case in CASES]
+    assert len(ids) == len(set(ids))
+    assert all(case.issue and case.issue[0].isdigit() for case in CASES)
