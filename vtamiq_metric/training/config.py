@@ -361,6 +361,8 @@ STAGE_INIT: dict[str, str] = {
     "kadis700k-pretrain": _IMAGENET_INIT,
     "pieapp-pretrain": _KADIS_INIT,
     **{f"finetune-{name}": _FINETUNE_INIT for name in ("live", "csiq", "tid2013", "kadid10k")},
+    "bundled-robust": "a model to continue from: the VSI-trained bundled model grown with patch_fidelity "
+                      "(examples/bundled_model/robust.py grow), or the previous robust round's export",
 }
 
 

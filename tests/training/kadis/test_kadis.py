@@ -212,7 +212,7 @@ def test_bad_arguments_raise_with_messages(tmp_path):
     refs = _make_refs(tmp_path / "refs", ["x.one.png", "x.two.png"])
     with pytest.raises(ValueError, match=r"differ before their first '\.'.*x\.one\.png, x\.two\.png"):
         generate_kadis(refs, tmp_path / "out", workers=1, progress=False)
-    with pytest.raises(ValueError, match=r"unknown label\(s\) \['fsim'\]; expected names among \['ms_ssim', 'vsi'\]"):
+    with pytest.raises(ValueError, match=r"unknown label\(s\) \['fsim'\]; expected names among \['ms_ssim', 'teacher', 'vsi'\]"):
         generate_kadis(refs, tmp_path / "out", labels=["fsim"], workers=1)
     with pytest.raises(ValueError, match=r"expected levels in 1\.\.5, got 6"):
         generate_kadis(refs, tmp_path / "out", levels=[1, 6], workers=1)
