@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import vtamiq_metric
-from vtamiq_metric import api, hub, score
+from vtamiq_metric import _frontend, api, hub, score
 
 
 def test_returns_one_finite_score_per_pair(tiny_model, image_pair):
@@ -73,7 +73,7 @@ def test_chunking_does_not_change_scores(tiny_model):
 
 def test_named_models_are_cached_per_device(tmp_path, tiny_model, image_pair, monkeypatch):
     tiny_model.save_pretrained(tmp_path / "m")
-    monkeypatch.setattr(api, "_MODEL_CACHE", {})
+    monkeypatch.setattr(_frontend, "_MODEL_CACHE", {})
     calls = []
     original = hub.load_model
     monkeypatch.setattr(hub, "load_model", lambda *a, **k: calls.append(a) or original(*a, **k))
@@ -89,7 +89,7 @@ def test_default_model_is_used_when_none_is_named(tmp_path, tiny_model, image_pa
                               license="Apache-2.0", bundled_path=str(tmp_path / "m" / "model.safetensors"))
     monkeypatch.setitem(hub.PRETRAINED, entry.name, entry)
     monkeypatch.setattr(hub, "DEFAULT_MODEL", entry.name)
-    monkeypatch.setattr(api, "_MODEL_CACHE", {})
+    monkeypatch.setattr(_frontend, "_MODEL_CACHE", {})
     torch.testing.assert_close(score(*image_pair, num_patches=16), score(*image_pair, model=tiny_model,
                                                                          num_patches=16))
     monkeypatch.setattr(hub, "DEFAULT_MODEL", None)

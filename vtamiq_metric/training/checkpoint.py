@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._distributed import DistContext
 from .._io import atomic_path, atomic_write_text
+from .._torchrun import DistContext
 from ..model.vtamiq import VTAMIQ
 from ..model.weights import save_pretrained
 from .seeds import derive_seed

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import _distributed as distributed
+from .. import _torchrun as torchrun
 from ..cli import parse_shard
 from .config import STAGES, DatasetOptions, TrainConfig, load_config_file
 
@@ -204,12 +204,12 @@ def _train(args: argparse.Namespace) -> int:
     try:
         results = run(config, resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt:
-        if distributed.is_main():
+        if torchrun.is_main():
             print("vtamiq-train: interrupted; resume with the same command and --resume", file=sys.stderr)
         return 130
     finally:
-        distributed.shutdown()
-    if distributed.env_ranks()[0] != 0:
+        torchrun.shutdown()
+    if torchrun.env_ranks()[0] != 0:
         return 0
     for result in results:
         test = "" if result.test is None else f", test SROCC {result.test.get('srocc', float('nan')):.4f}"
@@ -263,15 +263,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         check_figure_path(args.plot)  # a missing matplotlib or a bad suffix fails before the evaluation runs
     config = TrainConfig(batch_size=args.batch_size, workers=args.workers, device=args.device,
                          eval_patches=args.patches, precision="auto")
-    ctx = distributed.init_from_env(args.device)
+    ctx = torchrun.init_from_env(args.device)
     try:
         return _evaluate_datasets(args, config, ctx, load_model(_resolve_checkpoint(args.checkpoint),
                                                                 device=ctx.device))
     finally:
-        distributed.shutdown()
+        torchrun.shutdown()
 
 
-def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: distributed.DistContext, model) -> int:
+def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: torchrun.DistContext, model) -> int:
     """Evaluate on every dataset; under torchrun the items are sharded over the ranks and rank 0 reports."""
     import numpy as np
 
@@ -362,7 +362,7 @@ def _splits(args: argparse.Namespace) -> int:
 def _configure_logging(verbose: bool) -> None:
     """INFO (DEBUG with -v) on rank 0; under torchrun the other ranks log warnings and errors only, tagged."""
     try:
-        rank, world, _ = distributed.env_ranks()
+        rank, world, _ = torchrun.env_ranks()
     except ValueError:
         rank, world = 0, 1
     level = logging.DEBUG if verbose else logging.INFO

@@ -13,6 +13,7 @@ from PIL import Image
 
 from tests.helpers import golden_state_dict
 from vtamiq_metric import cli
+from vtamiq_metric.cli import scoring
 
 
 @pytest.fixture
@@ -207,18 +208,18 @@ def test_batched_scores_equal_per_pair_score_and_bad_pairs_do_not_spoil_their_ba
     (root / "dists" / "p02.png").write_bytes(b"corrupt")  # fails to decode
     (root / "dists" / "p04.png").write_bytes((root / "dists" / "p07.png").read_bytes())  # size mismatch
     calls, threads = [], set()
-    real_score, real_decode = api._score_prepared, cli._decode
+    real_score, real_decode = api.score_batch, scoring._decode
 
-    def counting_score(net, ref, dist, **options):
+    def counting_score(scorer, ref, dist):
         calls.append(len(ref))
-        return real_score(net, ref, dist, **options)
+        return real_score(scorer, ref, dist)
 
     def recording_decode(*args):
         threads.add(__import__("threading").current_thread().name)
         return real_decode(*args)
 
-    monkeypatch.setattr(api, "_score_prepared", counting_score)
-    monkeypatch.setattr(cli, "_decode", recording_decode)
+    monkeypatch.setattr(api, "score_batch", counting_score)
+    monkeypatch.setattr(scoring, "_decode", recording_decode)
     out = tmp_path / "scores.csv"
     assert cli.main(_folder_args(root, weights, "--batch-size", "4", "--seed", "3", "--output", str(out))) == 3
     err = capsys.readouterr().err
@@ -228,7 +229,7 @@ def test_batched_scores_equal_per_pair_score_and_bad_pairs_do_not_spoil_their_ba
     rows = _csv_rows(out)
     assert [row["dist"][-7:] for row in rows] == [f"p{i:02d}.png" for i in range(8)]
     assert [bool(row["error"]) for row in rows] == [False, False, True, False, True, False, False, False]
-    monkeypatch.setattr(api, "_score_prepared", real_score)
+    monkeypatch.setattr(api, "score_batch", real_score)
     for row in rows:
         if not row["error"]:
             expected = score(row["ref"], row["dist"], model=tiny_model, num_patches=16, seed=3, precision="fp32")
@@ -242,14 +243,14 @@ def test_a_failing_model_batch_is_retried_pair_by_pair(tmp_path, weights, monkey
     out = tmp_path / "scores.csv"
     assert cli.main(_folder_args(root, weights, "--batch-size", "5", "--output", str(out))) == 0
     clean = [float(row["score"]) for row in _csv_rows(out)]
-    real = api._score_prepared
+    real = api.score_batch
 
-    def fails_on_batches(net, ref, dist, **options):
+    def fails_on_batches(scorer, ref, dist):
         if len(ref) > 1:
             raise RuntimeError("out of memory (simulated)")
-        return real(net, ref, dist, **options)
+        return real(scorer, ref, dist)
 
-    monkeypatch.setattr(api, "_score_prepared", fails_on_batches)
+    monkeypatch.setattr(api, "score_batch", fails_on_batches)
     assert cli.main(_folder_args(root, weights, "--batch-size", "5", "--output", str(out))) == 0
     assert "a batch of 5 pairs failed (RuntimeError: out of memory (simulated)); scoring them one by one" in (
         capsys.readouterr().err)
@@ -269,16 +270,16 @@ def _interrupt_after(monkeypatch, batches, signals=(signal.SIGINT,)):
     """Make the model raise ``signals`` (to this process) during its call number ``batches``."""
     from vtamiq_metric import api
 
-    real, calls = api._score_prepared, []
+    real, calls = api.score_batch, []
 
-    def interrupting(net, ref, dist, **options):
+    def interrupting(scorer, ref, dist):
         calls.append(len(ref))
         if len(calls) == batches:
             for signum in signals:
                 signal.raise_signal(signum)
-        return real(net, ref, dist, **options)
+        return real(scorer, ref, dist)
 
-    monkeypatch.setattr(api, "_score_prepared", interrupting)
+    monkeypatch.setattr(api, "score_batch", interrupting)
     return calls
 
 
@@ -360,11 +361,11 @@ def test_an_interrupted_shard_resumes_and_merges_into_the_single_run_file(tmp_pa
 
 _SLOW_SCORER = ("import sys, time\n"
                 "from vtamiq_metric import api, cli\n"
-                "real = api._score_prepared\n"
+                "real = api.score_batch\n"
                 "def slow(*args, **kwargs):\n"
                 "    time.sleep(0.15)\n"
                 "    return real(*args, **kwargs)\n"
-                "api._score_prepared = slow\n"
+                "api.score_batch = slow\n"
                 "sys.exit(cli.main(sys.argv[1:]))\n")
 
 
@@ -380,7 +381,7 @@ def test_a_signalled_process_leaves_a_valid_file_that_resume_completes(tmp_path,
     root = _make_pairs(tmp_path, 30, size=(32, 32))
     out, clean = tmp_path / "scores.csv", tmp_path / "clean.csv"
     assert cli.main(_folder_args(root, weights, "--output", str(clean))) == 0
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                         os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-c", _SLOW_SCORER, *_folder_args(root, weights, "--batch-size", "2", "--output",
