@@ -124,3 +124,10 @@ def test_missing_train_extra_names_the_extra_to_install(monkeypatch, capsys):
     assert cli.main(["make-kadis", "--refs", "r", "--out", "o"]) == 1
     err = capsys.readouterr().err
     assert "missing: scipy" in err and "pip install '.[train]'" in err and "vtamiq-metric[train]" in err
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--dataset", "tid2013", "--data-root", "d"], ["export", "--out", "o"]])
+def test_model_flag_names_the_model_and_checkpoint_stays_an_alias(command):
+    parser = cli._build_parser()
+    assert str(parser.parse_args([*command, "--model", "runs/a"]).model) == "runs/a"
+    assert str(parser.parse_args([*command, "--checkpoint", "runs/a"]).model) == "runs/a"

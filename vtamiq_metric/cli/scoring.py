@@ -36,7 +36,7 @@ import torch
 
 from .. import _torchrun as torchrun
 from .. import api
-from .._frontend import DEFAULT_MAX_PIXELS, Scorer, ScoringOptions, resolve
+from .._frontend import DEFAULT_MAX_PIXELS, Scorer, ScoringOptions, resolve, resolve_device
 from .._validation import image_size, prepare_pair
 from .common import CLIError, shard_path
 from .formats import FIELDS, SHARD_FIELDS, FileWriter, ResultWriter, RunOutput, StdoutWriter, file_writer, writer_class
@@ -60,7 +60,8 @@ def run_score(args: argparse.Namespace) -> int:
     pairs, single = pairs_from_args(args)
     if args.shard is not None and (single or not to_file):
         raise CLIError("--shard needs the folder or CSV mode and --output (each shard writes its own file)")
-    ctx = torchrun.init_from_env(args.device)
+    device = None if args.device is None else resolve_device(args.device, torch.empty(0), None)  # checked first
+    ctx = torchrun.init_from_env(device)
     try:
         return _score_pairs(args, pairs, single=single, output=args.output if to_file else None, ctx=ctx)
     finally:

@@ -6,10 +6,10 @@ Examples::
     vtamiq-train stages kadis700k-pretrain
     vtamiq-train train --config examples/kadis.toml --epochs 2 --output runs/try
     vtamiq-train train --config examples/kadis.toml --output runs/try --resume
-    vtamiq-train evaluate --checkpoint runs/try/best --dataset tid2013 --data-root ~/data/tid2013
-    vtamiq-train evaluate --checkpoint runs/try --dataset tid2013 --data-root ~/data/tid2013 --plot scatter.png
+    vtamiq-train evaluate --model runs/try/best --dataset tid2013 --data-root ~/data/tid2013
+    vtamiq-train evaluate --model runs/try --dataset tid2013 --data-root ~/data/tid2013 --plot scatter.png
     vtamiq-train plot runs/try --out curves.png
-    vtamiq-train export --checkpoint runs/try --out my-model/
+    vtamiq-train export --model runs/try --out my-model/
     vtamiq-train splits --dataset kadid10k --data-root ~/data/kadid10k --seed 0 --out split.json
     vtamiq-train make-kadis --refs ~/data/kadis700k/ref_imgs --out ~/data/kadis700k
 
@@ -127,7 +127,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p_stages.add_argument("name", nargs="?", choices=sorted(STAGES), help="one stage (default: all)")
 
     p_eval = sub.add_parser("evaluate", help="SROCC/KROCC/PLCC of a model on datasets")
-    p_eval.add_argument("--checkpoint", required=True, help="model directory, .safetensors, run folder or name")
+    p_eval.add_argument("--model", "--checkpoint", dest="model", required=True,
+                        help="model directory, .safetensors, run folder or registered name (--checkpoint is an alias)")
     p_eval.add_argument("--dataset", action="append", required=True, help="dataset name (repeatable)")
     p_eval.add_argument("--data-root", action="append", required=True, help="root per --dataset, same order")
     p_eval.add_argument("--split-file", help="evaluate only the test part of this split")
@@ -148,7 +149,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p_plot.add_argument("--out", type=Path, help="figure file (default: RUN/curves.png)")
 
     p_export = sub.add_parser("export", help="write a safetensors model directory with a model card")
-    p_export.add_argument("--checkpoint", required=True, type=Path, help="run folder (uses best/) or model directory")
+    p_export.add_argument("--model", "--checkpoint", dest="model", required=True, type=Path,
+                          help="run folder (uses best/) or model directory (--checkpoint is an alias)")
     p_export.add_argument("--out", required=True, type=Path)
 
     p_splits = sub.add_parser("splits", help="draw and save a train/val/test split by reference image")
@@ -244,7 +246,8 @@ def _toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def _resolve_checkpoint(path: str) -> str:
+def _resolve_model(path: str) -> str:
+    """``--model``: a run folder means its ``best/`` model directory; anything else is passed on as it is."""
     candidate = Path(path)
     if (candidate / "best" / "model.safetensors").is_file():
         return str(candidate / "best")
@@ -265,7 +268,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                          eval_patches=args.patches, precision="auto")
     ctx = torchrun.init_from_env(args.device)
     try:
-        return _evaluate_datasets(args, config, ctx, load_model(_resolve_checkpoint(args.checkpoint),
+        return _evaluate_datasets(args, config, ctx, load_model(_resolve_model(args.model),
                                                                 device=ctx.device))
     finally:
         torchrun.shutdown()
@@ -297,7 +300,7 @@ def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: torch
             print(f"{name}: SROCC {metrics['srocc']:.4f}  KROCC {metrics['krocc']:.4f}  PLCC {metrics['plcc']:.4f}  "
                   f"(n={len(items)})")
     if args.output and ctx.is_main:
-        data, table = cross_dataset_table({Path(args.checkpoint).name: results})
+        data, table = cross_dataset_table({Path(args.model).name: results})
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(data, indent=2, default=float) + "\n")
         args.output.with_suffix(".md").write_text(table + "\n")
@@ -305,7 +308,7 @@ def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: torch
         from .._plotting import save_figure
         from .plots import plot_predictions
 
-        title = f"predictions against MOS: {Path(args.checkpoint).name}"
+        title = f"predictions against MOS: {Path(args.model).name}"
         save_figure(plot_predictions(predictions, title=title), args.plot)
         print(f"wrote {args.plot}")
     return 0
@@ -333,11 +336,11 @@ def _model_card(model, source: Path) -> str:
 def _export(args: argparse.Namespace) -> int:
     from ..hub import load_model
 
-    source = Path(_resolve_checkpoint(str(args.checkpoint)))
+    source = Path(_resolve_model(str(args.model)))
     model = load_model(source)
-    run_config = args.checkpoint / "config.json"
+    run_config = args.model / "config.json"
     extra = {"training_config": json.loads(run_config.read_text())} if run_config.is_file() else {}
-    test_file = args.checkpoint / "test.json"
+    test_file = args.model / "test.json"
     if test_file.is_file():
         extra["test_metrics"] = json.loads(test_file.read_text())
     model.save_pretrained(args.out, provenance=extra)
