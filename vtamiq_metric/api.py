@@ -14,15 +14,17 @@ Performance:
     On CPU, torch uses one thread per core by default. Nothing here changes global thread settings; when several
     processes score at once, give each a share of the *physical* cores with ``torch.set_num_threads(n)`` (or
     ``OMP_NUM_THREADS=n`` before starting Python), since oversubscribed threads are much slower than fewer busy
-    ones. ``precision="auto"`` also uses bf16 on CPUs with native bf16 units (AVX512-BF16, AMX), where it is about
-    twice as fast as fp32; other CPUs stay fp32 (:mod:`vtamiq_metric._precision`).
+    ones. ``precision="auto"`` also uses bf16 on CPUs with native bf16 units (AVX512-BF16, AMX), where it is faster
+    than fp32; other CPUs stay fp32 (:mod:`vtamiq_metric._precision`). Measured speeds are in the README's
+    "Benchmarks" section (``benchmarks/bench_score.py``).
 
 Memory:
     A list of images is decoded and validated lazily, one batch of ``batch_size`` pairs at a time, so peak memory is
     that of one batch whatever the length of the list. 8-bit images stay 8-bit until patches are cut (3 bytes per
-    pixel), and the CAPS difference map of large images is computed in strips: one pair of 8-bit images peaks at
-    about 16 bytes per pixel of one image (decoding included). ``max_pixels`` (150 million by default) refuses larger
-    images before decoding them, like Pillow's decompression-bomb check; pass ``max_pixels=None`` to lift it.
+    pixel), and the CAPS difference map of large images is computed in strips; the README's "Memory" table gives the
+    measured peak per pixel (``benchmarks/bench_memory.py``). ``max_pixels`` (:data:`DEFAULT_MAX_PIXELS`, 150 million
+    by default) refuses larger images before decoding them, like Pillow's decompression-bomb check; pass
+    ``max_pixels=None`` to lift it.
 """
 
 from __future__ import annotations
@@ -205,8 +207,8 @@ def auto_batch_size(config: VTAMIQConfig, num_patches: int, height: int, width: 
 
     On CUDA the chunk is ``_AUTO_BATCH_MEMORY_FRACTION`` of the free memory (``torch.cuda.mem_get_info``) divided by
     :func:`estimate_pair_bytes`, clamped to ``[1, min(num_pairs, _AUTO_BATCH_MAX)]``. On CPU and MPS it is 1 GiB
-    (``_AUTO_BATCH_BYTES_CPU``) divided by the same estimate, clamped to ``[1, min(num_pairs, 4)]``
-    (``_AUTO_BATCH_MAX_CPU``; larger CPU batches measured slower): 4 pairs of small images, a single pair of
+    (``_AUTO_BATCH_BYTES_CPU``) divided by the same estimate, clamped to ``[1, min(num_pairs, _AUTO_BATCH_MAX_CPU)]``
+    (4; larger CPU batches were slower, see ``benchmarks/bench_cli.py``): 4 pairs of small images, a single pair of
     6000x4000 photographs.
 
     Args:

@@ -8,10 +8,9 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
+from tests.helpers import write_png_pairs
 from vtamiq_metric import cli
 from vtamiq_metric._io import atomic_write_text
 from vtamiq_metric.cli import formats
@@ -40,14 +39,7 @@ class TsvWriter(formats.FileWriter):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("formats")
-    rng = np.random.default_rng(0)
-    for folder in ("refs", "dists"):
-        (root / folder).mkdir()
-    for i in range(3):
-        ref = rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)
-        Image.fromarray(ref).save(root / "refs" / f"p{i}.png")
-        Image.fromarray((ref // (i + 2)).astype(np.uint8)).save(root / "dists" / f"p{i}.png")
+    root = write_png_pairs(tmp_path_factory.mktemp("formats"), 3, size=(32, 40))
     import torch
 
     from vtamiq_metric import VTAMIQ
@@ -85,7 +77,7 @@ def test_a_new_format_is_one_entry(inputs, monkeypatch, capsys):
     monkeypatch.setitem(formats.WRITERS, TsvWriter.key, TsvWriter)
     assert cli.main([*args, "--output", str(out)]) == 0
     rows = TsvWriter.load(out)
-    assert [Path(row["dist"]).name for row in rows] == ["p0.png", "p1.png", "p2.png"]
+    assert [Path(row["dist"]).name for row in rows] == ["p00.png", "p01.png", "p02.png"]
     assert out.read_text().splitlines()[0] == "\t".join(formats.FIELDS)
     reference = root / "scores.csv"
     assert cli.main([*args, "--output", str(reference)]) == 0

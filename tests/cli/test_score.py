@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import golden_state_dict
+from tests.helpers import golden_state_dict, write_png_pairs
 from vtamiq_metric import cli
 from vtamiq_metric.cli import scoring
 
@@ -174,19 +174,6 @@ def test_an_output_that_is_neither_csv_nor_json_is_refused(images, weights, caps
 # Batches, background decoding, incremental output, signals and --resume
 
 
-def _make_pairs(root, count, size=(40, 48), seed=0):
-    """``count`` PNG pairs p00.png... in root/refs and root/dists (noise of growing strength)."""
-    rng = np.random.default_rng(seed)
-    for folder in ("refs", "dists"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        ref = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-        noisy = np.clip(ref.astype(int) + rng.integers(-5 - 3 * i, 5 + 3 * i, ref.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(ref).save(root / "refs" / f"p{i:02d}.png")
-        Image.fromarray(noisy).save(root / "dists" / f"p{i:02d}.png")
-    return root
-
-
 def _folder_args(root, weights, *extra):
     return ["score", "--ref-dir", str(root / "refs"), "--dist-dir", str(root / "dists"), "--model", weights,
             "--patches", "16", "--no-progress", "--device", "cpu", "--precision", "fp32", *extra]
@@ -201,8 +188,8 @@ def test_batched_scores_equal_per_pair_score_and_bad_pairs_do_not_spoil_their_ba
                                                                                     monkeypatch, capsys):
     from vtamiq_metric import api, score
 
-    root = _make_pairs(tmp_path, 7)
-    _make_pairs(tmp_path / "big", 1, size=(56, 40))  # another size in the same batch: its own model call
+    root = write_png_pairs(tmp_path, 7)
+    write_png_pairs(tmp_path / "big", 1, size=(56, 40))  # another size in the same batch: its own model call
     (root / "refs" / "p07.png").write_bytes((tmp_path / "big" / "refs" / "p00.png").read_bytes())
     (root / "dists" / "p07.png").write_bytes((tmp_path / "big" / "dists" / "p00.png").read_bytes())
     (root / "dists" / "p02.png").write_bytes(b"corrupt")  # fails to decode
@@ -239,7 +226,7 @@ def test_batched_scores_equal_per_pair_score_and_bad_pairs_do_not_spoil_their_ba
 def test_a_failing_model_batch_is_retried_pair_by_pair(tmp_path, weights, monkeypatch, capsys):
     from vtamiq_metric import api
 
-    root = _make_pairs(tmp_path, 5)
+    root = write_png_pairs(tmp_path, 5)
     out = tmp_path / "scores.csv"
     assert cli.main(_folder_args(root, weights, "--batch-size", "5", "--output", str(out))) == 0
     clean = [float(row["score"]) for row in _csv_rows(out)]
@@ -286,7 +273,7 @@ def _interrupt_after(monkeypatch, batches, signals=(signal.SIGINT,)):
 @pytest.mark.parametrize("signum, code, suffix", [(signal.SIGINT, 130, ".csv"), (signal.SIGTERM, 143, ".json")])
 def test_a_signal_saves_the_finished_batches_and_resume_completes_the_file(tmp_path, weights, monkeypatch, capsys,
                                                                            signum, code, suffix):
-    root = _make_pairs(tmp_path, 9)
+    root = write_png_pairs(tmp_path, 9)
     clean_out, out = tmp_path / f"clean{suffix}", tmp_path / f"scores{suffix}"
     assert cli.main(_folder_args(root, weights, "--output", str(clean_out))) == 0
     calls = _interrupt_after(monkeypatch, 2, (signum,))
@@ -309,7 +296,7 @@ def test_a_signal_saves_the_finished_batches_and_resume_completes_the_file(tmp_p
 
 
 def test_a_second_signal_stops_at_once_and_keeps_the_finished_batches(tmp_path, weights, monkeypatch, capsys):
-    root = _make_pairs(tmp_path, 6)
+    root = write_png_pairs(tmp_path, 6)
     out = tmp_path / "scores.csv"
     _interrupt_after(monkeypatch, 2, (signal.SIGINT, signal.SIGINT))  # the second one interrupts the model call
     assert cli.main(_folder_args(root, weights, "--batch-size", "2", "--output", str(out))) == 130
@@ -319,7 +306,7 @@ def test_a_second_signal_stops_at_once_and_keeps_the_finished_batches(tmp_path, 
 
 
 def test_resume_reads_what_a_killed_run_left(tmp_path, weights, capsys):
-    root = _make_pairs(tmp_path, 4)
+    root = write_png_pairs(tmp_path, 4)
     out = tmp_path / "scores.csv"
     assert cli.main(_folder_args(root, weights, "--output", str(out))) == 0
     clean = _csv_rows(out)
@@ -344,7 +331,7 @@ def test_resume_reads_what_a_killed_run_left(tmp_path, weights, capsys):
 
 
 def test_an_interrupted_shard_resumes_and_merges_into_the_single_run_file(tmp_path, weights, monkeypatch):
-    root = _make_pairs(tmp_path, 7)
+    root = write_png_pairs(tmp_path, 7)
     single, out = tmp_path / "single.csv", tmp_path / "sharded" / "scores.csv"
     assert cli.main(_folder_args(root, weights, "--batch-size", "1", "--output", str(single))) == 0
     _interrupt_after(monkeypatch, 1)
@@ -378,7 +365,7 @@ def test_a_signalled_process_leaves_a_valid_file_that_resume_completes(tmp_path,
     import time
     from pathlib import Path
 
-    root = _make_pairs(tmp_path, 30, size=(32, 32))
+    root = write_png_pairs(tmp_path, 30, size=(32, 32))
     out, clean = tmp_path / "scores.csv", tmp_path / "clean.csv"
     assert cli.main(_folder_args(root, weights, "--output", str(clean))) == 0
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),

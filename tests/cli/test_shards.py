@@ -3,26 +3,16 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from tests.helpers import torchrun
+from tests.helpers import torchrun, write_png_pairs
 from vtamiq_metric import cli as score_cli
 
 
 @pytest.fixture(scope="module")
 def score_inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pairs")
-    rng = np.random.default_rng(0)
-    for folder in ("refs", "dists"):
-        (root / folder).mkdir()
-    for i in range(5):  # odd: shards of unequal size
-        ref = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-        noisy = np.clip(ref.astype(int) + rng.integers(-10 * (i + 1), 10 * (i + 1), ref.shape), 0, 255)
-        Image.fromarray(ref).save(root / "refs" / f"p{i}.png")
-        Image.fromarray(noisy.astype(np.uint8)).save(root / "dists" / f"p{i}.png")
+    root = write_png_pairs(tmp_path_factory.mktemp("pairs"), 5)  # odd: shards of unequal size
     torch.manual_seed(0)
     from vtamiq_metric import VTAMIQ
 
