@@ -65,7 +65,7 @@ def test_the_help_is_built_from_the_registry(monkeypatch, capsys):
     text = capsys.readouterr().out
     for key, writer in formats.WRITERS.items():
         assert f"  {key:<6} {writer.help}" in text
-    assert "a .csv, .json, .tsv file" in text and "other than .csv, .json or .tsv" in text
+    assert "a .csv, .json or .tsv file" in text and "other than .csv, .json or .tsv" in text
     assert f"at most every {formats.REWRITE_SECONDS:g} s" in text  # the constant, not a copy of its value
 
 

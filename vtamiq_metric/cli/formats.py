@@ -29,7 +29,8 @@ from .._io import atomic_write_text
 from .common import CLIError
 
 __all__ = ["FIELDS", "REWRITE_SECONDS", "SHARD_FIELDS", "WRITERS", "CsvWriter", "FileWriter", "JsonWriter",
-           "ResultWriter", "RunOutput", "StdoutWriter", "file_suffixes", "file_writer", "writer_class"]
+           "ResultWriter", "RunOutput", "StdoutWriter", "file_suffixes", "file_writer", "suffixes_text",
+           "writer_class"]
 
 FIELDS = ("ref", "dist", "score", "std", "error")
 SHARD_FIELDS = ("index", "total", *FIELDS)
@@ -245,7 +246,9 @@ def file_suffixes() -> list[str]:
     return [key for key, cls in WRITERS.items() if issubclass(cls, FileWriter)]
 
 
-def _either(items: list[str]) -> str:
+def suffixes_text() -> str:
+    """The file suffixes for a sentence: ``".csv or .json"`` (``".csv, .json or .tsv"`` with a third format)."""
+    items = file_suffixes()
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
@@ -259,7 +262,7 @@ def writer_class(output: Path | None) -> type[ResultWriter]:
         return WRITERS[STDOUT]
     cls = WRITERS.get(output.suffix.lower())
     if cls is None or not issubclass(cls, FileWriter):
-        raise CLIError(f"expected an output file ending in {_either(file_suffixes())} (the format follows the "
+        raise CLIError(f"expected an output file ending in {suffixes_text()} (the format follows the "
                        f"suffix), got {str(output)!r}")
     return cls
 
@@ -269,5 +272,5 @@ def file_writer(output: Path) -> type[FileWriter]:
     that no file format has."""
     cls = writer_class(output)
     if not issubclass(cls, FileWriter):
-        raise CLIError(f"expected an output file ending in {_either(file_suffixes())}, got {str(output)!r}")
+        raise CLIError(f"expected an output file ending in {suffixes_text()}, got {str(output)!r}")
     return cls

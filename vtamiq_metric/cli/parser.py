@@ -10,15 +10,11 @@ from pathlib import Path
 from .._precision import PRECISIONS
 from .._version import __version__
 from .common import choice_type, non_negative_int, parse_shard, positive_int, seed_int
-from .formats import WRITERS, FileWriter, file_suffixes
+from .formats import WRITERS, suffixes_text
 
 __all__ = ["add_model_options", "build_parser"]
 
 _VARIANTS = ("paper2021", "release2022", "head2024")
-
-
-def _or(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 def _score_description() -> str:
@@ -44,7 +40,7 @@ exit status:
   0    every pair was scored
   1    every pair failed, or an error stopped the run (e.g. an unreadable model or an unavailable device)
   2    usage error: bad arguments, a missing folder or pairs file, a pairs CSV without its ref,dist header, an
-       --output suffix other than {_or(file_suffixes())}, or a --resume file written for another input
+       --output suffix other than {suffixes_text()}, or a --resume file written for another input
   3    some pairs failed: each is reported on stderr and has a row with its error in the output; the rest are scored
   130  interrupted by SIGINT, 143 by SIGTERM: the pairs finished so far are in --output"""
 
@@ -78,9 +74,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--ref-dir", type=Path, help="folder of references, paired with --dist-dir by file name")
     parser.add_argument("--dist-dir", type=Path, help="folder of distorted images")
     parser.add_argument("--pairs", type=Path, help="CSV with columns ref,dist (paths relative to the CSV)")
-    files = ", ".join(key for key in WRITERS if issubclass(WRITERS[key], FileWriter))
     add_output_option(parser, required=False,
-                      help=f"where the results go: a {files} file (the suffix chooses the format; any other suffix "
+                      help=f"where the results go: a {suffixes_text()} file (the suffix chooses the format; any other suffix "
                            f"is refused) or - for standard output (the default)")
     parser.add_argument("--json", action="store_true", help="print JSON on standard output instead of plain text")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
