@@ -221,3 +221,18 @@ def test_cuda_without_a_gpu_says_so(tiny_model):
     image = torch.rand(1, 3, 32, 32)
     with pytest.raises(ValueError, match="device='cuda' was requested but no CUDA device is available"):
         score(image, image, num_patches=8, device="cuda")
+
+
+def test_the_options_of_a_module_face_read_and_write_as_attributes(tiny_model):
+    pytest.importorskip("torchmetrics")
+    from vtamiq_metric.metrics import VTAMIQMetric
+
+    for face in (VTAMIQLoss(tiny_model, num_patches=8), VTAMIQMetric(tiny_model, num_patches=8)):
+        face.seed = 3
+        face.num_patches = 12
+        assert (face.seed, face.num_patches, face.options.seed) == (3, 12, 3)
+        face.num_patches = None  # the model's again
+        assert face.num_patches == tiny_model.config.num_patches
+        with pytest.raises(ValueError, match="num_patches must be an int >= 1, got 0"):
+            face.num_patches = 0
+        assert face.num_patches == tiny_model.config.num_patches  # a refused value changes nothing

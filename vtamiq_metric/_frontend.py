@@ -252,50 +252,44 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+class _Option:
+    """An attribute of a module face that reads its :class:`ScoringOptions`; assigning it replaces the options,
+    checked like the constructor's (None takes the model's value again)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, face: Any, owner: type | None = None) -> Any:
+        if face is None:
+            return self
+        return getattr(face.options, self.name)
+
+    def __set__(self, face: Any, value: Any) -> None:
+        face.options = dataclasses.replace(face.options, **{self.name: value}).complete(face.model.config)
+
+
 class FrozenFace:
     """Mixin for the ``nn.Module`` faces (``VTAMIQLoss``, ``VTAMIQMetric``) that hold a frozen metric network in
     ``self.model`` and complete :class:`ScoringOptions` in ``self.options``.
 
     ``.train()`` keeps everything in eval mode, so dropout never switches on, also when an enclosing module is put in
-    training mode (the eval-mode lock). The options read as attributes: ``num_patches``, ``num_repeats``, ``seed``,
-    ``precision``, ``sampling``, ``batch_size``.
+    training mode (the eval-mode lock). The options read (and, checked, write) as attributes: ``num_patches``,
+    ``num_repeats``, ``seed``, ``precision``, ``sampling``, ``batch_size``.
     """
 
     options: ScoringOptions
+    model: VTAMIQ
+
+    num_patches = _Option()
+    num_repeats = _Option()
+    seed = _Option()
+    precision = _Option()
+    sampling = _Option()
+    batch_size = _Option()
 
     def train(self, mode: bool = True) -> Any:
         """Kept for the nn.Module interface: the metric network always stays in eval mode."""
         return super().train(False)  # type: ignore[misc]
-
-    @property
-    def num_patches(self) -> int:
-        """Patches per image and draw."""
-        return int(self.options.num_patches)  # type: ignore[arg-type]
-
-    @property
-    def num_repeats(self) -> int:
-        """Seeded CAPS draws averaged per pair."""
-        return self.options.num_repeats
-
-    @property
-    def seed(self) -> int:
-        """The (first) sampling seed."""
-        return self.options.seed
-
-    @property
-    def precision(self) -> str:
-        """``"auto"``, ``"fp32"`` or ``"bf16"``."""
-        return self.options.precision
-
-    @property
-    def sampling(self) -> SamplingConfig:
-        """The CAPS settings in use."""
-        return self.options.sampling  # type: ignore[return-value]
-
-    @property
-    def batch_size(self) -> int | None:
-        """Pairs per model call (None: automatic)."""
-        return self.options.batch_size
 
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
