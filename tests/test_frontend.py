@@ -50,13 +50,15 @@ BAD: list[tuple[str, object, type[Exception], str]] = [
     ("steps", 0, ValueError, "steps must be an int >= 1, got 0"),
     ("steps", 1.5, TypeError, "steps must be an int, got float"),
     ("signed", 1, TypeError, "signed must be a bool, got int"),
+    ("return_std", 1, TypeError, "return_std must be a bool, got int"),
+    ("resample", "no", TypeError, "resample must be a bool, got str"),
 ]
 
 # The options each face takes (besides images), and the command-line flag of each option.
 FACES: dict[str, set[str]] = {
     "score": {"num_patches", "num_repeats", "seed", "precision", "batch_size", "sampling", "compile", "max_pixels",
-              "device", "model"},
-    "VTAMIQLoss": {"num_patches", "seed", "precision", "sampling", "reduction", "model"},
+              "device", "model", "return_std"},
+    "VTAMIQLoss": {"num_patches", "seed", "precision", "sampling", "reduction", "model", "resample"},
     "VTAMIQMetric": {"num_patches", "num_repeats", "seed", "precision", "sampling", "batch_size", "reduction",
                      "model"},
     "damage_map": {"num_patches", "num_repeats", "seed", "precision", "sampling", "device", "model", "steps",

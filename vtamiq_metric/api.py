@@ -4,6 +4,10 @@ The pipeline is: validate and batch the inputs (:mod:`._validation`), draw align
 (:func:`.sampling.sample_patches`), normalise them with the model's mean/std, run the model. ``score`` averages
 ``num_repeats`` seeded draws. Scores are distortions: 0 means identical and higher means worse.
 
+The options are checked and the model and device resolved by :mod:`vtamiq_metric._frontend`, as for every other face;
+:func:`score_batch` is the core that ``score()`` and ``vtamiq score`` share, :func:`forward_pairs` the one draw that
+the loss and the damage map share too.
+
 Performance:
     Attention runs through ``scaled_dot_product_attention`` (timm's fused attention). On CUDA ``score()`` uses bf16
     autocast by default (``precision="auto"``), and ``batch_size=None`` picks the largest chunk of pairs that fits
@@ -36,6 +40,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ._checks import check_bool
 from ._frontend import (
     DEFAULT_MAX_PIXELS,
     Scorer,
@@ -286,7 +291,8 @@ def score(
 
     Raises:
         ValueError / TypeError: bad images (size mismatch, out-of-range values, NaN, wrong channels, more than
-        ``max_pixels`` pixels...), bad arguments, a CUDA device that is not there. FileNotFoundError: a missing
+        ``max_pixels`` pixels...), bad arguments (checked by :class:`vtamiq_metric._frontend.ScoringOptions`, in the
+        words every face uses: a bool is not a count), a CUDA device that is not there. FileNotFoundError: a missing
         image file.
 
     Example:
@@ -298,6 +304,7 @@ def score(
     """
     options = ScoringOptions(num_patches=num_patches, num_repeats=num_repeats, seed=seed, precision=precision,
                              batch_size=batch_size, sampling=sampling, compile=compile, max_pixels=max_pixels)
+    check_bool("return_std", return_std)
     scorer = resolve(model, options, device=device, like=ref)
     prepare = {"patch_size": scorer.model.config.patch_size, "max_pixels": max_pixels, "keep_uint8": True}
 
