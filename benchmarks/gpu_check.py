@@ -15,7 +15,7 @@ Subcommands:
   ``ok``. Pieces that are missing (a step that failed or ran out of time) appear as null, with the step's exit status
   and the end of its log.
 
-Only ``assemble`` is tested without a GPU (``tests/test_gpu_check.py`` feeds it fixture pieces).
+Only ``assemble`` is tested without a GPU (``tests/benchmarks/test_gpu_check.py`` feeds it fixture pieces).
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def generated_state_dict(keys) -> dict[str, torch.Tensor]:
     return {key: _generated_tensor(key, shape) for key, shape in keys}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _generated_tensor(key: str, shape: tuple[int, ...]) -> torch.Tensor:
     # Cached per key: the eras share most keys, and drawing 57M normals per era is most of a golden test's time.
     z = np.random.RandomState(zlib.crc32(key.encode("utf-8"))).standard_normal(size=shape)
@@ -77,7 +77,7 @@ def golden_inputs(dtype):
     p_dist = p_ref + np.random.RandomState(2).normal(0, 0.3, p_ref.shape)
     pos01 = np.random.RandomState(3).uniform(0, 1, (2, 32, 2))
     sc = np.random.RandomState(4).randint(0, 5, (2, 32))
-    as_t = lambda a: torch.from_numpy(a).to(dtype)  # noqa: E731
+    as_t = lambda a: torch.from_numpy(a).to(dtype)
     return as_t(p_ref), as_t(p_dist), as_t(pos01), torch.from_numpy(sc).long()
 
 
@@ -124,3 +124,23 @@ def torchrun(module: str, args: list[str], nproc: int = 2) -> subprocess.Complet
     if done.returncode != 0:
         pytest.fail(f"torchrun exited with {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}")
     return done
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Image pairs on disk for the `vtamiq` command
+
+
+def write_png_pairs(root: Path, count: int, size: tuple[int, int] = (40, 48), seed: int = 0) -> Path:
+    """``count`` 8-bit PNG pairs ``root/refs/pNN.png`` and ``root/dists/pNN.png`` (uniform noise images, the
+    distorted copy with added noise that grows with NN); returns ``root``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for folder in ("refs", "dists"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        ref = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        noisy = np.clip(ref.astype(int) + rng.integers(-5 - 3 * i, 5 + 3 * i, ref.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(ref).save(root / "refs" / f"p{i:02d}.png")
+        Image.fromarray(noisy).save(root / "dists" / f"p{i:02d}.png")
+    return root

@@ -1,4 +1,5 @@
-"""score(): inputs, determinism, repeats, caching, precision, and errors (tiny random model on CPU)."""
+"""score(): inputs, determinism, repeats, caching, precision, the pixel limit, lazy batches, and errors (tiny random
+model on CPU)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 from PIL import Image
 
 import vtamiq_metric
-from vtamiq_metric import api, hub, score
+from vtamiq_metric import _frontend, api, hub, score
+from vtamiq_metric._validation import prepare_pair
 
 
 def test_returns_one_finite_score_per_pair(tiny_model, image_pair):
@@ -73,7 +75,7 @@ def test_chunking_does_not_change_scores(tiny_model):
 
 def test_named_models_are_cached_per_device(tmp_path, tiny_model, image_pair, monkeypatch):
     tiny_model.save_pretrained(tmp_path / "m")
-    monkeypatch.setattr(api, "_MODEL_CACHE", {})
+    monkeypatch.setattr(_frontend, "_MODEL_CACHE", {})
     calls = []
     original = hub.load_model
     monkeypatch.setattr(hub, "load_model", lambda *a, **k: calls.append(a) or original(*a, **k))
@@ -89,7 +91,7 @@ def test_default_model_is_used_when_none_is_named(tmp_path, tiny_model, image_pa
                               license="Apache-2.0", bundled_path=str(tmp_path / "m" / "model.safetensors"))
     monkeypatch.setitem(hub.PRETRAINED, entry.name, entry)
     monkeypatch.setattr(hub, "DEFAULT_MODEL", entry.name)
-    monkeypatch.setattr(api, "_MODEL_CACHE", {})
+    monkeypatch.setattr(_frontend, "_MODEL_CACHE", {})
     torch.testing.assert_close(score(*image_pair, num_patches=16), score(*image_pair, model=tiny_model,
                                                                          num_patches=16))
     monkeypatch.setattr(hub, "DEFAULT_MODEL", None)
@@ -196,3 +198,44 @@ def test_property_sizes_dtypes_and_ranges_give_finite_scores_or_documented_error
         assert min(height, width) >= 16
 
     check()
+
+
+def test_max_pixels_refuses_large_images_before_decoding(tiny_model):
+    image = np.zeros((64, 80, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"ref\[1\]: expected at most max_pixels=5,000 pixels, got a 80x64 image"):
+        prepare_pair([image[:32, :32], image], [image[:32, :32], image], max_pixels=5000)
+    with pytest.raises(ValueError, match="max_pixels=100 pixels"):
+        score(image, image, model=tiny_model, num_patches=8, max_pixels=100)
+    assert score(image, image, model=tiny_model, num_patches=8, max_pixels=None).shape == (1,)
+    with pytest.raises(ValueError, match="max_pixels must be an int >= 1 or None, got 0"):
+        score(image, image, model=tiny_model, num_patches=8, max_pixels=0)
+
+
+def test_lazy_batches_give_the_scores_of_one_batch_and_keep_uint8(tiny_model):
+    gen = np.random.default_rng(0)
+    refs = [gen.integers(0, 256, (40, 48, 3), dtype=np.uint8) for _ in range(5)]
+    dists = [np.clip(r.astype(int) + gen.integers(-30, 30, r.shape), 0, 255).astype(np.uint8) for r in refs]
+    ref8, _ = prepare_pair(refs[0], dists[0], keep_uint8=True)
+    assert ref8.dtype == torch.uint8
+    floats = [torch.from_numpy(r.astype(np.float32) / np.float32(255)).permute(2, 0, 1) for r in refs]
+    dfloats = [torch.from_numpy(d.astype(np.float32) / np.float32(255)).permute(2, 0, 1) for d in dists]
+    options = {"model": tiny_model, "num_patches": 16, "precision": "fp32"}
+    whole = score(torch.stack(floats), torch.stack(dfloats), **options)
+    lazy = score(refs, dists, batch_size=2, **options)
+    torch.testing.assert_close(lazy, whole, rtol=1e-5, atol=1e-6)
+    bad_refs, bad_dists = refs[:4] + [refs[4][:32]], dists[:4] + [dists[4][:32]]
+    with pytest.raises(ValueError, match=r"all images in ref must have the same size, got \(32, 48\) at ref\[4\]"):
+        score(bad_refs, bad_dists, batch_size=2, **options)
+
+
+def test_score_batch_is_the_core_of_score_and_batch_size_for_its_chunking(tiny_model, image_pair):
+    ref, dist = image_pair
+    options = api.ScoringOptions(num_patches=16, num_repeats=3, seed=2, precision="fp32")
+    scorer = api.resolve(tiny_model, options)
+    mean, std = api.score_batch(scorer, ref, dist)
+    expected = score(ref, dist, model=tiny_model, num_patches=16, num_repeats=3, seed=2, precision="fp32",
+                     return_std=True)
+    torch.testing.assert_close((mean, std), expected)
+    auto = api.auto_batch_size(tiny_model.config, 16, 48, 64, 10, torch.device("cpu"), half_precision=False)
+    assert api.batch_size_for(scorer, 48, 64, 10) == auto
+    assert api.batch_size_for(api.resolve(tiny_model, api.ScoringOptions(batch_size=3)), 48, 64, 10) == 3

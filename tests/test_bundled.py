@@ -140,9 +140,9 @@ def test_the_loss_gradient_points_towards_the_reference(name):
 
 
 def test_default_model_is_the_bundled_one(monkeypatch, bundled):
-    from vtamiq_metric import api
+    from vtamiq_metric import _frontend, api
 
-    monkeypatch.setattr(api, "_MODEL_CACHE", {})
+    monkeypatch.setattr(_frontend, "_MODEL_CACHE", {})
     model = api.resolve_model(None, torch.device("cpu"))
     state, reference = model.state_dict(), bundled.state_dict()
     assert state.keys() == reference.keys()

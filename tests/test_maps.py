@@ -64,7 +64,7 @@ def test_one_distorted_quadrant_holds_most_of_the_map(bundled, distortion):
     ref = _photo(128)
     dist = ref.clone()
     dist[..., :64, 64:] = distortion(ref)[..., :64, 64:]  # top-right quadrant only
-    heat = damage_map(ref, dist, model=bundled, num_patches=256, draws=2)
+    heat = damage_map(ref, dist, model=bundled, num_patches=256, num_repeats=2)
     assert heat.shape == (1, 128, 128) and bool((heat >= 0).all()) and heat.sum() > 0
     assert heat[..., :64, 64:].sum() >= 0.8 * heat.sum()
 
@@ -75,14 +75,14 @@ def test_the_map_weighs_a_strong_distortion_above_a_weak_one(bundled):
     dist = ref.clone()
     dist[..., :64, :64] = (ref + 0.15 * noise).clamp(0, 1)[..., :64, :64]
     dist[..., 64:, 64:] = (ref + 0.03 * noise).clamp(0, 1)[..., 64:, 64:]
-    heat = damage_map(ref, dist, model=bundled, num_patches=256, draws=2)
+    heat = damage_map(ref, dist, model=bundled, num_patches=256, num_repeats=2)
     # Measured about 10x with the first bundled model; any sensible metric counts 5x stronger noise more.
     assert heat[..., :64, :64].sum() > 3 * heat[..., 64:, 64:].sum()
 
 
 def test_identical_pairs_give_an_all_zero_map(bundled, tiny_model):
     ref = _photo(64)
-    assert torch.equal(damage_map(ref, ref.clone(), model=bundled, num_patches=64, draws=1), torch.zeros(1, 64, 64))
+    assert torch.equal(damage_map(ref, ref.clone(), model=bundled, num_patches=64, num_repeats=1), torch.zeros(1, 64, 64))
     assert not damage_map(ref, ref, model=tiny_model, num_patches=16, signed=True).any()
 
 
@@ -90,7 +90,7 @@ def test_the_map_is_exactly_zero_where_nothing_changed(tiny_model):
     ref = _photo(64)
     dist = ref.clone()
     dist[..., 10:30, 20:50] = (dist[..., 10:30, 20:50] * 0.5 + 0.2)
-    heat = damage_map(ref, dist, model=tiny_model, num_patches=32, draws=3, signed=True)
+    heat = damage_map(ref, dist, model=tiny_model, num_patches=32, num_repeats=3, signed=True)
     changed = (dist != ref).any(1)  # (1, H, W)
     assert not heat[~changed].any()
     assert heat[changed].abs().sum() > 0
@@ -107,11 +107,11 @@ def test_signed_map_sums_to_the_score_difference(tiny_model):
     ref = torch.rand(1, 3, 48, 64, generator=gen, dtype=torch.float64)
     dist = (ref + 0.2 * torch.randn(ref.shape, generator=gen, dtype=torch.float64)).clamp(0, 1)
     options = {"model": model, "num_patches": 32, "seed": 0}
-    heat = damage_map(ref, dist, draws=1, steps=64, signed=True, **options)
+    heat = damage_map(ref, dist, num_repeats=1, steps=64, signed=True, **options)
     expected = score(ref, dist, precision="fp32", **options) - score(ref, ref, precision="fp32", **options)
     torch.testing.assert_close(heat.sum((1, 2)), expected, rtol=0.02, atol=0.0)
     assert heat.min() < 0  # this random model lowers its score for some patches: the signed map keeps them
-    torch.testing.assert_close(damage_map(ref, dist, draws=1, steps=64, **options), heat.clamp(min=0))
+    torch.testing.assert_close(damage_map(ref, dist, num_repeats=1, steps=64, **options), heat.clamp(min=0))
 
 
 @pytest.mark.slow
@@ -129,8 +129,8 @@ def test_a_pair_in_a_batch_gets_the_map_it_gets_alone(tiny_model):
     gen = torch.Generator().manual_seed(2)
     ref = torch.rand(3, 3, 40, 48, generator=gen)
     dist = (ref + 0.1 * torch.randn(ref.shape, generator=gen)).clamp(0, 1)
-    together = damage_map(ref, dist, model=tiny_model, num_patches=16, draws=2, steps=2)
-    alone = damage_map(ref[1:2], dist[1:2], model=tiny_model, num_patches=16, draws=2, steps=2)
+    together = damage_map(ref, dist, model=tiny_model, num_patches=16, num_repeats=2, steps=2)
+    alone = damage_map(ref[1:2], dist[1:2], model=tiny_model, num_patches=16, num_repeats=2, steps=2)
     torch.testing.assert_close(together[1:2], alone, rtol=1e-4, atol=1e-9)
 
 
@@ -139,11 +139,11 @@ def test_model_mode_rng_and_parameters_are_left_alone(image_pair):
     model = VTAMIQ("tiny").train()
     state = torch.get_rng_state()
     ref, dist = image_pair
-    first = damage_map(ref, dist, model=model, num_patches=16, draws=2)
+    first = damage_map(ref, dist, model=model, num_patches=16, num_repeats=2)
     assert model.training  # restored
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(torch.get_rng_state(), state)
-    torch.testing.assert_close(damage_map(ref, dist, model=model.eval(), num_patches=16, draws=2), first)  # dropout off
+    torch.testing.assert_close(damage_map(ref, dist, model=model.eval(), num_patches=16, num_repeats=2), first)  # dropout off
 
 
 def test_inputs_accepted_as_score_accepts_them(tiny_model, tmp_path):
@@ -160,7 +160,7 @@ def test_inputs_accepted_as_score_accepts_them(tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
-    ({"draws": 0}, ValueError, "draws must be an int >= 1, got 0"),
+    ({"num_repeats": 0}, ValueError, "num_repeats must be an int >= 1, got 0"),
     ({"steps": 1.5}, TypeError, "steps must be an int, got float"),
     ({"signed": 1}, TypeError, "signed must be a bool, got int"),
     ({"num_patches": 0}, ValueError, "num_patches must be an int >= 1, got 0"),
@@ -183,7 +183,7 @@ def test_bad_images_raise_like_score(tiny_model, image_pair):
 @pytest.mark.cuda
 def test_cuda_map_matches_the_cpu_map(tiny_model, image_pair):
     ref, dist = image_pair
-    cpu = damage_map(ref, dist, model=tiny_model, num_patches=16, draws=2, signed=True)
-    gpu = damage_map(ref.cuda(), dist.cuda(), model=tiny_model.cuda(), num_patches=16, draws=2, signed=True)
+    cpu = damage_map(ref, dist, model=tiny_model, num_patches=16, num_repeats=2, signed=True)
+    gpu = damage_map(ref.cuda(), dist.cuda(), model=tiny_model.cuda(), num_patches=16, num_repeats=2, signed=True)
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-6)  # same positions, float rounding only

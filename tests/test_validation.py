@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import warnings
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vtamiq_metric._validation import prepare_pair, to_batch
+from vtamiq_metric._validation import load_image, prepare_pair, to_batch
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -557,3 +559,43 @@ def test_property_valid_batch_or_clear_error(case):
     gray = color if color.ndim == 2 else color[..., 0]
     expected = np.clip(gray.astype(np.float64) / scale, 0, 1)
     torch.testing.assert_close(batch[0, 0].double(), torch.from_numpy(expected), rtol=0, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files that are not images, and the 0-255 hint
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_image(fifo, name="ref")
+        except BaseException as error:  # noqa: BLE001 - collected for the assertion below
+            errors.append(error)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    if worker.is_alive():  # release the blocked open() before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("load_image blocked on a FIFO")
+    assert len(errors) == 1 and isinstance(errors[0], ValueError)
+    assert "expected a regular image file (or a symlink to one), got a FIFO (named pipe)" in str(errors[0])
+
+
+def test_an_empty_path_says_it_is_empty():
+    with pytest.raises(ValueError, match="ref: expected an image file path, got an empty path"):
+        load_image("", name="ref")
+
+
+@pytest.mark.parametrize(("high", "hinted"), [(1.106, False), (1.6, False), (200.0, True)])
+def test_the_0_255_hint_appears_only_when_it_fits(high, hinted):
+    image = torch.full((3, 16, 16), 0.5)
+    image[0, 0, 0] = high
+    with pytest.raises(ValueError) as info:
+        prepare_pair(image, image)
+    assert ("did you pass 0-255 values" in str(info.value)) is hinted

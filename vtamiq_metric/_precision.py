@@ -14,7 +14,7 @@ settings:
 bf16 keeps 8 significant bits, so scores move by about 1e-3 of their range; rankings survive (the bundled model's
 scores of distorted photographs rank with SROCC >= 0.999 against fp32, ``tests/test_precision.py``).
 
-This module imports nothing from the package, so every layer may use it.
+This module imports only :mod:`._checks` from the package, so every layer may use it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from typing import Literal
 
 import torch
 
+from ._checks import check_choice
+
 __all__ = ["PRECISIONS", "Precision", "autocast", "check_precision", "cpu_has_native_bf16", "uses_bf16"]
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -33,9 +35,7 @@ PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 
 def check_precision(precision: object) -> str:
     """Return ``precision`` if it is one of :data:`PRECISIONS`, else raise ``ValueError``."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    return precision  # type: ignore[return-value]
+    return check_choice("precision", precision, PRECISIONS)
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,7 +52,7 @@ def cpu_has_native_bf16() -> bool:
         try:
             if probe():
                 return True
-        except Exception:  # noqa: BLE001 - a failing private probe means "unknown", i.e. not native
+        except Exception:  # noqa: BLE001, S112 - a failing private probe means "unknown", i.e. not native
             continue
     return False
 

@@ -83,6 +83,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ._checks import check_optional_positive_int, check_positive_int
+
 __all__ = ["ImageLike", "image_size", "is_single_image", "load_image", "prepare_pair", "to_batch"]
 
 _logger = logging.getLogger(__name__)
@@ -221,7 +223,7 @@ def prepare_pair(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequenc
         on one device and of one dtype.
 
     Raises:
-        TypeError: unsupported input kind or dtype, or a non-integer ``patch_size``.
+        TypeError: unsupported input kind or dtype, or a non-integer ``patch_size`` or ``max_pixels``.
         ValueError: any :func:`to_batch` error, different batch lengths or sizes, images smaller than
             ``patch_size``, or two tensors on different devices.
         FileNotFoundError: a path that does not exist.
@@ -232,14 +234,8 @@ def prepare_pair(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequenc
         >>> dist.shape
         torch.Size([2, 3, 32, 48])
     """
-    if isinstance(patch_size, bool) or not isinstance(patch_size, int):
-        raise TypeError(f"patch_size must be an int, got {type(patch_size).__name__}")
-    if patch_size < 1:
-        raise ValueError(f"patch_size must be at least 1, got {patch_size}")
-
-    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int)
-                                   or max_pixels < 1):
-        raise ValueError(f"max_pixels must be an int >= 1 or None, got {max_pixels!r}")
+    check_positive_int("patch_size", patch_size)
+    check_optional_positive_int("max_pixels", max_pixels)
     ref_batch, ref_from_tensor = _to_batch(ref, "ref", max_pixels=max_pixels, keep_uint8=keep_uint8, start=start)
     dist_batch, dist_from_tensor = _to_batch(dist, "dist", max_pixels=max_pixels, keep_uint8=keep_uint8,
                                              start=start)

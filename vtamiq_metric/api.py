@@ -4,6 +4,10 @@ The pipeline is: validate and batch the inputs (:mod:`._validation`), draw align
 (:func:`.sampling.sample_patches`), normalise them with the model's mean/std, run the model. ``score`` averages
 ``num_repeats`` seeded draws. Scores are distortions: 0 means identical and higher means worse.
 
+The options are checked and the model and device resolved by :mod:`vtamiq_metric._frontend`, as for every other face;
+:func:`score_batch` is the core that ``score()`` and ``vtamiq score`` share, :func:`forward_pairs` the one draw that
+the loss and the damage map share too.
+
 Performance:
     Attention runs through ``scaled_dot_product_attention`` (timm's fused attention). On CUDA ``score()`` uses bf16
     autocast by default (``precision="auto"``), and ``batch_size=None`` picks the largest chunk of pairs that fits
@@ -14,15 +18,17 @@ Performance:
     On CPU, torch uses one thread per core by default. Nothing here changes global thread settings; when several
     processes score at once, give each a share of the *physical* cores with ``torch.set_num_threads(n)`` (or
     ``OMP_NUM_THREADS=n`` before starting Python), since oversubscribed threads are much slower than fewer busy
-    ones. ``precision="auto"`` also uses bf16 on CPUs with native bf16 units (AVX512-BF16, AMX), where it is about
-    twice as fast as fp32; other CPUs stay fp32 (:mod:`vtamiq_metric._precision`).
+    ones. ``precision="auto"`` also uses bf16 on CPUs with native bf16 units (AVX512-BF16, AMX), where it is faster
+    than fp32; other CPUs stay fp32 (:mod:`vtamiq_metric._precision`). Measured speeds are in the README's
+    "Benchmarks" section (``benchmarks/bench_score.py``).
 
 Memory:
     A list of images is decoded and validated lazily, one batch of ``batch_size`` pairs at a time, so peak memory is
     that of one batch whatever the length of the list. 8-bit images stay 8-bit until patches are cut (3 bytes per
-    pixel), and the CAPS difference map of large images is computed in strips: one pair of 8-bit images peaks at
-    about 16 bytes per pixel of one image (decoding included). ``max_pixels`` (150 million by default) refuses larger
-    images before decoding them, like Pillow's decompression-bomb check; pass ``max_pixels=None`` to lift it.
+    pixel), and the CAPS difference map of large images is computed in strips; the README's "Memory" table gives the
+    measured peak per pixel (``benchmarks/bench_memory.py``). ``max_pixels`` (:data:`DEFAULT_MAX_PIXELS`, 150 million
+    by default) refuses larger images before decoding them, like Pillow's decompression-bomb check; pass
+    ``max_pixels=None`` to lift it.
 """
 
 from __future__ import annotations
@@ -31,22 +37,30 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Sequence
+
 import torch
 
-from . import hub
-from ._precision import Precision, autocast, uses_bf16
+from ._checks import check_bool
+from ._frontend import (
+    DEFAULT_MAX_PIXELS,
+    Scorer,
+    ScoringOptions,
+    default_model_name,
+    resolve,
+    resolve_device,
+    resolve_model,
+)
+from ._precision import Precision, autocast
 from ._validation import ImageLike, image_size, is_single_image, prepare_pair
 from .model.config import VTAMIQConfig
 from .model.vtamiq import VTAMIQ
 from .sampling import SamplingConfig, sample_patches, viewing_downsample
 
-__all__ = ["auto_batch_size", "compiled_forward", "default_model_name", "estimate_pair_bytes", "forward_pairs",
-           "pair_flops", "resolve_device", "resolve_model", "score"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Scorer", "ScoringOptions", "auto_batch_size", "batch_size_for", "compiled_forward",
+           "default_model_name", "estimate_pair_bytes", "forward_pairs", "pair_flops", "resolve", "resolve_device",
+           "resolve_model", "score", "score_batch"]
 
 _logger = logging.getLogger(__name__)
-
-_MODEL_CACHE: dict[tuple[str, str], VTAMIQ] = {}
-_CACHE_LOCK = threading.Lock()
 
 # One torch.compile'd forward per model instance. The compiled function reaches its model through a weak reference,
 # so the cache entry (and the compiled code) goes away with the model instead of keeping it alive.
@@ -57,86 +71,9 @@ _COMPILED_LOCK = threading.Lock()
 _AUTO_BATCH_MAX = 256
 _AUTO_BATCH_MEMORY_FRACTION = 0.5
 # On CPU/MPS: at most this many pairs per chunk, and about this many bytes of working memory per chunk. Larger CPU
-# batches were slower, not faster: with the bundled model on 128x128 pairs (benchmarks/bench_cli.py, 2-core CPU)
-# batch 4 scored 5.4 pairs/s against 4.6 at batch 16 on one thread, and 4.3-4.8 against 3.7-3.9 at 16-32 on two.
+# batches measured slower, not faster (benchmarks/bench_cli.py prints the comparison).
 _AUTO_BATCH_MAX_CPU = 4
 _AUTO_BATCH_BYTES_CPU = 1 << 30
-# score()'s default pixel limit per image (see "Memory" above).
-DEFAULT_MAX_PIXELS = 150_000_000
-# How the default-model notice tells the user to choose a model: "model=" in Python; the CLI sets "--model".
-_MODEL_OPTION = "model="
-
-
-def resolve_device(device: str | torch.device | None, ref: torch.Tensor, model: VTAMIQ | None) -> torch.device:
-    """The compute device: explicit, else the model's, else the input tensor's, else CUDA if available, else CPU.
-
-    Raises:
-        ValueError: an unknown device string, or a CUDA device that this machine does not have.
-        TypeError: ``device`` is neither None, a str nor a ``torch.device``.
-    """
-    if device is not None:
-        if not isinstance(device, (str, torch.device)):
-            raise TypeError(f"device must be None, a str or a torch.device, got {type(device).__name__}")
-        try:
-            target = torch.device(device)
-        except RuntimeError as error:
-            raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N', 'mps'..., got {device!r} ({error})") from None
-        if target.type == "cuda":
-            if not torch.cuda.is_available():
-                raise ValueError(f"device={str(device)!r} was requested but no CUDA device is available "
-                                 f"(torch.cuda.is_available() is False); use device='cpu' or leave it unset")
-            if target.index is not None and target.index >= torch.cuda.device_count():
-                raise ValueError(f"device={str(device)!r} was requested but this machine has "
-                                 f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 .. "
-                                 f"cuda:{torch.cuda.device_count() - 1})")
-        return target
-    if model is not None:
-        return next(model.parameters()).device
-    if ref.device.type != "cpu":
-        return ref.device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-_DEFAULT_NOTICE_SHOWN = False
-
-
-def default_model_name() -> str:
-    """The registered name used when no model is given; raises if this version bundles none.
-
-    The first use in a process logs (at WARNING) what the default model is, so nobody mistakes the small bundled
-    model for the paper's.
-    """
-    global _DEFAULT_NOTICE_SHOWN
-    if hub.DEFAULT_MODEL is not None and not _DEFAULT_NOTICE_SHOWN:
-        _DEFAULT_NOTICE_SHOWN = True
-        _logger.warning("using the bundled default model %s: a small model trained on synthetic distortions, not the "
-                        "paper's VTAMIQ and not calibrated to human scores; pass %s for paper-grade weights "
-                        "(see vtamiq_metric/weights/MODEL_CARD.md)", hub.DEFAULT_MODEL, _MODEL_OPTION)
-    if hub.DEFAULT_MODEL is None:
-        raise ValueError("no default VTAMIQ model is bundled with this version; pass model= a registered name "
-                         f"({hub.list_pretrained()}), 'hf-hub:org/repo', a local weights path, or a VTAMIQ "
-                         "instance (e.g. converted with vtamiq_metric.model.convert.load_reference_checkpoint)")
-    return hub.DEFAULT_MODEL
-
-
-def resolve_model(model: str | VTAMIQ | None, device: torch.device) -> VTAMIQ:
-    """The model to use: a given instance as is, or a name/path loaded once per (name, device) and cached.
-
-    ``None`` means the package default (:data:`vtamiq_metric.hub.DEFAULT_MODEL`).
-    """
-    if isinstance(model, VTAMIQ):
-        return model
-    if model is None:
-        model = default_model_name()
-    if not isinstance(model, str) and not hasattr(model, "__fspath__"):
-        raise TypeError(f"model must be a name, a path or a VTAMIQ instance, got {type(model).__name__}")
-    key = (str(model), str(device))
-    with _CACHE_LOCK:
-        cached = _MODEL_CACHE.get(key)
-        if cached is None:
-            cached = hub.load_model(model, device=device).eval().requires_grad_(False)
-            _MODEL_CACHE[key] = cached
-    return cached
 
 
 def compiled_forward(model: VTAMIQ) -> Callable[..., torch.Tensor]:
@@ -275,8 +212,8 @@ def auto_batch_size(config: VTAMIQConfig, num_patches: int, height: int, width: 
 
     On CUDA the chunk is ``_AUTO_BATCH_MEMORY_FRACTION`` of the free memory (``torch.cuda.mem_get_info``) divided by
     :func:`estimate_pair_bytes`, clamped to ``[1, min(num_pairs, _AUTO_BATCH_MAX)]``. On CPU and MPS it is 1 GiB
-    (``_AUTO_BATCH_BYTES_CPU``) divided by the same estimate, clamped to ``[1, min(num_pairs, 4)]``
-    (``_AUTO_BATCH_MAX_CPU``; larger CPU batches measured slower): 4 pairs of small images, a single pair of
+    (``_AUTO_BATCH_BYTES_CPU``) divided by the same estimate, clamped to ``[1, min(num_pairs, _AUTO_BATCH_MAX_CPU)]``
+    (4; larger CPU batches were slower, see ``benchmarks/bench_cli.py``): 4 pairs of small images, a single pair of
     6000x4000 photographs.
 
     Args:
@@ -354,7 +291,8 @@ def score(
 
     Raises:
         ValueError / TypeError: bad images (size mismatch, out-of-range values, NaN, wrong channels, more than
-        ``max_pixels`` pixels...), bad arguments, a CUDA device that is not there. FileNotFoundError: a missing
+        ``max_pixels`` pixels...), bad arguments (checked by :class:`vtamiq_metric._frontend.ScoringOptions`, in the
+        words every face uses: a bool is not a count), a CUDA device that is not there. FileNotFoundError: a missing
         image file.
 
     Example:
@@ -364,44 +302,18 @@ def score(
         >>> vtamiq_metric.score(ref, ref.clone(), model=VTAMIQ("tiny").eval(), num_patches=16).shape
         torch.Size([1])
     """
-    if not isinstance(num_repeats, int) or num_repeats < 1:
-        raise ValueError(f"num_repeats must be an int >= 1, got {num_repeats!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
-    if not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if not isinstance(compile, bool):
-        raise TypeError(f"compile must be a bool, got {type(compile).__name__}")
-    instance = model if isinstance(model, VTAMIQ) else None
-    probe = ref if isinstance(ref, torch.Tensor) else torch.empty(0)
-    target = resolve_device(device, probe, instance)
-    net = resolve_model(model, target)
-    if instance is not None and device is not None and next(net.parameters()).device != target:
-        raise ValueError(f"model is on {next(net.parameters()).device} but device={target} was requested; move the "
-                         f"model with .to() or leave device=None")
-    config = net.config
-    num_patches = config.num_patches if num_patches is None else num_patches
-    if not isinstance(num_patches, int) or num_patches < 1:
-        raise ValueError(f"num_patches must be an int >= 1, got {num_patches!r}")
-    sampling = config.sampling if sampling is None else sampling
-    half = uses_bf16(target, precision)
-    options = {"num_patches": num_patches, "num_repeats": num_repeats, "seed": seed, "sampling": sampling,
-               "precision": precision, "compile": compile}
-    prepare = {"patch_size": config.patch_size, "max_pixels": max_pixels, "keep_uint8": True}
-    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
-        raise ValueError(f"max_pixels must be an int >= 1 or None, got {max_pixels!r}")
+    options = ScoringOptions(num_patches=num_patches, num_repeats=num_repeats, seed=seed, precision=precision,
+                             batch_size=batch_size, sampling=sampling, compile=compile, max_pixels=max_pixels)
+    check_bool("return_std", return_std)
+    scorer = resolve(model, options, device=device, like=ref)
+    prepare = {"patch_size": scorer.model.config.patch_size, "max_pixels": max_pixels, "keep_uint8": True}
 
     lazy = (isinstance(ref, (list, tuple)) and isinstance(dist, (list, tuple)) and len(ref) == len(dist) > 0
             and all(is_single_image(x) for x in ref) and all(is_single_image(x) for x in dist))
     means, stds = [], []
     if lazy:  # decode and validate one batch at a time: peak memory is one batch, whatever len(ref) is
         size = image_size(ref[0])
-        if batch_size is not None:
-            chunk = batch_size
-        elif size is None:
-            chunk = 1
-        else:
-            chunk = auto_batch_size(config, num_patches, size[0], size[1], len(ref), target, half_precision=half)
+        chunk = batch_size_for(scorer, *size, len(ref)) if size is not None else scorer.options.batch_size or 1
         first_size: tuple[int, int] | None = None
         for start in range(0, len(ref), chunk):
             ref_t, dist_t = prepare_pair(ref[start:start + chunk], dist[start:start + chunk], start=start, **prepare)
@@ -412,17 +324,16 @@ def score(
                 raise ValueError(
                     f"all images in ref must have the same size, got {batch_size_hw} at ref[{start}] and "
                     f"{first_size} at ref[0] (height, width)")
-            mean, std = _score_prepared(net, ref_t.to(target), dist_t.to(target), **options)
+            mean, std = score_batch(scorer, ref_t.to(scorer.device), dist_t.to(scorer.device))
             del ref_t, dist_t
             means.append(mean)
             stds.append(std)
     else:
         ref_t, dist_t = prepare_pair(ref, dist, **prepare)
-        ref_t, dist_t = ref_t.to(target), dist_t.to(target)
-        chunk = batch_size if batch_size is not None else auto_batch_size(
-            config, num_patches, ref_t.shape[-2], ref_t.shape[-1], len(ref_t), target, half_precision=half)
+        ref_t, dist_t = ref_t.to(scorer.device), dist_t.to(scorer.device)
+        chunk = batch_size_for(scorer, ref_t.shape[-2], ref_t.shape[-1], len(ref_t))
         for start in range(0, len(ref_t), chunk):
-            mean, std = _score_prepared(net, ref_t[start:start + chunk], dist_t[start:start + chunk], **options)
+            mean, std = score_batch(scorer, ref_t[start:start + chunk], dist_t[start:start + chunk])
             means.append(mean)
             stds.append(std)
     mean = torch.cat(means)
@@ -431,15 +342,48 @@ def score(
     return mean
 
 
-def _score_prepared(net: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, *, num_patches: int, num_repeats: int,
-                    seed: int, sampling: SamplingConfig, precision: str,
-                    compile: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std over ``num_repeats`` seeded draws of one batch of validated ``(B, 3, H, W)`` pairs (float in
-    [0, 1], or uint8) already on the model's device; no autograd. ``score()`` and ``vtamiq score`` call it."""
+def batch_size_for(scorer: Scorer, height: int, width: int, num_pairs: int) -> int:
+    """Pairs per model call for ``scorer``: its ``batch_size`` option, else :func:`auto_batch_size` for images of
+    ``height x width`` pixels on its device.
+
+    Args:
+        scorer: the resolved front-end (:func:`vtamiq_metric._frontend.resolve`).
+        height: image height in pixels.
+        width: image width in pixels.
+        num_pairs: number of pairs to score.
+
+    Returns:
+        An int >= 1.
+    """
+    if scorer.options.batch_size is not None:
+        return scorer.options.batch_size
+    return auto_batch_size(scorer.model.config, scorer.num_patches, height, width, num_pairs, scorer.device,
+                           half_precision=scorer.half_precision)
+
+
+def score_batch(scorer: Scorer, ref: torch.Tensor, dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scoring core behind :func:`score` and ``vtamiq score``: one batch of checked pairs, ``num_repeats`` draws.
+
+    CAPS draws depend only on each pair and the seed, never on the batch, so a pair scores the same alone or in any
+    batch (up to float rounding of batched kernels). No autograd.
+
+    Args:
+        scorer: the resolved front-end (model, device, complete options), from
+            :func:`vtamiq_metric._frontend.resolve`.
+        ref: (B, 3, H, W) reference images on ``scorer.device``: float in [0, 1], or uint8 (as
+            :func:`vtamiq_metric._validation.prepare_pair` returns them with ``keep_uint8=True``).
+        dist: (B, 3, H, W) distorted images, same size, dtype and device.
+
+    Returns:
+        ``(mean, std)``: two (B,) float32 tensors, the distortion score (0 = identical, higher = worse) averaged over
+        the seeds ``seed .. seed + num_repeats - 1`` and its standard deviation over them (0 for one repeat).
+    """
+    options = scorer.options
     with torch.no_grad():
-        runs = [forward_pairs(net, ref, dist, num_patches=num_patches, seed=seed + repeat, sampling=sampling,
-                              precision=precision, compile=compile) for repeat in range(num_repeats)]
+        runs = [forward_pairs(scorer.model, ref, dist, num_patches=scorer.num_patches, seed=options.seed + repeat,
+                              sampling=scorer.sampling, precision=options.precision, compile=options.compile)
+                for repeat in range(options.num_repeats)]
     stacked = torch.stack(runs)  # (R, B)
     mean = stacked.mean(0)
-    std = stacked.std(0, unbiased=False) if num_repeats > 1 else torch.zeros_like(mean)
+    std = stacked.std(0, unbiased=False) if options.num_repeats > 1 else torch.zeros_like(mean)
     return mean, std

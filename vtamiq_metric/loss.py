@@ -5,18 +5,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._checks import check_bool
+from ._frontend import FrozenFace, ScoringOptions, check_reduction, freeze, reduce, resolve
+from ._precision import Precision
 from ._validation import prepare_pair
-from .api import default_model_name, forward_pairs
-from .hub import load_model
+from .api import forward_pairs
 from .model.vtamiq import VTAMIQ
 from .sampling import SamplingConfig
 
 __all__ = ["VTAMIQLoss"]
 
-_REDUCTIONS = ("none", "mean", "sum")
 
-
-class VTAMIQLoss(nn.Module):
+class VTAMIQLoss(FrozenFace, nn.Module):
     """VTAMIQ distortion as a loss: lower is better, 0 for identical images.
 
     The network is frozen: every parameter has ``requires_grad=False`` and the module stays in eval mode even after
@@ -62,29 +62,18 @@ class VTAMIQLoss(nn.Module):
     is_differentiable = True
 
     def __init__(self, model: str | VTAMIQ | None = None, *, num_patches: int | None = None, reduction: str = "mean",
-                 resample: bool = True, seed: int = 0, precision: str = "fp32",
+                 resample: bool = True, seed: int = 0, precision: Precision = "fp32",
                  sampling: SamplingConfig | None = None) -> None:
         super().__init__()
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-        if not isinstance(model, VTAMIQ):
-            # A fresh load, not score()'s cached instance: moving the loss with .to() must not move that one.
-            model = load_model(default_model_name() if model is None else model)
-        self.model = model.eval().requires_grad_(False)
-        self.num_patches = model.config.num_patches if num_patches is None else num_patches
-        if not isinstance(self.num_patches, int) or self.num_patches < 1:
-            raise ValueError(f"num_patches must be an int >= 1, got {self.num_patches!r}")
-        self.reduction = reduction
-        self.resample = resample
-        self.seed = seed
-        self.precision = precision
-        self.sampling = model.config.sampling if sampling is None else sampling
+        self.reduction = check_reduction(reduction)
+        self.resample = check_bool("resample", resample)
+        options = ScoringOptions(num_patches=num_patches, seed=seed, precision=precision, sampling=sampling)
+        # A fresh load (shared=False), not score()'s cached instance: moving the loss with .to() must not move that
+        # one. An instance is frozen in place.
+        scorer = resolve(model, options, shared=False)
+        self.model = freeze(scorer.model)
+        self.options = scorer.options
         self._calls = 0
-
-    def train(self, mode: bool = True) -> VTAMIQLoss:
-        """Kept for the nn.Module interface: the metric network always stays in eval mode."""
-        super().train(False)
-        return self
 
     def forward(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         """Loss between reference and distorted images.
@@ -104,11 +93,7 @@ class VTAMIQLoss(nn.Module):
         self._calls += 1
         out = forward_pairs(self.model, ref_t.to(device), dist_t.to(device), num_patches=self.num_patches, seed=seed,
                             sampling=self.sampling, precision=self.precision)
-        if self.reduction == "mean":
-            return out.mean()
-        if self.reduction == "sum":
-            return out.sum()
-        return out
+        return reduce(out, self.reduction)
 
     def extra_repr(self) -> str:
         return f"num_patches={self.num_patches}, reduction={self.reduction!r}, resample={self.resample}"

@@ -12,15 +12,15 @@ which is IG restricted to that patch's pixels (summed over its pixels and colour
 the full-resolution pixels the patch covers in proportion to their change ``|dist - ref|`` (summed over channels).
 The signed map is the mean over draws of these splats, and the **damage map** is its positive part.
 
-The path points: draw ``k`` of ``draws`` evaluates the gradient at ``a = (j * draws + k + 0.5) / (draws * steps)``
-for ``j < steps``, so together the draws form a ``draws * steps`` point midpoint rule (an interleaved, stratified
-estimate of the path integral at the cost of ``draws * steps`` model passes). The score grows smoothly along the
+The path points: draw ``k`` of ``num_repeats`` (R) evaluates the gradient at ``a = (j * R + k + 0.5) / (R * steps)``
+for ``j < steps``, so together the draws form an ``R * steps`` point midpoint rule (an interleaved, stratified
+estimate of the path integral at the cost of ``R * steps`` model passes). The score grows smoothly along the
 path, so ``steps=1`` with a few draws is already close (see the completeness check below).
 
 Why this method:
 
 * **Completeness.** Summed over the image, the signed map is IG's total, which approximates
-  ``score(ref, dist) - score(ref, ref)`` averaged over the seeds ``seed .. seed + draws - 1`` (exactly in the limit
+  ``score(ref, dist) - score(ref, ref)`` averaged over the seeds ``seed .. seed + num_repeats - 1`` (exactly in the limit
   of many path points). The map therefore splits the score among the pixels, in score units per pixel. Models built
   with ``zero_identity`` score identical pairs exactly 0, so their map sums to the score itself.
 * **Zero where nothing changed.** Every share carries the factor ``dist - ref`` and is spread only over changed
@@ -30,7 +30,7 @@ Why this method:
   per-pixel IG values inside a patch mostly trace the patch embedding's filters and cancel each other, so they are
   summed per patch before taking the positive part (the positive part of raw per-pixel IG is several times larger
   than the score). Model-agnostic: it works for every code era, with or without ``token_distance``.
-* **Cost.** ``draws * steps`` forward and backward passes per pair, i.e. about three times that many :func:`score`
+* **Cost.** ``num_repeats * steps`` forward and backward passes per pair, i.e. about three times that many :func:`score`
   calls; no extra model is needed (patch occlusion would need one model pass per occluded patch).
 
 Models with a viewing distance (``config.downsample_side``) see a large image as ``F x F`` block averages
@@ -40,7 +40,7 @@ last whole block are never seen and stay 0).
 
 Only pixels inside drawn patches can receive attribution; with the model's default number of patches a 256 x 256
 image is covered about four times per draw. A changed pixel that no patch of any draw covered stays 0 (use more
-``draws`` or ``num_patches`` on large images; :func:`vtamiq_metric.sampling.sampling_density` shows where patches go).
+``num_repeats`` or ``num_patches`` on large images; :func:`vtamiq_metric.sampling.sampling_density` shows where patches go).
 
 Negative shares (patches whose change *lowered* the score, which learned models do for some changes) are dropped by
 the positive part; ``signed=True`` returns the signed map, whose sum is the score difference above.
@@ -48,7 +48,6 @@ the positive part; ``signed=True`` returns the signed map, whose sum is the scor
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -59,9 +58,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._checks import check_bool, check_positive_int, renamed_keywords
+from ._frontend import ScoringOptions, eval_mode, resolve
+from ._precision import Precision, autocast
 from ._validation import ImageLike, prepare_pair
-from ._precision import autocast
-from .api import Precision, resolve_device, resolve_model, score
+from .api import score
 from .model.vtamiq import VTAMIQ
 from .sampling import SamplingConfig, extract_patches, sample_patches, sampling_density, viewing_downsample
 
@@ -74,25 +75,6 @@ _logger = logging.getLogger(__name__)
 
 # Path points (steps x pairs) per model call: bounds the activations kept for the backward pass.
 _MAX_POINTS_PER_CALL = 16
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value}")
-    return value
-
-
-@contextlib.contextmanager
-def _eval_mode(model: VTAMIQ):
-    """Run ``model`` in eval mode (no dropout) and restore its previous mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _draw_map(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, alphas: torch.Tensor, *, num_patches: int,
@@ -150,13 +132,14 @@ def _to_full_resolution(values: torch.Tensor, factor: int, height: int, width: i
     return out
 
 
+@renamed_keywords(draws="num_repeats")
 def damage_map(
     ref: ImageLike | Sequence[ImageLike],
     dist: ImageLike | Sequence[ImageLike],
     *,
     model: str | VTAMIQ | None = None,
     num_patches: int | None = None,
-    draws: int = 4,
+    num_repeats: int = 4,
     steps: int = 1,
     seed: int = 0,
     device: str | torch.device | None = None,
@@ -169,11 +152,10 @@ def damage_map(
     Scores are distortions (0 = identical, higher = worse). The map splits each pair's score among its pixels: larger
     values mark pixels whose change the model counts as more damage. It is exactly 0 wherever ``dist == ref`` (so all
     zero for an identical pair), and with ``signed=True`` its sum approximates
-    ``score(ref, dist, num_repeats=draws, seed=seed) - score(ref, ref, num_repeats=draws, seed=seed)``.
+    ``score(ref, dist, num_repeats=num_repeats, seed=seed) - score(ref, ref, num_repeats=num_repeats, seed=seed)``.
 
-    Cost: ``draws * steps`` forward and backward passes per pair, about ``3 * draws * steps`` times the cost of
-    ``score(ref, dist)``. With the defaults and the bundled model a 256 x 256 pair takes about 10 CPU-seconds
-    (measured on one busy core of a 2-core machine: 2.5 s per draw); ``draws=2`` halves that.
+    Cost: ``num_repeats * steps`` forward and backward passes per pair, about ``3 * num_repeats * steps`` times the
+    cost of ``score(ref, dist)`` (the README gives measured times); ``num_repeats=2`` halves it.
 
     Args:
         ref: reference image(s): anything :func:`vtamiq_metric.score` accepts (paths, PIL, numpy HWC, tensors
@@ -183,9 +165,11 @@ def damage_map(
             mode, its previous mode restored afterwards; its parameters receive no gradient). None uses the bundled
             default.
         num_patches: patches per image and draw (default: the model config's ``num_patches``, as in ``score``).
-        draws: seeded CAPS draws to average, >= 1; draw ``k`` uses seed ``seed + k``, the seeds of
-            ``score(..., num_repeats=draws)``.
-        steps: path points per draw, >= 1; all draws together evaluate a ``draws * steps`` point midpoint rule.
+        num_repeats: seeded CAPS draws to average, >= 1; draw ``k`` uses seed ``seed + k``, the seeds of
+            ``score(..., num_repeats=num_repeats)``. Its former name ``draws`` still works, with a
+            ``DeprecationWarning``.
+        steps: path points per draw, >= 1; all draws together evaluate a ``num_repeats * steps`` point midpoint
+            rule.
         seed: first sampling seed; the global RNG state is never read or changed.
         device: where to compute (default as in ``score``: the model's device for an instance, else the input
             tensors' device, else CUDA when available, else CPU).
@@ -199,9 +183,9 @@ def damage_map(
         (B, H, W) float32 tensor on the compute device, in score units per pixel; >= 0 unless ``signed``.
 
     Raises:
-        TypeError: bad argument types, or images :func:`score` rejects by type.
-        ValueError: bad images (size mismatch, range, channels...), ``draws``, ``steps`` or ``num_patches`` below 1,
-            or a model on another device than ``device``.
+        TypeError: bad argument types (the same messages as :func:`score`), or images :func:`score` rejects by type.
+        ValueError: bad images (size mismatch, range, channels...), ``num_repeats``, ``steps`` or ``num_patches``
+            below 1, an unknown ``precision``, or a model on another device than ``device``.
         FileNotFoundError: a missing image file.
 
     Example:
@@ -214,43 +198,32 @@ def damage_map(
         >>> heat.shape, bool(heat[:, 32:, :].eq(0).all()), bool(heat.ge(0).all())
         (torch.Size([1, 64, 64]), True, True)
     """
-    draws = _check_positive_int("draws", draws)
-    steps = _check_positive_int("steps", steps)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if not isinstance(signed, bool):
-        raise TypeError(f"signed must be a bool, got {type(signed).__name__}")
-    instance = model if isinstance(model, VTAMIQ) else None
-    probe = ref if isinstance(ref, torch.Tensor) else torch.empty(0)
-    target = resolve_device(device, probe, instance)
-    net = resolve_model(model, target)
-    if instance is not None and device is not None and next(net.parameters()).device != target:
-        raise ValueError(f"model is on {next(net.parameters()).device} but device={target} was requested; move the "
-                         f"model with .to() or leave device=None")
+    options = ScoringOptions(num_patches=num_patches, num_repeats=num_repeats, seed=seed, precision=precision,
+                             sampling=sampling)
+    steps = check_positive_int("steps", steps)
+    check_bool("signed", signed)
+    scorer = resolve(model, options, device=device, like=ref)
+    net, target, repeats = scorer.model, scorer.device, scorer.options.num_repeats
     config = net.config
-    num_patches = config.num_patches if num_patches is None else num_patches
-    if isinstance(num_patches, bool) or not isinstance(num_patches, int) or num_patches < 1:
-        raise ValueError(f"num_patches must be an int >= 1, got {num_patches!r}")
-    sampling = config.sampling if sampling is None else sampling
     ref_t, dist_t = prepare_pair(ref, dist, patch_size=config.patch_size)
     # float64 only for float64 models (exactness tests); float32 otherwise, also under bf16 autocast.
     work = torch.float64 if next(net.parameters()).dtype == torch.float64 else torch.float32
     ref_t = ref_t.detach().to(target, work)
     dist_t = dist_t.detach().to(target, work)
 
-    # Interleaved midpoint rule: draw k takes the path points (j * draws + k + 0.5) / (draws * steps), so the draws
-    # together evaluate a draws * steps point grid for the price of draws * steps model passes.
-    grid = (torch.arange(draws * steps, dtype=torch.float64) + 0.5) / (draws * steps)
+    # Interleaved midpoint rule: draw k takes the path points (j * R + k + 0.5) / (R * steps) for R = repeats, so the
+    # draws together evaluate an R * steps point grid for the price of R * steps model passes.
+    grid = (torch.arange(repeats * steps, dtype=torch.float64) + 0.5) / (repeats * steps)
     total = torch.zeros(ref_t.shape[0], *ref_t.shape[2:], device=target, dtype=work)  # (B, H, W)
-    with _eval_mode(net), torch.enable_grad():
-        for draw in range(draws):
-            for alphas in grid[draw::draws].to(target, work).split(_MAX_POINTS_PER_CALL):  # (<= 16,) path points
+    with eval_mode(net), torch.enable_grad():
+        for draw in range(repeats):
+            for alphas in grid[draw::repeats].to(target, work).split(_MAX_POINTS_PER_CALL):  # (<= 16,) path points
                 chunk = max(1, _MAX_POINTS_PER_CALL // len(alphas))
                 for i in range(0, len(ref_t), chunk):
                     total[i:i + chunk] += _draw_map(net, ref_t[i:i + chunk], dist_t[i:i + chunk], alphas,
-                                                    num_patches=num_patches, seed=seed + draw, sampling=sampling,
-                                                    precision=precision)
-    total /= draws * steps
+                                                    num_patches=scorer.num_patches, seed=seed + draw,
+                                                    sampling=scorer.sampling, precision=precision)
+    total /= repeats * steps
     total = total.float()
     return total if signed else total.clamp(min=0.0)
 
@@ -266,25 +239,26 @@ def _overlay(ax: Any, background: np.ndarray, values: np.ndarray, *, cmap: str, 
     from matplotlib.colors import Normalize
 
     norm = Normalize(vmin=0.0, vmax=vmax, clip=True)
-    colours = matplotlib.colormaps[cmap](norm(values))  # (H, W, 4)
+    colors = matplotlib.colormaps[cmap](norm(values))  # (H, W, 4)
     # Opacity ramps from 0 at 2% of the scale to 0.9 at a third of it: the faint tail stays out of the way and the
     # image shows through wherever there is little damage.
-    colours[..., 3] = 0.9 * np.clip((norm(values) - 0.02) / 0.3, 0.0, 1.0)
+    colors[..., 3] = 0.9 * np.clip((norm(values) - 0.02) / 0.3, 0.0, 1.0)
     ax.imshow(0.25 + 0.5 * _gray(background), cmap="gray", vmin=0.0, vmax=1.0, interpolation="antialiased")
-    ax.imshow(colours, interpolation="antialiased")
+    ax.imshow(colors, interpolation="antialiased")
     mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
     extend = "max" if float(values.max()) > vmax else "neither"
     bar = ax.figure.colorbar(mappable, ax=ax, shrink=0.85, extend=extend, pad=0.02)
     bar.set_label(label)
 
 
+@renamed_keywords(draws="num_repeats")
 def plot_damage_map(
     ref: ImageLike,
     dist: ImageLike,
     *,
     model: str | VTAMIQ | None = None,
     num_patches: int | None = None,
-    draws: int = 4,
+    num_repeats: int = 4,
     steps: int = 1,
     seed: int = 0,
     device: str | torch.device | None = None,
@@ -296,7 +270,7 @@ def plot_damage_map(
     The damage map (:func:`damage_map`) is drawn semi-transparently over a dimmed grayscale copy of the distorted
     image, with a colour bar in score units per pixel (clipped at the 99th percentile of the damaged pixels so a
     few hot pixels do not wash the rest out; the bar's arrow marks the clipping). The title gives the score
-    ``score(ref, dist, num_repeats=draws, seed=seed)`` (0 = identical, higher = worse). With ``show_sampling`` a
+    ``score(ref, dist, num_repeats=num_repeats, seed=seed)`` (0 = identical, higher = worse). With ``show_sampling`` a
     fourth panel shows where CAPS puts the patches: :func:`vtamiq_metric.sampling.sampling_density`, the expected
     number of patches covering each pixel in one draw.
 
@@ -305,7 +279,7 @@ def plot_damage_map(
         dist: the distorted image, same size.
         model: as in :func:`damage_map`.
         num_patches: as in :func:`damage_map`.
-        draws: as in :func:`damage_map`.
+        num_repeats: as in :func:`damage_map` (``draws``, its former name, still works with a ``DeprecationWarning``).
         steps: as in :func:`damage_map`.
         seed: as in :func:`damage_map`.
         device: as in :func:`damage_map`.
@@ -322,15 +296,16 @@ def plot_damage_map(
     from ._plotting import new_figure, require_matplotlib
 
     matplotlib = require_matplotlib()
-    instance = model if isinstance(model, VTAMIQ) else None
-    probe = ref if isinstance(ref, torch.Tensor) else torch.empty(0)
-    net = resolve_model(model, resolve_device(device, probe, instance))
+    options = ScoringOptions(num_patches=num_patches, num_repeats=num_repeats, seed=seed, precision="fp32")
+    check_positive_int("steps", steps)
+    scorer = resolve(model, options, device=device, like=ref)
+    net = scorer.model
     ref_t, dist_t = prepare_pair(ref, dist, patch_size=net.config.patch_size)
     if ref_t.shape[0] != 1:
         raise ValueError(f"expected one image pair to plot, got a batch of {ref_t.shape[0]}")
-    heat = damage_map(ref_t, dist_t, model=net, num_patches=num_patches, draws=draws, steps=steps, seed=seed)[0]
-    value = float(score(ref_t, dist_t, model=net, num_patches=num_patches, num_repeats=draws, seed=seed,
-                        precision="fp32")[0])
+    common = {"model": net, "num_patches": scorer.num_patches, "num_repeats": num_repeats, "seed": seed}
+    heat = damage_map(ref_t, dist_t, steps=steps, **common)[0]
+    value = float(score(ref_t, dist_t, precision="fp32", **common)[0])
     heat_np = heat.cpu().double().numpy()
     ref_np = ref_t[0].detach().permute(1, 2, 0).cpu().double().numpy()
     dist_np = dist_t[0].detach().permute(1, 2, 0).cpu().double().numpy()
@@ -358,20 +333,19 @@ def plot_damage_map(
                           else "no positive damage")
     if show_sampling:
         config = net.config
-        count = config.num_patches if num_patches is None else num_patches
         (small_ref, small_dist), factor = viewing_downsample(ref_t.to(heat.device), dist_t.to(heat.device),
                                                             side=config.downsample_side)
-        density = sampling_density(small_ref, small_dist, count, patch_size=config.patch_size, config=config.sampling)
+        density = sampling_density(small_ref, small_dist, scorer.num_patches, patch_size=config.patch_size,
+                                   config=scorer.sampling)
         density = _to_full_resolution(density, factor, height, width)[0].cpu().double().numpy()
         _overlay(axes[3], ref_np, density, cmap="viridis", vmax=float(density.max()), matplotlib=matplotlib,
                  label="patches covering the pixel, per draw")
         axes[3].set_title("where CAPS samples patches")
     name = _model_label(model, net)
     first = title if title is not None else f"VTAMIQ distortion score {value:.4f}  (0 = identical, higher = worse)"
-    fig.suptitle(f"{first}\n{name}; integrated gradients over {draws} CAPS draw(s) x {steps} step(s)",
+    fig.suptitle(f"{first}\n{name}; integrated gradients over {num_repeats} CAPS draw(s) x {steps} step(s)",
                  fontsize="medium")
     return fig
-
 
 
 def _model_label(model: str | VTAMIQ | None, net: VTAMIQ) -> str:

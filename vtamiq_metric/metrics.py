@@ -12,15 +12,15 @@ metric.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from ._frontend import FrozenFace, ScoringOptions, check_reduction, freeze, resolve
+from ._precision import Precision
 from ._validation import ImageLike
-from .api import Precision, default_model_name, score
-from .hub import load_model
+from .api import score
 from .model.vtamiq import VTAMIQ
 from .sampling import SamplingConfig
 
@@ -33,12 +33,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 __all__ = ["VTAMIQMetric"]
 
-_logger = logging.getLogger(__name__)
 
-_REDUCTIONS = ("mean", "sum", "none")
-
-
-class VTAMIQMetric(Metric):
+class VTAMIQMetric(FrozenFace, Metric):
     """Mean (or sum, or every) VTAMIQ distortion score over all pairs seen by :meth:`update`.
 
     Scores are **distortions**: 0 means identical and higher means worse (``higher_is_better = False``). Each
@@ -70,13 +66,15 @@ class VTAMIQMetric(Metric):
             ``"bf16"``.
         sampling: CAPS settings (default: the model config's ``sampling``).
         reduction: ``"mean"`` (default) and ``"sum"`` give a scalar, ``"none"`` the (num_pairs,) scores.
-        batch_size: pairs per model call inside one update (default as in ``score``: what fits on CUDA, 32 on CPU).
+        batch_size: pairs per model call inside one update (default as in ``score``: what fits in about half of the
+            free memory on CUDA; on CPU at most ``vtamiq_metric.api._AUTO_BATCH_MAX_CPU`` pairs, see
+            :func:`vtamiq_metric.api.auto_batch_size`).
         **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``dist_sync_on_step``, ``process_group``,
             ``compute_on_cpu``...).
 
     Raises:
-        ValueError: unknown ``reduction``, or ``num_patches``/``num_repeats`` below 1.
-        TypeError: ``model`` of the wrong type.
+        ValueError: unknown ``reduction`` or ``precision``, or ``num_patches``/``num_repeats``/``batch_size`` below 1.
+        TypeError: ``model`` or an option of the wrong type (as :func:`vtamiq_metric.score`).
 
     Example:
         >>> import torch
@@ -102,33 +100,17 @@ class VTAMIQMetric(Metric):
                  seed: int = 0, precision: Precision = "auto", sampling: SamplingConfig | None = None,
                  reduction: str = "mean", batch_size: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-        if not isinstance(model, VTAMIQ):
-            if model is not None and not isinstance(model, str) and not hasattr(model, "__fspath__"):
-                raise TypeError(f"model must be a name, a path or a VTAMIQ instance, got {type(model).__name__}")
-            model = load_model(default_model_name() if model is None else model)
-        self.model = model.eval().requires_grad_(False)
-        self.num_patches = model.config.num_patches if num_patches is None else num_patches
-        if isinstance(self.num_patches, bool) or not isinstance(self.num_patches, int) or self.num_patches < 1:
-            raise ValueError(f"num_patches must be an int >= 1, got {self.num_patches!r}")
-        if isinstance(num_repeats, bool) or not isinstance(num_repeats, int) or num_repeats < 1:
-            raise ValueError(f"num_repeats must be an int >= 1, got {num_repeats!r}")
-        self.num_repeats = num_repeats
-        self.seed = seed
-        self.precision = precision
-        self.sampling = sampling
-        self.reduction = reduction
-        self.batch_size = batch_size
+        self.reduction = check_reduction(reduction)
+        options = ScoringOptions(num_patches=num_patches, num_repeats=num_repeats, seed=seed, precision=precision,
+                                 sampling=sampling, batch_size=batch_size)
+        # Named models are loaded fresh (shared=False); an instance is frozen in place.
+        scorer = resolve(model, options, shared=False)
+        self.model = freeze(scorer.model)
+        self.options = scorer.options
         self.add_state("score_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("num_pairs", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-        if reduction == "none":
+        if self.reduction == "none":
             self.add_state("scores", [], dist_reduce_fx="cat")
-
-    def train(self, mode: bool = True) -> VTAMIQMetric:
-        """Kept for the nn.Module interface: the metric network always stays in eval mode."""
-        super().train(False)
-        return self
 
     def update(self, ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequence[ImageLike]) -> None:
         """Score a batch of pairs and add them to the state.
@@ -141,9 +123,10 @@ class VTAMIQMetric(Metric):
         Raises:
             ValueError / TypeError / FileNotFoundError: as :func:`vtamiq_metric.score`.
         """
-        scores = score(ref, dist, model=self.model, num_patches=self.num_patches, num_repeats=self.num_repeats,
-                       seed=self.seed, precision=self.precision, sampling=self.sampling,
-                       batch_size=self.batch_size).detach()  # (B,) on the model's device
+        options = self.options
+        scores = score(ref, dist, model=self.model, num_patches=options.num_patches, num_repeats=options.num_repeats,
+                       seed=options.seed, precision=options.precision, sampling=options.sampling,
+                       batch_size=options.batch_size).detach()  # (B,) on the model's device
         self.score_sum += scores.sum(dtype=torch.float64)
         self.num_pairs += scores.numel()
         if self.reduction == "none":

@@ -35,7 +35,7 @@ mkdir -p "$RUN"
 [ -f "$RUN/git_commit.txt" ] || { git rev-parse HEAD; git status --porcelain --untracked-files=no; } > "$RUN/git_commit.txt"
 vtamiq-train train --stage bundled-default --data-root "$DATA" --output "$RUN" --seed "$SEED" --workers 1 \
   --no-progress --resume
-vtamiq-train export --checkpoint "$RUN" --out "$RUN/export"
+vtamiq-train export --model "$RUN" --out "$RUN/export"
 # 5. Held-out evaluation, then write the weights (with provenance) and the model card into the package.
 python benchmarks/eval_model.py --model "$RUN/export" --heldout "$DATA/heldout" --train-refs "$DATA/ref_imgs" \
   ${TID2013:+--tid2013 "$TID2013"} --output "$RUN/eval.json"

@@ -156,7 +156,14 @@ def test_stages_print_what_init_expects(capsys):
 def test_evaluate_refuses_counts_below_their_minimum_as_a_usage_error(tmp_path, capsys, flag, value):
     # Issue 23 item 15: `evaluate --repeats 0` ended with the message 'pred' (a KeyError).
     with pytest.raises(SystemExit) as info:
-        cli.main(["evaluate", "--checkpoint", str(tmp_path), "--dataset", "kadid10k", "--data-root", str(tmp_path),
+        cli.main(["evaluate", "--model", str(tmp_path), "--dataset", "kadid10k", "--data-root", str(tmp_path),
                   flag, value])
     assert info.value.code == 2
     assert f"argument {flag}: expected an integer >=" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--dataset", "tid2013", "--data-root", "d"], ["export", "--out", "o"]])
+def test_model_flag_names_the_model_and_checkpoint_stays_an_alias(command):
+    parser = cli._build_parser()
+    assert str(parser.parse_args([*command, "--model", "runs/a"]).model) == "runs/a"
+    assert str(parser.parse_args([*command, "--checkpoint", "runs/a"]).model) == "runs/a"

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._distributed import DistContext
+from .._torchrun import DistContext
 from .._io import TMP_SUFFIX, atomic_path, atomic_write_text
 from ..model.serialization import CONFIG_NAME, WEIGHTS_NAME
 from ..model.vtamiq import VTAMIQ

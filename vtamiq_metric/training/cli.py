@@ -6,10 +6,10 @@ Examples::
     vtamiq-train stages kadis700k-pretrain
     vtamiq-train train --config examples/kadis.toml --epochs 2 --output runs/try
     vtamiq-train train --config examples/kadis.toml --output runs/try --resume
-    vtamiq-train evaluate --checkpoint runs/try/best --dataset tid2013 --data-root ~/data/tid2013
-    vtamiq-train evaluate --checkpoint runs/try --dataset tid2013 --data-root ~/data/tid2013 --plot scatter.png
+    vtamiq-train evaluate --model runs/try/best --dataset tid2013 --data-root ~/data/tid2013
+    vtamiq-train evaluate --model runs/try --dataset tid2013 --data-root ~/data/tid2013 --plot scatter.png
     vtamiq-train plot runs/try --out curves.png
-    vtamiq-train export --checkpoint runs/try --out my-model/
+    vtamiq-train export --model runs/try --out my-model/
     vtamiq-train splits --dataset kadid10k --data-root ~/data/kadid10k --seed 0 --out split.json
     vtamiq-train make-kadis --refs ~/data/kadis700k/ref_imgs --out ~/data/kadis700k
 
@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import _distributed as distributed
+from .. import _torchrun as torchrun
 from .._io import atomic_path, atomic_write_text
 from ..cli import parse_shard
 from .config import STAGE_INIT, STAGES, DatasetOptions, TrainConfig, load_config_file
@@ -128,7 +128,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p_stages.add_argument("name", nargs="?", choices=sorted(STAGES), help="one stage (default: all)")
 
     p_eval = sub.add_parser("evaluate", help="SROCC/KROCC/PLCC of a model on datasets")
-    p_eval.add_argument("--checkpoint", required=True, help="model directory, .safetensors, run folder or name")
+    p_eval.add_argument("--model", "--checkpoint", dest="model", required=True,
+                        help="model directory, .safetensors, run folder or registered name (--checkpoint is an alias)")
     p_eval.add_argument("--dataset", action="append", required=True, help="dataset name (repeatable)")
     p_eval.add_argument("--data-root", action="append", required=True, help="root per --dataset, same order")
     p_eval.add_argument("--split-file", help="evaluate only the test part of this split")
@@ -150,7 +151,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p_plot.add_argument("--out", type=Path, help="figure file (default: RUN/curves.png)")
 
     p_export = sub.add_parser("export", help="write a safetensors model directory with a model card")
-    p_export.add_argument("--checkpoint", required=True, type=Path, help="run folder (uses best/) or model directory")
+    p_export.add_argument("--model", "--checkpoint", dest="model", required=True, type=Path,
+                          help="run folder (uses best/) or model directory (--checkpoint is an alias)")
     p_export.add_argument("--out", required=True, type=Path)
 
     p_splits = sub.add_parser("splits", help="draw and save a train/val/test split by reference image")
@@ -225,12 +227,12 @@ def _train(args: argparse.Namespace) -> int:
     try:
         results = run(config, resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt:
-        if distributed.is_main():
+        if torchrun.is_main():
             print("vtamiq-train: interrupted; resume with the same command and --resume", file=sys.stderr)
         return 130
     finally:
-        distributed.shutdown()
-    if distributed.env_ranks()[0] != 0:
+        torchrun.shutdown()
+    if torchrun.env_ranks()[0] != 0:
         return 0
     for result in results:
         test = "" if result.test is None else f", test SROCC {result.test.get('srocc', float('nan')):.4f}"
@@ -267,7 +269,8 @@ def _toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def _resolve_checkpoint(path: str) -> str:
+def _resolve_model(path: str) -> str:
+    """``--model``: a run folder means its ``best/`` model directory; anything else is passed on as it is."""
     candidate = Path(path)
     if (candidate / "best" / "model.safetensors").is_file():
         return str(candidate / "best")
@@ -286,15 +289,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         check_figure_path(args.plot)  # a missing matplotlib or a bad suffix fails before the evaluation runs
     config = TrainConfig(batch_size=args.batch_size, workers=args.workers, device=args.device,
                          eval_patches=args.patches, precision="auto")
-    ctx = distributed.init_from_env(args.device)
+    ctx = torchrun.init_from_env(args.device)
     try:
-        return _evaluate_datasets(args, config, ctx, load_model(_resolve_checkpoint(args.checkpoint),
+        return _evaluate_datasets(args, config, ctx, load_model(_resolve_model(args.model),
                                                                 device=ctx.device))
     finally:
-        distributed.shutdown()
+        torchrun.shutdown()
 
 
-def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: distributed.DistContext, model) -> int:
+def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: torchrun.DistContext, model) -> int:
     """Evaluate on every dataset; under torchrun the items are sharded over the ranks and rank 0 reports."""
     import numpy as np
 
@@ -320,7 +323,7 @@ def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: distr
             print(f"{name}: SROCC {metrics['srocc']:.4f}  KROCC {metrics['krocc']:.4f}  PLCC {metrics['plcc']:.4f}  "
                   f"(n={len(items)})")
     if args.output and ctx.is_main:
-        data, table = cross_dataset_table({Path(args.checkpoint).name: results})
+        data, table = cross_dataset_table({Path(args.model).name: results})
         args.output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.output, json.dumps(data, indent=2, default=float) + "\n")
         atomic_write_text(args.output.with_suffix(".md"), table + "\n")
@@ -328,7 +331,7 @@ def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: distr
         from .._plotting import save_figure
         from .plots import plot_predictions
 
-        title = f"predictions against MOS: {Path(args.checkpoint).name}"
+        title = f"predictions against MOS: {Path(args.model).name}"
         save_figure(plot_predictions(predictions, title=title), args.plot)
         print(f"wrote {args.plot}")
     return 0
@@ -356,11 +359,11 @@ def _model_card(model, source: Path) -> str:
 def _export(args: argparse.Namespace) -> int:
     from ..hub import load_model
 
-    source = Path(_resolve_checkpoint(str(args.checkpoint)))
+    source = Path(_resolve_model(str(args.model)))
     model = load_model(source)
-    run_config = args.checkpoint / "config.json"
+    run_config = args.model / "config.json"
     extra = {"training_config": _read_json(run_config)} if run_config.is_file() else {}
-    test_file = args.checkpoint / "test.json"
+    test_file = args.model / "test.json"
     if test_file.is_file():
         extra["test_metrics"] = _read_json(test_file)
     model.save_pretrained(args.out, provenance=extra)
@@ -399,7 +402,7 @@ def _splits(args: argparse.Namespace) -> int:
 def _configure_logging(verbose: bool) -> None:
     """INFO (DEBUG with -v) on rank 0; under torchrun the other ranks log warnings and errors only, tagged."""
     try:
-        rank, world, _ = distributed.env_ranks()
+        rank, world, _ = torchrun.env_ranks()
     except ValueError:
         rank, world = 0, 1
     level = logging.DEBUG if verbose else logging.INFO

@@ -1,6 +1,6 @@
 """Distributed training and evaluation: the epoch sampler, the indexed gather of predictions, metric sums.
 
-The process-group set-up and the sharding rule are the core's (:mod:`vtamiq_metric._distributed`, which ``vtamiq
+The process-group set-up and the sharding rule are the core's (:mod:`vtamiq_metric._torchrun`, which ``vtamiq
 score`` uses too); this module adds what only training needs:
 
 - :class:`EpochShardSampler`: each rank's share of the single-process epoch order, so that the data order does not
@@ -22,7 +22,7 @@ import torch
 import torch.distributed
 from torch.utils.data import Dataset, DistributedSampler
 
-from .._distributed import all_gather_objects, rank_world
+from .._torchrun import all_gather_objects, rank_world
 from .seeds import derive_seed
 
 __all__ = ["EpochShardSampler", "all_reduce_sum", "gather_indexed", "merge_indexed"]

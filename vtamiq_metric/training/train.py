@@ -50,7 +50,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler, Subset
 
-from .. import _distributed
+from .. import _torchrun
 from .._io import atomic_path, atomic_write_text
 from .._precision import autocast
 from ..hub import load_model
@@ -210,8 +210,8 @@ def predict(model: VTAMIQ, items: PairPatches | TripletPatches, config: TrainCon
         raise ValueError(f"repeats must be an int >= 1 (seeded draws averaged per item), got {repeats!r}")
     model.eval()
     pairwise = isinstance(items, TripletPatches)
-    rank, world = _distributed.rank_world() if shard else (0, 1)
-    source = items if world == 1 else Subset(items, list(_distributed.shard_indices(len(items), rank, world)))
+    rank, world = _torchrun.rank_world() if shard else (0, 1)
+    source = items if world == 1 else Subset(items, list(_torchrun.shard_indices(len(items), rank, world)))
     totals: dict[str, np.ndarray] = {}
     index = np.zeros(0, dtype=np.int64)
     for repeat in range(repeats):
@@ -261,7 +261,7 @@ def _validate(model: VTAMIQ, items, config: TrainConfig, device: torch.device, *
 # The loop
 
 
-def _split_dataset(config: TrainConfig, split_seed: int, ctx: _distributed.DistContext
+def _split_dataset(config: TrainConfig, split_seed: int, ctx: _torchrun.DistContext
                    ) -> tuple[Any, Any, Any, bool, Split]:
     """The dataset split by reference image: ``(train, val, test, pairwise, split)``; the split is a pure function of
     the seed, identical on every rank (rank 0 saves it)."""
@@ -285,7 +285,7 @@ def _optimizer(model: VTAMIQ, config: TrainConfig) -> tuple[list[torch.Tensor], 
 
 
 def _train_epoch(forward: torch.nn.Module, items: PairPatches | TripletPatches, epoch: int, *, config: TrainConfig,
-                 ctx: _distributed.DistContext, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
+                 ctx: _torchrun.DistContext, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
                  sampler: EpochShardSampler | None, pairwise: bool) -> tuple[float, float]:
     """One epoch of optimisation; returns the mean training loss and the pairs per second (both over all ranks)."""
     forward.train()
@@ -322,7 +322,7 @@ def _train_epoch(forward: torch.nn.Module, items: PairPatches | TripletPatches, 
     return train_loss, seen / elapsed if elapsed > 0 else float("nan")
 
 
-def _test(output: Path, items: PairPatches | TripletPatches, config: TrainConfig, ctx: _distributed.DistContext,
+def _test(output: Path, items: PairPatches | TripletPatches, config: TrainConfig, ctx: _torchrun.DistContext,
           pairwise: bool) -> dict[str, Any] | None:
     """Test metrics of ``<output>/best`` (written to ``test.json`` by rank 0); None without a test split."""
     if len(items) == 0:
@@ -367,7 +367,7 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
         FileNotFoundError / ValueError / TypeError: the dataset, split or initial weights cannot be used (nothing
             was written or removed).
     """
-    ctx = _distributed.init_from_env(config.device)
+    ctx = _torchrun.init_from_env(config.device)
     output = Path(output or config.output)
     split_seed = config.split_seed if split_seed is None else split_seed
     _on_every_rank(ctx, lambda: checkpoint.check_output_folder(output, resume=resume, overwrite=overwrite)
@@ -389,7 +389,7 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
                           json.dumps({**config.to_dict(), "split_seed": split_seed}, indent=2) + "\n")
         with atomic_path(output / "split.json") as tmp:
             split.save(tmp)
-    _distributed.barrier()  # the folder is cleared before any rank writes or reads there
+    _torchrun.barrier()  # the folder is cleared before any rank writes or reads there
 
     if ctx.rank > 0:  # same initial weights (seeded above) but distinct dropout streams per rank
         torch.manual_seed(derive_seed(config.seed, "rank", ctx.rank))
@@ -402,7 +402,7 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
     last = output / "checkpoints" / checkpoint.CHECKPOINT_NAME
     state = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     progress = checkpoint.resume(last, **state, ctx=ctx, seed=config.seed, log=log) if resume else checkpoint.Progress()
-    starts = _distributed.all_gather_objects(progress.start_epoch)
+    starts = _torchrun.all_gather_objects(progress.start_epoch)
     if len(set(starts)) != 1:
         raise ValueError(f"expected every rank to start at the same epoch, got {starts}; the output folder {output} "
                          f"must be on a filesystem that every node sees")
@@ -422,7 +422,7 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
             val = _validate(model, val_items, config, ctx.device, shard=ctx.distributed)
             improved = progress.update(epoch, val["selection"], keep_last=keep_last)
             rng = checkpoint.rng_state(ctx.device if ctx.distributed else None)
-            rng_ranks = _distributed.all_gather_objects(rng) if ctx.distributed else None
+            rng_ranks = _torchrun.all_gather_objects(rng) if ctx.distributed else None
             if ctx.is_main:
                 if improved:
                     checkpoint.save_best(model, output, {"dataset": config.dataset, "epoch": epoch, "val": val,
@@ -433,14 +433,14 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
                 checkpoint.save_checkpoint(last, **state, epoch=epoch, progress=progress, config=config.to_dict(),
                                            rng=rng, world_size=ctx.world_size, rng_ranks=rng_ranks)
                 _logger.info("epoch %d: loss %.4f, val %s", epoch, train_loss, val.get("selection"))
-            _distributed.barrier()  # best/ and last.pt are complete before any rank goes on
+            _torchrun.barrier()  # best/ and last.pt are complete before any rank goes on
     except KeyboardInterrupt:
         if ctx.is_main:
             _logger.warning("interrupted; the last completed epoch is checkpointed in %s, resume with --resume", last)
         raise
 
     test = _test(output, test_items, config, ctx, pairwise)
-    _distributed.barrier()
+    _torchrun.barrier()
     return RunResult(output=output, best_dir=output / "best", best_epoch=progress.best_epoch,
                      best_score=progress.best_score, test=test)
 
@@ -455,12 +455,12 @@ def run(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -
                    overwrite=overwrite)
                for i in range(config.runs)]
     tests = [r.test for r in results if r.test is not None]
-    if tests and _distributed.is_main():
+    if tests and _torchrun.is_main():
         atomic_write_text(output / "summary.json", json.dumps(aggregate_runs(tests), indent=2, default=float) + "\n")
     return results
 
 
-def _on_every_rank(ctx: _distributed.DistContext, check: Callable[[], Any]) -> Any:
+def _on_every_rank(ctx: _torchrun.DistContext, check: Callable[[], Any]) -> Any:
     """``check()`` on every rank, then agree: if it raised on any rank, every rank raises (the failing rank its own
     exception, the others a RuntimeError naming it), so that no rank goes on to delete or write files for a run that
     cannot start. In a single process this is just ``check()``."""
@@ -470,7 +470,7 @@ def _on_every_rank(ctx: _distributed.DistContext, check: Callable[[], Any]) -> A
         result, problem = check(), None
     except Exception as exc:  # noqa: BLE001 - re-raised below, after every rank has said whether it can start
         result, problem, error = None, f"rank {ctx.rank}: {type(exc).__name__}: {exc}", exc
-    problems = [p for p in _distributed.all_gather_objects(problem) if p is not None]
+    problems = [p for p in _torchrun.all_gather_objects(problem) if p is not None]
     if problem is not None:
         raise error
     if problems:

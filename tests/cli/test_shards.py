@@ -1,57 +1,18 @@
-"""``vtamiq_metric._distributed`` (rank set-up, sharding) and ``vtamiq score`` under torchrun or ``--shard I/N``."""
+"""``vtamiq score`` under torchrun (rows exchanged after every batch, one output) and with ``--shard I/N`` plus
+``vtamiq merge-scores``."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from tests.helpers import torchrun
-from vtamiq_metric import _distributed as distributed
+from tests.helpers import torchrun, write_png_pairs
 from vtamiq_metric import cli as score_cli
-
-
-def test_shards_are_disjoint_unpadded_and_cover_every_index():
-    for n, world in [(0, 2), (3, 2), (7, 3), (2, 4)]:
-        shards = [list(distributed.shard_indices(n, r, world)) for r in range(world)]
-        assert sorted(i for s in shards for i in s) == list(range(n))
-        assert max(map(len, shards)) - min(map(len, shards)) <= 1
-    with pytest.raises(ValueError, match="expected 0 <= rank < world_size, got rank=2, world_size=2"):
-        distributed.shard_indices(5, 2, 2)
-
-
-def test_env_ranks_defaults_and_validation(monkeypatch):
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        monkeypatch.delenv(name, raising=False)
-    assert distributed.env_ranks() == (0, 1, 0)
-    ctx = distributed.init_from_env("cpu")
-    assert (ctx.rank, ctx.world_size, ctx.is_main, ctx.distributed) == (0, 1, True, False)
-    assert not torch.distributed.is_initialized()
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "2")
-    with pytest.raises(ValueError, match="expected 0 <= RANK < WORLD_SIZE, got RANK=2, WORLD_SIZE=2"):
-        distributed.env_ranks()
-    monkeypatch.setenv("RANK", "x")
-    with pytest.raises(ValueError, match="RANK must be an integer, got 'x'"):
-        distributed.env_ranks()
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Scoring
 
 
 @pytest.fixture(scope="module")
 def score_inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pairs")
-    rng = np.random.default_rng(0)
-    for folder in ("refs", "dists"):
-        (root / folder).mkdir()
-    for i in range(5):  # odd: shards of unequal size
-        ref = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-        noisy = np.clip(ref.astype(int) + rng.integers(-10 * (i + 1), 10 * (i + 1), ref.shape), 0, 255)
-        Image.fromarray(ref).save(root / "refs" / f"p{i}.png")
-        Image.fromarray(noisy.astype(np.uint8)).save(root / "dists" / f"p{i}.png")
+    root = write_png_pairs(tmp_path_factory.mktemp("pairs"), 5)  # odd: shards of unequal size
     torch.manual_seed(0)
     from vtamiq_metric import VTAMIQ
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 _SCRIPT = _ROOT / "benchmarks" / "gpu_check.sh"
 _HELPER = _ROOT / "benchmarks" / "gpu_check.py"
 _STEPS = ["cuda_tests", "positions", "bench_score_eager", "bench_score_compile", "bench_train", "torchrun_train",

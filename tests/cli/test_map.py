@@ -16,7 +16,7 @@ from vtamiq_metric import VTAMIQ, cli
 
 pytest.importorskip("matplotlib")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,8 @@ def _check_picture(path: Path, size: tuple[int, int]) -> None:
         assert image.size == size
         pixels = np.asarray(image.convert("RGB")).astype(np.float64)
     assert pixels.std() > 20  # not blank
-    colours = np.unique(pixels.reshape(-1, 3), axis=0)
-    assert len(colours) > 200  # photographs and a colour map, not a few flat areas
+    colors = np.unique(pixels.reshape(-1, 3), axis=0)
+    assert len(colors) > 200  # photographs and a colour map, not a few flat areas
     saturation = pixels.max(-1) - pixels.min(-1)
     assert (saturation > 60).mean() > 0.02  # the colour overlay is there
 
@@ -49,7 +49,7 @@ def _check_picture(path: Path, size: tuple[int, int]) -> None:
 def test_map_writes_a_figure_of_the_expected_size(pair, tmp_path, capsys, extra, panels):
     root, options = pair
     out = tmp_path / "figures" / "map.png"
-    assert cli.main(["map", str(root / "ref.png"), str(root / "dist.png"), "--out", str(out), *options, *extra]) == 0
+    assert cli.main(["map", str(root / "ref.png"), str(root / "dist.png"), "--output", str(out), *options, *extra]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     # 4-inch panels with 0.6 inch between them, height 4 * 64 / 80 + 0.9 inches for the titles; 100 dpi.
     _check_picture(out, (round(100 * (4.0 * panels + 0.6 * (panels - 1))), round(100 * (4.0 * 64 / 80 + 0.9))))
@@ -57,7 +57,7 @@ def test_map_writes_a_figure_of_the_expected_size(pair, tmp_path, capsys, extra,
 
 def test_map_rejects_an_unknown_figure_format_before_any_work(pair, tmp_path, capsys):
     root, options = pair
-    assert cli.main(["map", str(root / "ref.png"), str(root / "dist.png"), "--out", str(tmp_path / "map.xyz"),
+    assert cli.main(["map", str(root / "ref.png"), str(root / "dist.png"), "--output", str(tmp_path / "map.xyz"),
                      *options]) == 1
     err = capsys.readouterr().err
     assert "expected an output file ending in one of" in err and ".png" in err and "map.xyz" in err
@@ -66,7 +66,7 @@ def test_map_rejects_an_unknown_figure_format_before_any_work(pair, tmp_path, ca
 
 def test_map_reports_a_missing_image(pair, tmp_path, capsys):
     root, options = pair
-    assert cli.main(["map", str(root / "nope.png"), str(root / "dist.png"), "--out", str(tmp_path / "m.png"),
+    assert cli.main(["map", str(root / "nope.png"), str(root / "dist.png"), "--output", str(tmp_path / "m.png"),
                      *options]) == 2
     assert "image not found" in capsys.readouterr().err
 

@@ -13,11 +13,11 @@ a disjoint, unpadded subset, so that after gathering every item counts exactly o
 live in :mod:`vtamiq_metric.training.distributed`.
 
 Example:
-    >>> from vtamiq_metric import _distributed as distributed
-    >>> ctx = distributed.init_from_env()  # no torchrun: rank 0 of 1, no process group
+    >>> from vtamiq_metric import _torchrun as torchrun
+    >>> ctx = torchrun.init_from_env()  # no torchrun: rank 0 of 1, no process group
     >>> (ctx.rank, ctx.world_size, ctx.is_main)
     (0, 1, True)
-    >>> list(distributed.shard_indices(7, rank=1, world_size=3))
+    >>> list(torchrun.shard_indices(7, rank=1, world_size=3))
     [1, 4]
 """
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import golden_state_dict
+from tests.helpers import golden_state_dict, write_png_pairs
 from vtamiq_metric import cli
+from vtamiq_metric.cli import scoring
 
 
 @pytest.fixture
@@ -173,19 +174,6 @@ def test_an_output_that_is_neither_csv_nor_json_is_refused(images, weights, caps
 # Batches, background decoding, incremental output, signals and --resume
 
 
-def _make_pairs(root, count, size=(40, 48), seed=0):
-    """``count`` PNG pairs p00.png... in root/refs and root/dists (noise of growing strength)."""
-    rng = np.random.default_rng(seed)
-    for folder in ("refs", "dists"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        ref = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-        noisy = np.clip(ref.astype(int) + rng.integers(-5 - 3 * i, 5 + 3 * i, ref.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(ref).save(root / "refs" / f"p{i:02d}.png")
-        Image.fromarray(noisy).save(root / "dists" / f"p{i:02d}.png")
-    return root
-
-
 def _folder_args(root, weights, *extra):
     return ["score", "--ref-dir", str(root / "refs"), "--dist-dir", str(root / "dists"), "--model", weights,
             "--patches", "16", "--no-progress", "--device", "cpu", "--precision", "fp32", *extra]
@@ -200,25 +188,25 @@ def test_batched_scores_equal_per_pair_score_and_bad_pairs_do_not_spoil_their_ba
                                                                                     monkeypatch, capsys):
     from vtamiq_metric import api, score
 
-    root = _make_pairs(tmp_path, 7)
-    _make_pairs(tmp_path / "big", 1, size=(56, 40))  # another size in the same batch: its own model call
+    root = write_png_pairs(tmp_path, 7)
+    write_png_pairs(tmp_path / "big", 1, size=(56, 40))  # another size in the same batch: its own model call
     (root / "refs" / "p07.png").write_bytes((tmp_path / "big" / "refs" / "p00.png").read_bytes())
     (root / "dists" / "p07.png").write_bytes((tmp_path / "big" / "dists" / "p00.png").read_bytes())
     (root / "dists" / "p02.png").write_bytes(b"corrupt")  # fails to decode
     (root / "dists" / "p04.png").write_bytes((root / "dists" / "p07.png").read_bytes())  # size mismatch
     calls, threads = [], set()
-    real_score, real_decode = api._score_prepared, cli._decode
+    real_score, real_decode = api.score_batch, scoring._decode
 
-    def counting_score(net, ref, dist, **options):
+    def counting_score(scorer, ref, dist):
         calls.append(len(ref))
-        return real_score(net, ref, dist, **options)
+        return real_score(scorer, ref, dist)
 
     def recording_decode(*args):
         threads.add(__import__("threading").current_thread().name)
         return real_decode(*args)
 
-    monkeypatch.setattr(api, "_score_prepared", counting_score)
-    monkeypatch.setattr(cli, "_decode", recording_decode)
+    monkeypatch.setattr(api, "score_batch", counting_score)
+    monkeypatch.setattr(scoring, "_decode", recording_decode)
     out = tmp_path / "scores.csv"
     assert cli.main(_folder_args(root, weights, "--batch-size", "4", "--seed", "3", "--output", str(out))) == 3
     err = capsys.readouterr().err
@@ -228,7 +216,7 @@ def test_batched_scores_equal_per_pair_score_and_bad_pairs_do_not_spoil_their_ba
     rows = _csv_rows(out)
     assert [row["dist"][-7:] for row in rows] == [f"p{i:02d}.png" for i in range(8)]
     assert [bool(row["error"]) for row in rows] == [False, False, True, False, True, False, False, False]
-    monkeypatch.setattr(api, "_score_prepared", real_score)
+    monkeypatch.setattr(api, "score_batch", real_score)
     for row in rows:
         if not row["error"]:
             expected = score(row["ref"], row["dist"], model=tiny_model, num_patches=16, seed=3, precision="fp32")
@@ -238,18 +226,18 @@ def test_batched_scores_equal_per_pair_score_and_bad_pairs_do_not_spoil_their_ba
 def test_a_failing_model_batch_is_retried_pair_by_pair(tmp_path, weights, monkeypatch, capsys):
     from vtamiq_metric import api
 
-    root = _make_pairs(tmp_path, 5)
+    root = write_png_pairs(tmp_path, 5)
     out = tmp_path / "scores.csv"
     assert cli.main(_folder_args(root, weights, "--batch-size", "5", "--output", str(out))) == 0
     clean = [float(row["score"]) for row in _csv_rows(out)]
-    real = api._score_prepared
+    real = api.score_batch
 
-    def fails_on_batches(net, ref, dist, **options):
+    def fails_on_batches(scorer, ref, dist):
         if len(ref) > 1:
             raise RuntimeError("out of memory (simulated)")
-        return real(net, ref, dist, **options)
+        return real(scorer, ref, dist)
 
-    monkeypatch.setattr(api, "_score_prepared", fails_on_batches)
+    monkeypatch.setattr(api, "score_batch", fails_on_batches)
     assert cli.main(_folder_args(root, weights, "--batch-size", "5", "--output", str(out))) == 0
     assert "a batch of 5 pairs failed (RuntimeError: out of memory (simulated)); scoring them one by one" in (
         capsys.readouterr().err)
@@ -269,23 +257,23 @@ def _interrupt_after(monkeypatch, batches, signals=(signal.SIGINT,)):
     """Make the model raise ``signals`` (to this process) during its call number ``batches``."""
     from vtamiq_metric import api
 
-    real, calls = api._score_prepared, []
+    real, calls = api.score_batch, []
 
-    def interrupting(net, ref, dist, **options):
+    def interrupting(scorer, ref, dist):
         calls.append(len(ref))
         if len(calls) == batches:
             for signum in signals:
                 signal.raise_signal(signum)
-        return real(net, ref, dist, **options)
+        return real(scorer, ref, dist)
 
-    monkeypatch.setattr(api, "_score_prepared", interrupting)
+    monkeypatch.setattr(api, "score_batch", interrupting)
     return calls
 
 
 @pytest.mark.parametrize("signum, code, suffix", [(signal.SIGINT, 130, ".csv"), (signal.SIGTERM, 143, ".json")])
 def test_a_signal_saves_the_finished_batches_and_resume_completes_the_file(tmp_path, weights, monkeypatch, capsys,
                                                                            signum, code, suffix):
-    root = _make_pairs(tmp_path, 9)
+    root = write_png_pairs(tmp_path, 9)
     clean_out, out = tmp_path / f"clean{suffix}", tmp_path / f"scores{suffix}"
     assert cli.main(_folder_args(root, weights, "--output", str(clean_out))) == 0
     calls = _interrupt_after(monkeypatch, 2, (signum,))
@@ -308,7 +296,7 @@ def test_a_signal_saves_the_finished_batches_and_resume_completes_the_file(tmp_p
 
 
 def test_a_second_signal_stops_at_once_and_keeps_the_finished_batches(tmp_path, weights, monkeypatch, capsys):
-    root = _make_pairs(tmp_path, 6)
+    root = write_png_pairs(tmp_path, 6)
     out = tmp_path / "scores.csv"
     _interrupt_after(monkeypatch, 2, (signal.SIGINT, signal.SIGINT))  # the second one interrupts the model call
     assert cli.main(_folder_args(root, weights, "--batch-size", "2", "--output", str(out))) == 130
@@ -318,7 +306,7 @@ def test_a_second_signal_stops_at_once_and_keeps_the_finished_batches(tmp_path, 
 
 
 def test_resume_reads_what_a_killed_run_left(tmp_path, weights, capsys):
-    root = _make_pairs(tmp_path, 4)
+    root = write_png_pairs(tmp_path, 4)
     out = tmp_path / "scores.csv"
     assert cli.main(_folder_args(root, weights, "--output", str(out))) == 0
     clean = _csv_rows(out)
@@ -343,7 +331,7 @@ def test_resume_reads_what_a_killed_run_left(tmp_path, weights, capsys):
 
 
 def test_an_interrupted_shard_resumes_and_merges_into_the_single_run_file(tmp_path, weights, monkeypatch):
-    root = _make_pairs(tmp_path, 7)
+    root = write_png_pairs(tmp_path, 7)
     single, out = tmp_path / "single.csv", tmp_path / "sharded" / "scores.csv"
     assert cli.main(_folder_args(root, weights, "--batch-size", "1", "--output", str(single))) == 0
     _interrupt_after(monkeypatch, 1)
@@ -360,11 +348,11 @@ def test_an_interrupted_shard_resumes_and_merges_into_the_single_run_file(tmp_pa
 
 _SLOW_SCORER = ("import sys, time\n"
                 "from vtamiq_metric import api, cli\n"
-                "real = api._score_prepared\n"
+                "real = api.score_batch\n"
                 "def slow(*args, **kwargs):\n"
                 "    time.sleep(0.15)\n"
                 "    return real(*args, **kwargs)\n"
-                "api._score_prepared = slow\n"
+                "api.score_batch = slow\n"
                 "sys.exit(cli.main(sys.argv[1:]))\n")
 
 
@@ -377,10 +365,10 @@ def test_a_signalled_process_leaves_a_valid_file_that_resume_completes(tmp_path,
     import time
     from pathlib import Path
 
-    root = _make_pairs(tmp_path, 30, size=(32, 32))
+    root = write_png_pairs(tmp_path, 30, size=(32, 32))
     out, clean = tmp_path / "scores.csv", tmp_path / "clean.csv"
     assert cli.main(_folder_args(root, weights, "--output", str(clean))) == 0
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                         os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-c", _SLOW_SCORER, *_folder_args(root, weights, "--batch-size", "2", "--output",

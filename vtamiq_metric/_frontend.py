@@ -1,0 +1,310 @@
+"""The scoring front-end, once: options, device and model resolution, the eval-mode lock, the reductions.
+
+Every face of the metric (``score()``, ``VTAMIQLoss``, ``VTAMIQMetric``, ``damage_map``, ``plot_damage_map`` and the
+``vtamiq`` command) turns its arguments into one :class:`ScoringOptions` (checked on construction, so the same bad
+value gives the same ``TypeError``/``ValueError`` everywhere) and hands it with the model and device arguments to
+:func:`resolve`, which returns a :class:`Scorer`: the model, the compute device and the options completed from the
+model's config. What the faces then do differs (average seeded draws, reduce a loss, accumulate a state, attribute
+the score to pixels); what they accept does not.
+
+Also here: :func:`resolve_device` and :func:`resolve_model` (the model cache keyed by (name, device)),
+:func:`default_model_name` (the bundled default and its one-time notice), the eval-mode lock of the ``nn.Module``
+faces (:class:`FrozenFace`, :func:`eval_mode`, :func:`freeze`) and the reductions (:data:`REDUCTIONS`,
+:func:`check_reduction`, :func:`reduce`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import hub
+from ._checks import check_bool, check_choice, check_optional_positive_int, check_positive_int, check_seed
+from ._precision import Precision, check_precision, uses_bf16
+from .model.config import VTAMIQConfig
+from .model.vtamiq import VTAMIQ
+from .sampling import SamplingConfig
+
+__all__ = ["DEFAULT_MAX_PIXELS", "REDUCTIONS", "FrozenFace", "Scorer", "ScoringOptions", "check_reduction",
+           "default_model_name", "eval_mode", "freeze", "reduce", "resolve", "resolve_device", "resolve_model"]
+
+_logger = logging.getLogger(__name__)
+
+# score()'s default pixel limit per image: about 2.2 GiB of memory for a pair of 8-bit images (see api's "Memory").
+DEFAULT_MAX_PIXELS = 150_000_000
+# How the default-model notice tells the user to choose a model.
+_MODEL_OPTION = "model= (vtamiq: --model)"
+
+_MODEL_CACHE: dict[tuple[str, str], VTAMIQ] = {}
+_CACHE_LOCK = threading.Lock()
+_DEFAULT_NOTICE_SHOWN = False
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    """What every scoring face accepts besides the images, the model and the device; checked on construction.
+
+    Attributes:
+        num_patches: patches per image and draw, >= 1; None takes the model config's ``num_patches``.
+        num_repeats: independent seeded CAPS draws (seeds ``seed .. seed + num_repeats - 1``), >= 1.
+        seed: the first sampling seed, an int in ``[0, 2**64)``.
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (see :mod:`vtamiq_metric._precision`).
+        batch_size: pairs decoded and scored at once, >= 1; None picks it from the memory
+            (:func:`vtamiq_metric.api.auto_batch_size`).
+        sampling: CAPS settings; None takes the model config's ``sampling``.
+        compile: run the model through its cached ``torch.compile`` wrapper.
+        max_pixels: refuse images of more pixels than this, before decoding them, >= 1; None lifts the limit.
+
+    Raises:
+        TypeError: a value of the wrong type (a bool is not an int here).
+        ValueError: a value out of range, or an unknown precision.
+    """
+
+    num_patches: int | None = None
+    num_repeats: int = 1
+    seed: int = 0
+    precision: Precision = "auto"
+    batch_size: int | None = None
+    sampling: SamplingConfig | None = None
+    compile: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if self.num_patches is not None:  # None: the model's
+            check_positive_int("num_patches", self.num_patches)
+        check_positive_int("num_repeats", self.num_repeats)
+        check_seed("seed", self.seed)
+        check_precision(self.precision)
+        check_optional_positive_int("batch_size", self.batch_size)
+        if self.sampling is not None and not isinstance(self.sampling, SamplingConfig):
+            raise TypeError(f"sampling must be a SamplingConfig or None, got {type(self.sampling).__name__}")
+        check_bool("compile", self.compile)
+        check_optional_positive_int("max_pixels", self.max_pixels)
+
+    def complete(self, config: VTAMIQConfig) -> ScoringOptions:
+        """These options with ``num_patches`` and ``sampling`` taken from ``config`` where they are None."""
+        return dataclasses.replace(
+            self, num_patches=config.num_patches if self.num_patches is None else self.num_patches,
+            sampling=config.sampling if self.sampling is None else self.sampling)
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A resolved front-end: the model, the compute device, and complete options (no None ``num_patches`` or
+    ``sampling``). Built by :func:`resolve`; :func:`vtamiq_metric.api.score_batch` scores with it."""
+
+    model: VTAMIQ
+    device: torch.device
+    options: ScoringOptions
+
+    @property
+    def num_patches(self) -> int:
+        """Patches per image and draw."""
+        return int(self.options.num_patches)  # type: ignore[arg-type]
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        """The CAPS settings in use."""
+        return self.options.sampling  # type: ignore[return-value]
+
+    @property
+    def half_precision(self) -> bool:
+        """Whether the model runs under bf16 autocast on this device."""
+        return uses_bf16(self.device, self.options.precision)
+
+
+def resolve_device(device: str | torch.device | None, ref: torch.Tensor, model: VTAMIQ | None) -> torch.device:
+    """The compute device: explicit, else the model's, else the input tensor's, else CUDA if available, else CPU.
+
+    Raises:
+        ValueError: an unknown device string, or a CUDA device that this machine does not have.
+        TypeError: ``device`` is neither None, a str nor a ``torch.device``.
+    """
+    if device is not None:
+        if not isinstance(device, (str, torch.device)):
+            raise TypeError(f"device must be None, a str or a torch.device, got {type(device).__name__}")
+        try:
+            target = torch.device(device)
+        except RuntimeError as error:
+            raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N', 'mps'..., got {device!r} ({error})") from None
+        if target.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(f"device={str(device)!r} was requested but no CUDA device is available "
+                                 f"(torch.cuda.is_available() is False); use device='cpu' or leave it unset")
+            if target.index is not None and target.index >= torch.cuda.device_count():
+                raise ValueError(f"device={str(device)!r} was requested but this machine has "
+                                 f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 .. "
+                                 f"cuda:{torch.cuda.device_count() - 1})")
+        return target
+    if model is not None:
+        return next(model.parameters()).device
+    if ref.device.type != "cpu":
+        return ref.device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_model_name() -> str:
+    """The registered name used when no model is given; raises if this version bundles none.
+
+    The first use in a process logs (at WARNING) what the default model is, so nobody mistakes the small bundled
+    model for the paper's.
+    """
+    global _DEFAULT_NOTICE_SHOWN
+    if hub.DEFAULT_MODEL is not None and not _DEFAULT_NOTICE_SHOWN:
+        _DEFAULT_NOTICE_SHOWN = True
+        _logger.warning("using the bundled default model %s: a small model trained on synthetic distortions, not the "
+                        "paper's VTAMIQ and not calibrated to human scores; pass %s for paper-grade weights "
+                        "(see vtamiq_metric/weights/MODEL_CARD.md)", hub.DEFAULT_MODEL, _MODEL_OPTION)
+    if hub.DEFAULT_MODEL is None:
+        raise ValueError("no default VTAMIQ model is bundled with this version; pass model= a registered name "
+                         f"({hub.list_pretrained()}), 'hf-hub:org/repo', a local weights path, or a VTAMIQ "
+                         "instance (e.g. converted with vtamiq_metric.model.convert.load_reference_checkpoint)")
+    return hub.DEFAULT_MODEL
+
+
+def _check_model_spec(model: object) -> None:
+    if not isinstance(model, (str, VTAMIQ)) and not hasattr(model, "__fspath__"):
+        raise TypeError(f"model must be a name, a path or a VTAMIQ instance, got {type(model).__name__}")
+
+
+def resolve_model(model: str | VTAMIQ | None, device: torch.device) -> VTAMIQ:
+    """The model to use: a given instance as is, or a name/path loaded once per (name, device) and cached (frozen,
+    in eval mode).
+
+    ``None`` means the package default (:data:`vtamiq_metric.hub.DEFAULT_MODEL`).
+
+    Raises:
+        TypeError: ``model`` is neither None, a name, a path nor a :class:`VTAMIQ`.
+    """
+    if isinstance(model, VTAMIQ):
+        return model
+    if model is None:
+        model = default_model_name()
+    _check_model_spec(model)
+    key = (str(model), str(device))
+    with _CACHE_LOCK:
+        cached = _MODEL_CACHE.get(key)
+        if cached is None:
+            cached = freeze(hub.load_model(model, device=device))
+            _MODEL_CACHE[key] = cached
+    return cached
+
+
+def resolve(model: str | VTAMIQ | None, options: ScoringOptions, *, device: str | torch.device | None = None,
+            like: object = None, shared: bool = True) -> Scorer:
+    """The model, the device and the complete options of one face: the one resolver every face calls.
+
+    Args:
+        model: a registered name, ``hf-hub:org/repo[@rev]``, a local path, a :class:`VTAMIQ` instance (used as is,
+            on its own device), or None for the bundled default.
+        options: the face's checked options.
+        device: where to compute (see :func:`resolve_device`); with an instance it must be the instance's device.
+        like: the face's ``ref`` argument: a tensor's device is the default device.
+        shared: load a named model through the cache shared by ``score()`` (True), or load a fresh frozen copy on
+            the CPU that the caller owns and may move (False: ``VTAMIQLoss`` and ``VTAMIQMetric``, whose ``.to()``
+            must not move another user's model).
+
+    Returns:
+        A :class:`Scorer`.
+
+    Raises:
+        TypeError: ``model`` or ``device`` of the wrong type, or ``options`` is not a :class:`ScoringOptions`.
+        ValueError: an unknown or missing device, or an instance on another device than ``device``.
+    """
+    if not isinstance(options, ScoringOptions):
+        raise TypeError(f"options must be a ScoringOptions, got {type(options).__name__}")
+    _check_model_spec(model if model is not None else "")
+    instance = model if isinstance(model, VTAMIQ) else None
+    if instance is None and not shared:
+        net = freeze(hub.load_model(default_model_name() if model is None else model))
+        return Scorer(net, next(net.parameters()).device, options.complete(net.config))
+    probe = like if isinstance(like, torch.Tensor) else torch.empty(0)
+    target = resolve_device(device, probe, instance)
+    net = resolve_model(model, target)
+    actual = next(net.parameters()).device
+    if instance is not None and device is not None and actual != target:
+        raise ValueError(f"model is on {actual} but device={target} was requested; move the model with .to() or "
+                         f"leave device=None")
+    return Scorer(net, target, options.complete(net.config))
+
+
+def freeze(model: VTAMIQ) -> VTAMIQ:
+    """``model`` in eval mode with ``requires_grad=False`` on every parameter (in place); returns it."""
+    return model.eval().requires_grad_(False)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` in eval mode (no dropout) and restore its previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+class _Option:
+    """An attribute of a module face that reads its :class:`ScoringOptions`; assigning it replaces the options,
+    checked like the constructor's (None takes the model's value again)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, face: Any, owner: type | None = None) -> Any:
+        if face is None:
+            return self
+        return getattr(face.options, self.name)
+
+    def __set__(self, face: Any, value: Any) -> None:
+        face.options = dataclasses.replace(face.options, **{self.name: value}).complete(face.model.config)
+
+
+class FrozenFace:
+    """Mixin for the ``nn.Module`` faces (``VTAMIQLoss``, ``VTAMIQMetric``) that hold a frozen metric network in
+    ``self.model`` and complete :class:`ScoringOptions` in ``self.options``.
+
+    ``.train()`` keeps everything in eval mode, so dropout never switches on, also when an enclosing module is put in
+    training mode (the eval-mode lock). The options read (and, checked, write) as attributes: ``num_patches``,
+    ``num_repeats``, ``seed``, ``precision``, ``sampling``, ``batch_size``.
+    """
+
+    options: ScoringOptions
+    model: VTAMIQ
+
+    num_patches = _Option()
+    num_repeats = _Option()
+    seed = _Option()
+    precision = _Option()
+    sampling = _Option()
+    batch_size = _Option()
+
+    def train(self, mode: bool = True) -> Any:
+        """Kept for the nn.Module interface: the metric network always stays in eval mode."""
+        return super().train(False)  # type: ignore[misc]
+
+
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
+
+
+def check_reduction(reduction: object) -> str:
+    """``reduction`` if it is one of :data:`REDUCTIONS`, else ``ValueError``."""
+    return check_choice("reduction", reduction, REDUCTIONS)
+
+
+def reduce(scores: torch.Tensor, reduction: str) -> torch.Tensor:
+    """(B,) scores -> their mean or sum (scalars), or themselves for ``"none"``."""
+    check_reduction(reduction)
+    if reduction == "mean":
+        return scores.mean()
+    if reduction == "sum":
+        return scores.sum()
+    return scores

@@ -1,0 +1,59 @@
+"""The ``vtamiq`` command: score image pairs, merge shard files, list models, draw damage maps, convert checkpoints.
+
+Examples::
+
+    vtamiq score ref.png dist.png
+    vtamiq score --ref-dir refs/ --dist-dir dists/ --output scores.csv
+    vtamiq score --pairs pairs.csv --output scores.json
+    vtamiq score --pairs pairs.csv --output scores.json --resume       # after an interruption: only what is missing
+    torchrun --standalone --nproc_per_node=4 -m vtamiq_metric.cli score --pairs pairs.csv --output scores.csv
+    vtamiq score --pairs pairs.csv --output scores.csv --shard 3/8   # writes scores.shard-3-of-8.csv
+    vtamiq merge-scores scores.csv                                   # joins scores.shard-*-of-8.csv
+    vtamiq models
+    vtamiq map ref.png dist.png --output map.png --show-sampling       # needs vtamiq-metric[plot]
+    vtamiq convert vtamiq_kadis700k.pth --variant release2022 --output vtamiq-release2022/
+
+Scores are distortions: 0 means identical and higher means worse.
+
+The package: :mod:`.parser` (the arguments), :mod:`.pairs` (the input modes), :mod:`.scoring` (the batch-scoring loop
+of ``vtamiq score``), :mod:`.formats` (the result formats, one registry), :mod:`.commands` (the other commands),
+:mod:`.common` (the usage error, argument types, shard file names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from .commands import convert, draw_map, merge_scores, models
+from .common import CLIError, parse_shard, shard_path
+from .parser import build_parser
+from .scoring import run_score
+
+__all__ = ["main", "parse_shard", "shard_path"]
+
+# One handler per subcommand, given the parsed arguments; each returns the exit status.
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "score": run_score,
+    "merge-scores": merge_scores,
+    "models": models,
+    "map": draw_map,
+    "convert": convert,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``vtamiq`` command; returns the exit status (0 ok, 1 error or all pairs failed, 2 usage error, 3 some
+    pairs failed, 128 + N after signal N)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="vtamiq: %(message)s")
+    try:
+        return _HANDLERS[args.command](args)
+    except CLIError as exc:
+        print(f"vtamiq: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, TypeError, KeyError, ImportError) as exc:
+        print(f"vtamiq: error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,142 @@
+"""The ``vtamiq`` argument parser: one subparser per command; the options every scoring command shares are declared
+once (:func:`add_model_options`), and the ``--output`` help of ``vtamiq score`` is built from the writer registry
+(:data:`vtamiq_metric.cli.formats.WRITERS`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .._precision import PRECISIONS
+from .._version import __version__
+from .common import choice_type, non_negative_int, parse_shard, positive_int, seed_int
+from .formats import WRITERS, suffixes_text
+
+__all__ = ["add_model_options", "build_parser"]
+
+_VARIANTS = ("paper2021", "release2022", "head2024")
+
+
+def _score_description() -> str:
+    formats = "\n".join(f"  {key:<6} {cls.help}" for key, cls in WRITERS.items())
+    return f"""\
+Score image pairs: one pair (REF DIST), two folders paired by file name (--ref-dir, --dist-dir), or a CSV list
+(--pairs). Scores are distortions: 0 = identical, higher = worse.
+
+The folder and CSV modes score --batch-size pairs per model call while background threads decode the next batch.
+A batch holds consecutive pairs in input order; pairs of different image sizes within it are scored in separate
+model calls, so mixed sizes work (sort the input by size for the fewest calls). Scores do not depend on the batch.
+
+--output is kept current while the run goes, in the format its suffix names:
+{formats}
+At the end a file is rewritten in input order. SIGINT (Ctrl-C) or SIGTERM stops after the current batch and saves
+every finished pair (in a single process, a second signal stops at once); rerun the same command with --resume to
+score only what is missing."""
+
+
+def _score_epilog() -> str:
+    return f"""\
+exit status:
+  0    every pair was scored
+  1    every pair failed, or an error stopped the run (e.g. an unreadable model or an unavailable device)
+  2    usage error: bad arguments, a missing folder or pairs file, a pairs CSV without its ref,dist header, an
+       --output suffix other than {suffixes_text()}, or a --resume file written for another input
+  3    some pairs failed: each is reported on stderr and has a row with its error in the output; the rest are scored
+  130  interrupted by SIGINT, 143 by SIGTERM: the pairs finished so far are in --output"""
+
+
+def add_output_option(parser: argparse.ArgumentParser, *, required: bool, help: str) -> None:
+    """``--output`` (with its older spelling ``--out`` as an alias), a path."""
+    parser.add_argument("--output", "--out", dest="output", type=Path, required=required, metavar="PATH",
+                        help=f"{help} (--out is an alias)")
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, repeats: int) -> None:
+    """The options of every command that runs the metric: model, patches, repeats, seed, device.
+
+    The values are checked like the Python API's (:mod:`vtamiq_metric._checks`), with the same words.
+    """
+    parser.add_argument("--model", default=None, help="registered name, hf-hub:org/repo[@rev], or a local weights "
+                                                       "path (default: the bundled model)")
+    parser.add_argument("--patches", type=positive_int, default=None, metavar="N",
+                        help="patches per image (num_patches; default: the model's)")
+    parser.add_argument("--repeats", type=positive_int, default=repeats, metavar="N",
+                        help=f"seeded CAPS draws to average (num_repeats; default {repeats})")
+    parser.add_argument("--seed", type=seed_int, default=0, help="first sampling seed (default 0)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA if available)")
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("score", help="score image pairs", description=_score_description(),
+                            epilog=_score_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("ref", nargs="?", help="reference image (single-pair mode)")
+    parser.add_argument("dist", nargs="?", help="distorted image (single-pair mode)")
+    parser.add_argument("--ref-dir", type=Path, help="folder of references, paired with --dist-dir by file name")
+    parser.add_argument("--dist-dir", type=Path, help="folder of distorted images")
+    parser.add_argument("--pairs", type=Path, help="CSV with columns ref,dist (paths relative to the CSV)")
+    add_output_option(parser, required=False,
+                      help=f"where the results go: a {suffixes_text()} file (the suffix chooses the format; any other suffix "
+                           f"is refused) or - for standard output (the default)")
+    parser.add_argument("--json", action="store_true", help="print JSON on standard output instead of plain text")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--shard", type=parse_shard, metavar="I/N",
+                        help="score only pairs whose index %% N == I and write OUTPUT's shard file "
+                             "(STEM.shard-I-of-N.SUFFIX); join shards with `vtamiq merge-scores OUTPUT`")
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                        help="pairs decoded and scored together (default: automatic, vtamiq_metric.api."
+                             "auto_batch_size: a few on CPU, as many as fit in about half the free memory on CUDA)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the scores already in OUTPUT (matched by ref and dist paths), score only the "
+                             "missing or failed pairs and complete the file; without it OUTPUT is replaced")
+    parser.add_argument("--max-pixels", type=non_negative_int, default=None, metavar="N",
+                        help="refuse images of more pixels than N before decoding them (default 150,000,000; "
+                             "0 = no limit)")
+    add_model_options(parser, repeats=1)
+    parser.add_argument("--precision", type=choice_type(PRECISIONS), default="auto", metavar="{auto,fp32,bf16}",
+                        help="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 "
+                             "elsewhere")
+
+
+def _add_merge_scores(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("merge-scores", help="join the shard files of `vtamiq score --shard I/N`")
+    parser.add_argument("output", type=Path, help="the --output given to the sharded runs (shards are found beside "
+                                                  "it); written in input order")
+
+
+def _add_map(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("map", help="draw where VTAMIQ sees the damage (needs vtamiq-metric[plot])",
+                            description="Write a figure: reference, distorted image, and the damage map "
+                                        "(vtamiq_metric.damage_map: integrated gradients of the score, in score "
+                                        "units per pixel) over the distorted image, with the score in the title.")
+    parser.add_argument("ref", type=Path, help="reference image")
+    parser.add_argument("dist", type=Path, help="distorted image (same size)")
+    add_output_option(parser, required=True, help="figure file: .png, .pdf, .svg, ...")
+    parser.add_argument("--show-sampling", action="store_true",
+                        help="add a panel with the CAPS sampling density (where the metric draws its patches)")
+    add_model_options(parser, repeats=4)
+    parser.add_argument("--draws", dest="repeats", type=positive_int, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)  # the former name of --repeats
+    parser.add_argument("--steps", type=positive_int, default=1, metavar="N",
+                        help="path points per draw (default 1)")
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("convert", help="convert an authors' .pth checkpoint to a safetensors model directory")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--variant", required=True, choices=_VARIANTS,
+                        help="code era of the checkpoint (the published KADIS-700k weights are release2022)")
+    add_output_option(parser, required=True, help="output directory")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``vtamiq`` parser; ``args.command`` names the subcommand."""
+    parser = argparse.ArgumentParser(prog="vtamiq", description="VTAMIQ full-reference image quality "
+                                     "(distortion score: 0 = identical, higher = worse).")
+    parser.add_argument("--version", action="version", version=f"vtamiq-metric {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_score(sub)
+    _add_merge_scores(sub)
+    sub.add_parser("models", help="list registered weights")
+    _add_map(sub)
+    _add_convert(sub)
+    return parser
