@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# Reproduce the bundled default model (vtamiq_metric/weights/vtamiq_tiny_patch16_kadis_photos.safetensors) from
-# scratch. Run from the repository root with the package installed (pip install -e ".[train]"). CPU only; about
-# 3.5 hours on 2 shared cores (data 10 min, training ~3 h, evaluation ~30 min). See examples/bundled_model/README.md.
+# Reproduce the bundled default model (vtamiq_metric/weights/, registry name in vtamiq_metric/hub.py DEFAULT_MODEL)
+# from scratch. Run from the repository root with the package installed (pip install -e ".[train]"). CPU only; see
+# examples/bundled_model/README.md for the time each step took.
 #
 #   PHOTOS=/path/to/photos bash examples/bundled_model/train.sh      # everything
 #   PHOTOS=... DATA=/big/disk/bundled RUN=runs/try bash examples/bundled_model/train.sh
+#   PHOTOS=... STAGE1=path/to/vsi_student bash examples/bundled_model/train.sh   # skip stage 1 (a trained VSI student)
+#
+# Two stages. Stage 1 trains the VSI student from scratch (the previous default's recipe, stage "bundled-default").
+# Stage 2 adds patch_fidelity and fine-tunes it on the teacher's labels (VSI + S-CIELAB + MS-SSIM) of the KADIS-style
+# pairs and of our colour distortions, then runs ROUNDS model-in-the-loop rounds: images optimised against the
+# previous round's model with its loss alone, labelled by the teacher, added to the training data.
 #
 # Every step resumes where it stopped: rerun the same command after an interruption.
 set -euo pipefail
 
 PHOTOS=${PHOTOS:?set PHOTOS to the photograph folder (cq100/, lomiri/, camera-traps/)}
-DATA=${DATA:-runs/bundled/data}         # crops, distorted images, labels (~700 MB)
-RUN=${RUN:-runs/bundled/run}            # checkpoints, metrics, export, evaluation
+DATA=${DATA:-runs/bundled/data}         # crops, distorted images, labels (~1 GB)
+RUN=${RUN:-runs/bundled/run}            # checkpoints, metrics, exports, evaluations
 SRC=${SRC:-/tmp/imgsrc}                 # throwaway install of the packages holding the package photographs
 SEED=${SEED:-0}
 WORKERS=${WORKERS:-2}                   # make-kadis processes
+ROUNDS=${ROUNDS:-2}                     # model-in-the-loop rounds after round 0
+STAGE1=${STAGE1:-}                      # an existing stage-1 model (skips step 4)
 TID2013=${TID2013:-}                    # optional: a folder in TID2013's layout, for the MOS check
+ROBUST="python examples/bundled_model/robust.py"
 
 # 1. Package photographs: scikit-image and scikit-learn wheels (not imported, no dependencies needed).
 if [ ! -d "$SRC/skimage" ] || [ ! -d "$SRC/sklearn" ]; then
@@ -25,18 +34,41 @@ fi
 if [ ! -f "$DATA/sources.json" ]; then
   PYTHONPATH="$SRC" python examples/bundled_model/prepare_data.py --out "$DATA" --photos "$PHOTOS" --seed "$SEED"
 fi
-# 3. KADIS-style pairs with VSI labels: 4 distortion types per training crop, every type for held-out crops.
+# 3. KADIS-style pairs labelled with VSI and the teacher: 4 of the KADID types and 1 of our colour types (26-32) per
+#    training crop; every type for the held-out crops.
 vtamiq-train make-kadis --refs "$DATA/ref_imgs" --out "$DATA" --seed "$SEED" --types-per-ref 4 --skip-types 15 \
-  --workers "$WORKERS" --no-progress
+  --extra-types 26-32 --extra-types-per-ref 1 --label vsi,teacher --workers "$WORKERS" --no-progress
 vtamiq-train make-kadis --refs "$DATA/heldout/ref_imgs" --out "$DATA/heldout" --seed $((SEED + 1)) \
-  --types-per-ref 24 --skip-types 15 --workers "$WORKERS" --no-progress
-# 4. Train (stage "bundled-default" in vtamiq_metric/training/config.py), then export the best epoch.
+  --types-per-ref 24 --skip-types 15 --extra-types 26-32 --label vsi,teacher --workers "$WORKERS" --no-progress
 mkdir -p "$RUN"
 [ -f "$RUN/git_commit.txt" ] || { git rev-parse HEAD; git status --porcelain --untracked-files=no; } > "$RUN/git_commit.txt"
-vtamiq-train train --stage bundled-default --data-root "$DATA" --output "$RUN" --seed "$SEED" --workers 1 \
-  --no-progress --resume
-vtamiq-train export --model "$RUN" --out "$RUN/export"
-# 5. Held-out evaluation, then write the weights (with provenance) and the model card into the package.
-python benchmarks/eval_model.py --model "$RUN/export" --heldout "$DATA/heldout" --train-refs "$DATA/ref_imgs" \
+# 4. Stage 1: the VSI student, on the KADID types' VSI labels only (stage "bundled-default").
+if [ -z "$STAGE1" ]; then
+  vtamiq-train train --stage bundled-default --data-root "$DATA" --output "$RUN/stage1" --seed "$SEED" --workers 1 \
+    --dataset-option 'exclude_types=[26,27,28,29,30,31,32]' --no-progress --resume
+  vtamiq-train export --model "$RUN/stage1" --out "$RUN/stage1/export"
+  STAGE1="$RUN/stage1/export"
+fi
+# 5. Stage 2: grow (patch_fidelity), then round 0 on the teacher's labels and ROUNDS model-in-the-loop rounds.
+[ -f "$RUN/grown/model.safetensors" ] || $ROBUST grow --model "$STAGE1" --out "$RUN/grown" --set patch_fidelity=true
+previous="$RUN/grown"
+adversarial=()
+for round in $(seq 0 "$ROUNDS"); do
+  if [ "$round" -gt 0 ]; then
+    [ -f "$DATA/adversarial$round/adversarial.csv" ] || $ROBUST adversarial --model "$previous" \
+      --refs "$DATA/ref_imgs" --out "$DATA/adversarial$round" --seed "$round"
+    adversarial+=("$DATA/adversarial$round")
+  fi
+  $ROBUST merge --kadis "$DATA" --adversarial "${adversarial[@]}" --out "$DATA/round$round.csv"
+  vtamiq-train train --stage bundled-robust --data-root "$DATA/round$round.csv" --init "$previous" \
+    --output "$RUN/round$round" --seed "$SEED" --workers 1 --no-progress --resume
+  [ -f "$RUN/round$round/export/model.safetensors" ] || \
+    vtamiq-train export --model "$RUN/round$round" --out "$RUN/round$round/export"
+  [ -f "$RUN/round$round/quick.json" ] || python benchmarks/eval_model.py --quick --model "$RUN/round$round/export" \
+    --heldout "$DATA/heldout" --train-refs "$DATA/ref_imgs" --output "$RUN/round$round/quick.json"
+  previous="$RUN/round$round/export"
+done
+# 6. Held-out evaluation, then write the weights (with provenance) and the model card into the package.
+python benchmarks/eval_model.py --model "$previous" --heldout "$DATA/heldout" --train-refs "$DATA/ref_imgs" \
   ${TID2013:+--tid2013 "$TID2013"} --output "$RUN/eval.json"
-python examples/bundled_model/finalize.py --model "$RUN/export" --run "$RUN" --data "$DATA" --eval "$RUN/eval.json"
+python examples/bundled_model/finalize.py --model "$previous" --run "$RUN" --data "$DATA" --eval "$RUN/eval.json"

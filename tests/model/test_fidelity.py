@@ -31,7 +31,7 @@ def test_state_dict_key_and_default_off():
     assert VTAMIQ("tiny").patch_fidelity is None
     for name in ("paper2021", "release2022", "head2024"):
         assert PRESETS[name].patch_fidelity is False
-    with pytest.raises(ValueError, match="patch_fidelity must be a bool"):
+    with pytest.raises(TypeError, match="patch_fidelity must be a bool"):
         PRESETS["tiny"].replace(patch_fidelity="yes")
 
 
