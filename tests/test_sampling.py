@@ -12,11 +12,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vtamiq_metric import sampling
 from vtamiq_metric.sampling import (
     PatchSample,
     SamplingConfig,
-    _allocate,
+    _common,
     centre_bias,
     difference_map,
     effective_num_scales,
@@ -24,6 +23,9 @@ from vtamiq_metric.sampling import (
     sample_patches,
     scale_counts,
 )
+from vtamiq_metric.sampling.caps import _allocate
+from vtamiq_metric.sampling.difference import diff_cell_masses
+from vtamiq_metric.sampling.pyramid import plan_levels
 
 UNIFORM = SamplingConfig(centre_weight=0, diff_weight=0, uniform_weight=1)
 CENTRE = SamplingConfig(centre_weight=1, diff_weight=0, uniform_weight=0)
@@ -490,12 +492,12 @@ def test_uint8_images_and_strips_give_the_float_paths_patches(num_scales, monkey
     dist_f = torch.from_numpy(dist8.numpy().astype(np.float32) / np.float32(255))
     whole = sample_patches(ref_f, dist_f, 64, config=config, seed=5)
     small = sample_patches(ref8, dist8, 64, config=config, seed=5)
-    monkeypatch.setattr(sampling, "_STRIP_PIXELS", 61 * 4)  # strips of 4 rows: 19 strips
+    monkeypatch.setattr(_common, "_STRIP_PIXELS", 61 * 4)  # strips of 4 rows: 19 strips
     strips = sample_patches(ref8, dist8, 64, config=config, seed=5)
     for sample in (small, strips):
         assert sample.ref.dtype == torch.float32
         assert torch.equal(sample.top_left, whole.top_left)
         assert torch.equal(sample.ref, whole.ref) and torch.equal(sample.dist, whole.dist)
-    masses_whole = sampling._diff_cell_masses(ref_f, dist_f, sampling._levels(75, 61, 64, 16, config), 16, "mse")
-    masses_strips = sampling._diff_cell_masses(ref8, dist8, sampling._levels(75, 61, 64, 16, config), 16, "mse")
+    masses_whole = diff_cell_masses(ref_f, dist_f, plan_levels(75, 61, 64, 16, config), "mse")
+    masses_strips = diff_cell_masses(ref8, dist8, plan_levels(75, 61, 64, 16, config), "mse")
     torch.testing.assert_close(masses_strips, masses_whole, rtol=1e-12, atol=0)

@@ -1,0 +1,157 @@
+"""The perceptual difference CAPS weights, and its mass per cell.
+
+``D`` is computed from the un-normalised [0, 1] images: ``"mse"`` is the per-pixel squared error averaged over
+channels; ``"ssim"`` is ``1 - SSIM`` (Gaussian window 11, sigma 1.5, replicate padding, ``C1 = 0.01**2``,
+``C2 = 0.03**2`` for data range 1, SSIM averaged over channels) clamped to >= 0. The value of a candidate is the sum of
+the per-pixel difference over the patch footprint, i.e. the difference a patch at that position would cover; a cell's
+mass is the sum over its candidates, computed with exact integer footprint weights.
+
+The difference is computed on the input's device in float64 (float32 on MPS, which has no float64) and reduced to
+per-cell masses there; only these ``(B, cells)`` masses cross to the CPU, in one transfer. The ``"mse"`` difference is
+computed in row strips of at most ``_STRIP_PIXELS`` pixels (a multiple of the deepest level's pooling factor, so that
+each pooled row comes from one strip): its float64 working set stays a few hundred MB whatever the image size; images
+up to that size are computed in one strip, bit-identical to a whole-image computation, and for larger ones only the
+float64 summation order of the cell masses changes. Pooling is linear, so one pyramid of the signed difference
+replaces the two image pyramids. The ``"ssim"`` difference is computed on the whole image (about a dozen float64 maps
+per pixel).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._common import as_float, check_pair, strip_rows, work_dtype
+from .config import DIFF_TYPES
+from .pyramid import Level
+
+__all__ = ["diff_cell_masses", "difference_map"]
+
+_SSIM_WINDOW = 11
+_SSIM_SIGMA = 1.5
+_SSIM_C1 = 0.01**2
+_SSIM_C2 = 0.03**2
+
+
+def _gaussian_blur(x: Tensor) -> Tensor:
+    """Separable Gaussian blur (window 11, sigma 1.5) with replicate padding; keeps the spatial size.
+
+    Implemented as 11 shifted multiply-adds per axis with Python-float weights: much faster than a grouped float64
+    convolution on the CPU, and the weights are bit-identical on every device.
+    """
+    radius = _SSIM_WINDOW // 2
+    taps = [math.exp(-0.5 * ((i - radius) / _SSIM_SIGMA) ** 2) for i in range(_SSIM_WINDOW)]
+    norm = math.fsum(taps)
+    taps = [t / norm for t in taps]
+    height, width = x.shape[-2:]
+    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")  # (B, C, H + 10, W + 10)
+    rows = x[..., :, 0:width] * taps[0]  # (B, C, H + 10, W)
+    for i in range(1, _SSIM_WINDOW):
+        rows.add_(x[..., :, i : i + width], alpha=taps[i])
+    out = rows[..., 0:height, :] * taps[0]  # (B, C, H, W)
+    for i in range(1, _SSIM_WINDOW):
+        out.add_(rows[..., i : i + height, :], alpha=taps[i])
+    return out
+
+
+def difference_map(ref: Tensor, dist: Tensor, kind: str = "mse") -> Tensor:
+    """Per-pixel perceptual difference used by CAPS.
+
+    Args:
+        ref: (B, 3, H, W) float reference images in [0, 1].
+        dist: (B, 3, H, W) float distorted images in [0, 1], same shape and device.
+        kind: ``"mse"``: squared error averaged over channels, in [0, 1]; ``"ssim"``: ``1 - SSIM`` with a Gaussian
+            window (11, sigma 1.5), replicate padding, constants for data range 1, SSIM averaged over channels,
+            clamped to >= 0 (range [0, 2]).
+
+    Returns:
+        (B, H, W) non-negative map on the input's device, float64 (float32 on MPS). 0 where the images agree; larger
+        means more different.
+
+    Raises:
+        TypeError: inputs are not float tensors.
+        ValueError: shapes differ or are not (B, 3, H, W), or ``kind`` is unknown.
+
+    Example:
+        >>> ref = torch.zeros(1, 3, 8, 8)
+        >>> difference_map(ref, ref + 0.5).max().item()
+        0.25
+    """
+    check_pair(ref, dist)
+    if kind not in DIFF_TYPES:
+        raise ValueError(f"kind: expected one of {DIFF_TYPES}, got {kind!r}")
+    dtype = work_dtype(ref.device)
+    x = ref.to(dtype)
+    y = dist.to(dtype)
+    if kind == "mse":
+        return (x - y).square().mean(dim=1)  # (B, H, W)
+    channels = x.shape[1]
+    stats = _gaussian_blur(torch.cat([x, y, x * x, y * y, x * y], dim=1))  # (B, 5C, H, W)
+    mu_x, mu_y, xx, yy, xy = stats.split(channels, dim=1)  # 5 x (B, C, H, W)
+    var_x = xx - mu_x * mu_x
+    var_y = yy - mu_y * mu_y
+    cov = xy - mu_x * mu_y
+    ssim = ((2 * mu_x * mu_y + _SSIM_C1) * (2 * cov + _SSIM_C2)) / (
+        (mu_x * mu_x + mu_y * mu_y + _SSIM_C1) * (var_x + var_y + _SSIM_C2)
+    )  # (B, C, H, W)
+    return (1.0 - ssim.mean(dim=1)).clamp(min=0.0)  # (B, H, W)
+
+
+def _footprint_weights(edges: Tensor, size: int, patch_size: int) -> Tensor:
+    """(cells, size) long: for each cell run of top-left candidates, how many of them cover each pixel."""
+    pixel = torch.arange(size, device=edges.device)  # (size,)
+    first = torch.maximum(edges[:-1, None], pixel[None, :] - patch_size + 1)  # (cells, size)
+    last = torch.minimum(edges[1:, None] - 1, pixel[None, :])  # (cells, size)
+    return (last - first + 1).clamp(min=0)
+
+
+def diff_cell_masses(ref: Tensor, dist: Tensor, levels: list[Level], kind: str) -> Tensor:
+    """The difference mass of every cell of every level (see the module docstring).
+
+    Args:
+        ref: (B, 3, H, W) float images in [0, 1], or uint8 (read as ``v / 255``).
+        dist: the distorted images, same shape, dtype family and device.
+        levels: the levels of the draw, indices ``0, 1, ..., len - 1``
+            (:func:`~vtamiq_metric.sampling.pyramid.plan_levels`).
+        kind: ``"mse"`` or ``"ssim"``.
+
+    Returns:
+        (B, total cells) float64 CPU masses, the cells of level 0 first, each level's in raster order.
+    """
+    dtype = work_dtype(ref.device)
+    footprints = []
+    for level in levels:
+        row_edges, col_edges = (edges.to(ref.device) for edges in level.edges)
+        rows = _footprint_weights(row_edges, level.height, level.patch_size).to(dtype)  # (gh, H_s)
+        cols = _footprint_weights(col_edges, level.width, level.patch_size).to(dtype)  # (gw, W_s)
+        footprints.append((rows, cols))
+    if kind != "mse":
+        x = as_float(ref.detach()).to(dtype)
+        y = as_float(dist.detach()).to(dtype)
+        masses = []
+        for level, (rows, cols) in zip(levels, footprints):
+            if level.index > 0:
+                x = F.avg_pool2d(x, 2)  # (B, 3, H_s, W_s)
+                y = F.avg_pool2d(y, 2)
+            diff = difference_map(x, y, kind)  # (B, H_s, W_s)
+            masses.append((rows @ diff @ cols.T).flatten(1))  # (B, gh * gw)
+        return torch.cat(masses, dim=1).to("cpu", torch.float64)  # (B, total cells): the one device -> CPU transfer
+
+    height = ref.shape[-2]
+    step = min(height, strip_rows(ref.shape[-1], 2 ** levels[-1].index))
+    sums: list[Tensor | None] = [None] * len(levels)
+    for top in range(0, height, step):
+        x = as_float(ref[..., top : top + step, :].detach()).to(dtype)
+        delta = x - as_float(dist[..., top : top + step, :].detach()).to(dtype)  # (B, 3, h, W); never in place
+        for k, (level, (rows, cols)) in enumerate(zip(levels, footprints)):
+            if level.index > 0:
+                delta = F.avg_pool2d(delta, 2)  # (B, 3, h_s, W_s)
+            first = top >> level.index
+            diff = delta.square().mean(dim=1)  # (B, h_s, W_s)
+            part = rows[:, first : first + diff.shape[1]] @ diff @ cols.T  # (B, gh, gw)
+            sums[k] = part if sums[k] is None else sums[k] + part
+    masses = [part.flatten(1) for part in sums]  # (B, gh * gw) each
+    return torch.cat(masses, dim=1).to("cpu", torch.float64)  # (B, total cells): the one device -> CPU transfer
