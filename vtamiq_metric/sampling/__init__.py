@@ -8,8 +8,8 @@ How a draw works, per image and per pyramid level (all coordinates are patch **t
 the integer positions ``[0, H - P] x [0, W - P]``), and where each step lives:
 
 1. **Probability map** over candidates, ``w_c * C + w_d * D + w_u * U``, summed per cell
-   (:mod:`~vtamiq_metric.sampling.probability`; the difference ``D`` and its sums over patch footprints in
-   :mod:`~vtamiq_metric.sampling.difference`).
+   (:mod:`~vtamiq_metric.sampling.probability`; the difference ``D`` in :mod:`~vtamiq_metric.sampling.difference`,
+   its sums over patch footprints in :mod:`~vtamiq_metric.sampling.footprint`).
 2. **Cells** of at most one patch side, and the **scales** of the pyramid (:mod:`~vtamiq_metric.sampling.pyramid`).
 3. **Allocation** of the level's patches to cells and 4. **placement** inside each cell
    (:mod:`~vtamiq_metric.sampling.caps`, with the rules of randomness and determinism).
@@ -21,10 +21,13 @@ viewing-distance pooling that callers apply before drawing. :class:`SamplingConf
 
 **Memory on large images.** :func:`sample_patches` also takes ``uint8`` images (values ``v`` read as ``v / 255`` in
 float32, exactly what decoding to float gives), which ``score()`` uses for 8-bit files: 3 bytes per pixel instead of
-12. The ``"mse"`` difference is computed in row strips of at most ``_STRIP_PIXELS`` pixels, so its float64 working
-set stays a few hundred MB whatever the image size (see :mod:`~vtamiq_metric.sampling.difference`). Pyramid levels
-above 0 of a ``uint8`` image are pooled strip by strip from float32 strips (the same values as pooling the float
-image). The ``"ssim"`` difference is computed on the whole image (about a dozen float64 maps per pixel).
+12. Every working buffer of the sampler is linear in the pixels, whatever the image's shape: patch footprints are
+summed per axis (:mod:`~vtamiq_metric.sampling.footprint`), so a 16 x 1,000,000 pair costs what a 4000 x 4000 pair
+costs. The ``"mse"`` difference is computed in row strips of at most ``_STRIP_PIXELS`` pixels, so its float64 working
+set stays a few hundred MB whatever the image size, with the same cell masses, bit for bit, as from the whole image.
+Pyramid levels above 0 of a ``uint8`` image are pooled strip by strip from float32 strips (the same values as pooling
+the float image). The ``"ssim"`` difference is computed on the whole image (about a dozen float64 maps per pixel).
+:func:`vtamiq_metric.sampling.memory.sampler_bytes` bounds the peak.
 """
 
 from __future__ import annotations

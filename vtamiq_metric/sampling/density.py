@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ._common import work_dtype
 from .config import SamplingConfig
+from .footprint import footprint_coverage
 from .probability import level_probabilities, plan_draw
 
 __all__ = ["sampling_density"]
@@ -56,16 +56,13 @@ def sampling_density(
     plan = plan_draw(ref, dist, num_patches, patch_size, config)
     batch, _, height, width = ref.shape
     dtype = work_dtype(ref.device)
-    box = torch.ones(1, 1, plan.patch_size, 1, dtype=dtype, device=ref.device)  # (1, 1, P, 1)
     density = torch.zeros(batch, height, width, dtype=dtype, device=ref.device)
     for level, prob in level_probabilities(ref, dist, plan):
         rows, cols = level.sides  # (gh,), (gw,)
         area = (rows[:, None] * cols[None, :]).reshape(-1).to(torch.float64)  # (K,)
         per_candidate = level.count * prob / prob.sum(dim=1, keepdim=True) / area  # (B, K)
         top = per_candidate.view(batch, *level.grid).repeat_interleave(rows, dim=1).repeat_interleave(cols, dim=2)
-        top = top.to(ref.device, dtype)[:, None]  # (B, 1, H_s - P + 1, W_s - P + 1)
-        cover = F.conv2d(top, box, padding=(plan.patch_size - 1, 0))  # (B, 1, H_s, W_s - P + 1)
-        cover = F.conv2d(cover, box.transpose(2, 3), padding=(0, plan.patch_size - 1))[:, 0]  # (B, H_s, W_s)
+        cover = footprint_coverage(top.to(ref.device, dtype), level.patch_size)  # (B, H_s, W_s)
         factor = 2**level.index
         cover = cover.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)  # (B, H_s * 2**s, W_s * 2**s)
         density[:, : cover.shape[1], : cover.shape[2]] += cover

@@ -4,14 +4,13 @@
 channels; ``"ssim"`` is ``1 - SSIM`` (Gaussian window 11, sigma 1.5, replicate padding, ``C1 = 0.01**2``,
 ``C2 = 0.03**2`` for data range 1, SSIM averaged over channels) clamped to >= 0. The value of a candidate is the sum of
 the per-pixel difference over the patch footprint, i.e. the difference a patch at that position would cover; a cell's
-mass is the sum over its candidates, computed with exact integer footprint weights.
+mass is the sum over its candidates (:class:`~vtamiq_metric.sampling.footprint.CellMasses`).
 
 The difference is computed on the input's device in float64 (float32 on MPS, which has no float64) and reduced to
 per-cell masses there; only these ``(B, cells)`` masses cross to the CPU, in one transfer. The ``"mse"`` difference is
 computed in row strips of at most ``_STRIP_PIXELS`` pixels (a multiple of the deepest level's pooling factor, so that
-each pooled row comes from one strip): its float64 working set stays a few hundred MB whatever the image size; images
-up to that size are computed in one strip, bit-identical to a whole-image computation, and for larger ones only the
-float64 summation order of the cell masses changes. Pooling is linear, so one pyramid of the signed difference
+each pooled row comes from one strip): its float64 working set stays a few hundred MB whatever the image size, and
+the masses are bit-identical to a whole-image computation. Pooling is linear, so one pyramid of the signed difference
 replaces the two image pyramids. The ``"ssim"`` difference is computed on the whole image (about a dozen float64 maps
 per pixel).
 """
@@ -26,6 +25,7 @@ from torch import Tensor
 
 from ._common import as_float, check_pair, strip_rows, work_dtype
 from .config import DIFF_TYPES
+from .footprint import CellMasses
 from .pyramid import Level
 
 __all__ = ["diff_cell_masses", "difference_map"]
@@ -100,14 +100,6 @@ def difference_map(ref: Tensor, dist: Tensor, kind: str = "mse") -> Tensor:
     return (1.0 - ssim.mean(dim=1)).clamp(min=0.0)  # (B, H, W)
 
 
-def _footprint_weights(edges: Tensor, size: int, patch_size: int) -> Tensor:
-    """(cells, size) long: for each cell run of top-left candidates, how many of them cover each pixel."""
-    pixel = torch.arange(size, device=edges.device)  # (size,)
-    first = torch.maximum(edges[:-1, None], pixel[None, :] - patch_size + 1)  # (cells, size)
-    last = torch.minimum(edges[1:, None] - 1, pixel[None, :])  # (cells, size)
-    return (last - first + 1).clamp(min=0)
-
-
 def diff_cell_masses(ref: Tensor, dist: Tensor, levels: list[Level], kind: str) -> Tensor:
     """The difference mass of every cell of every level (see the module docstring).
 
@@ -122,36 +114,25 @@ def diff_cell_masses(ref: Tensor, dist: Tensor, levels: list[Level], kind: str) 
         (B, total cells) float64 CPU masses, the cells of level 0 first, each level's in raster order.
     """
     dtype = work_dtype(ref.device)
-    footprints = []
-    for level in levels:
-        row_edges, col_edges = (edges.to(ref.device) for edges in level.edges)
-        rows = _footprint_weights(row_edges, level.height, level.patch_size).to(dtype)  # (gh, H_s)
-        cols = _footprint_weights(col_edges, level.width, level.patch_size).to(dtype)  # (gw, W_s)
-        footprints.append((rows, cols))
+    reducers = [CellMasses(level, ref.device) for level in levels]
     if kind != "mse":
         x = as_float(ref.detach()).to(dtype)
         y = as_float(dist.detach()).to(dtype)
-        masses = []
-        for level, (rows, cols) in zip(levels, footprints):
+        for level, reducer in zip(levels, reducers):
             if level.index > 0:
                 x = F.avg_pool2d(x, 2)  # (B, 3, H_s, W_s)
                 y = F.avg_pool2d(y, 2)
-            diff = difference_map(x, y, kind)  # (B, H_s, W_s)
-            masses.append((rows @ diff @ cols.T).flatten(1))  # (B, gh * gw)
-        return torch.cat(masses, dim=1).to("cpu", torch.float64)  # (B, total cells): the one device -> CPU transfer
-
-    height = ref.shape[-2]
-    step = min(height, strip_rows(ref.shape[-1], 2 ** levels[-1].index))
-    sums: list[Tensor | None] = [None] * len(levels)
-    for top in range(0, height, step):
-        x = as_float(ref[..., top : top + step, :].detach()).to(dtype)
-        delta = x - as_float(dist[..., top : top + step, :].detach()).to(dtype)  # (B, 3, h, W); never in place
-        for k, (level, (rows, cols)) in enumerate(zip(levels, footprints)):
-            if level.index > 0:
-                delta = F.avg_pool2d(delta, 2)  # (B, 3, h_s, W_s)
-            first = top >> level.index
-            diff = delta.square().mean(dim=1)  # (B, h_s, W_s)
-            part = rows[:, first : first + diff.shape[1]] @ diff @ cols.T  # (B, gh, gw)
-            sums[k] = part if sums[k] is None else sums[k] + part
-    masses = [part.flatten(1) for part in sums]  # (B, gh * gw) each
+            reducer.add_rows(difference_map(x, y, kind))  # (B, H_s, W_s)
+    else:
+        step = strip_rows(ref.shape[-1], 2 ** levels[-1].index)
+        for top in range(0, ref.shape[-2], step):
+            # A copy of the ref strip becomes the difference in place (the inputs themselves are never written).
+            delta = as_float(ref[..., top : top + step, :].detach()).to(dtype, copy=True)  # (B, 3, h, W)
+            delta -= as_float(dist[..., top : top + step, :].detach()).to(dtype)
+            for level, reducer in zip(levels, reducers):
+                if level.index > 0:
+                    delta = F.avg_pool2d(delta, 2)  # (B, 3, h_s, W_s)
+                reducer.add_rows(delta.square().mean(dim=1))  # (B, h_s, W_s)
+            del delta  # before the next strip's x and delta exist
+    masses = [reducer.masses() for reducer in reducers]  # (B, gh * gw) each
     return torch.cat(masses, dim=1).to("cpu", torch.float64)  # (B, total cells): the one device -> CPU transfer
