@@ -12,22 +12,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import (
-    CAPS_DIFF,
-    CAPS_PAPER,
-    CAPS_RELEASE,
-    CAPS_UNIFORM,
-    caps_pair,
-    check_sample,
-    quadrant_pair,
-)
-from vtamiq_metric.sampling import (
-    SamplingConfig,
-    effective_num_scales,
-    extract_patches,
-    sample_patches,
-    scale_counts,
-)
+from tests.helpers import CAPS_DIFF, CAPS_PAPER, CAPS_RELEASE, CAPS_UNIFORM, caps_pair, check_sample, quadrant_pair
+from vtamiq_metric.sampling import SamplingConfig, effective_num_scales, extract_patches, sample_patches, scale_counts
 from vtamiq_metric.sampling.caps import _allocate
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vtamiq_metric.sampling import (
-    SamplingConfig,
-)
+from vtamiq_metric.sampling import SamplingConfig
 
 
 @pytest.mark.parametrize(

@@ -5,17 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from tests.helpers import (
-    quadrant_pair,
-)
-from vtamiq_metric.sampling import (
-    SamplingConfig,
-    _common,
-    difference_map,
-    sample_patches,
-)
-from vtamiq_metric.sampling.difference import diff_cell_masses
+from tests.helpers import quadrant_pair
+from vtamiq_metric.sampling import SamplingConfig, _common, difference_map, sample_patches
+from vtamiq_metric.sampling.difference import diff_cell_masses, ssim_strips
+from vtamiq_metric.sampling.footprint import CellMasses
 from vtamiq_metric.sampling.pyramid import plan_levels
 
 
@@ -51,3 +46,31 @@ def test_uint8_images_and_strips_give_the_float_paths_patches(num_scales, monkey
     masses_whole = diff_cell_masses(ref_f, dist_f, plan_levels(75, 61, 64, 16, config), "mse")
     masses_strips = diff_cell_masses(ref8, dist8, plan_levels(75, 61, 64, 16, config), "mse")
     assert torch.equal(masses_strips, masses_whole)
+
+
+@pytest.mark.parametrize(("height", "width", "num_scales", "dtype"), [
+    (75, 61, 3, torch.float32), (130, 90, 4, torch.uint8), (40, 40, 1, torch.float64),
+])
+def test_ssim_strips_give_the_masses_of_the_whole_image(height, width, num_scales, dtype, monkeypatch):
+    gen = torch.Generator().manual_seed(height)
+    if dtype == torch.uint8:
+        ref = torch.randint(0, 256, (2, 3, height, width), generator=gen, dtype=dtype)
+        dist = ref.flip(-1).contiguous()
+    else:
+        ref = torch.rand(2, 3, height, width, generator=gen, dtype=dtype)
+        dist = (ref + 0.1 * torch.randn(ref.shape, generator=gen, dtype=dtype)).clamp(0, 1)
+    levels = plan_levels(height, width, 64, 16, SamplingConfig(diff_type="ssim", num_scales=num_scales))
+    # The whole-image computation: each level's 1 - SSIM map of the pooled float64 images, summed per cell.
+    x, y = (_common.as_float(image).double() for image in (ref, dist))
+    whole = []
+    for level in levels:
+        if level.index > 0:
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        reducer = CellMasses(level, ref.device)
+        reducer.add_rows(difference_map(x, y, "ssim"))
+        whole.append(reducer.masses())
+    expected = torch.cat(whole, dim=1)
+    assert torch.equal(diff_cell_masses(ref, dist, levels, "ssim"), expected)  # one strip per level
+    monkeypatch.setattr(_common, "_STRIP_PIXELS", width * 8 * 12)  # strips of 12 rows or fewer, with their halo
+    assert len(ssim_strips(width, levels[0])) > 1
+    assert torch.equal(diff_cell_masses(ref, dist, levels, "ssim"), expected)

@@ -7,20 +7,8 @@ import math
 import pytest
 import torch
 
-from tests.helpers import (
-    CAPS_CENTRE,
-    CAPS_DIFF,
-    CAPS_UNIFORM,
-    caps_pair,
-    quadrant_pair,
-)
-from vtamiq_metric.sampling import (
-    PatchSample,
-    SamplingConfig,
-    centre_bias,
-    sample_patches,
-    sampling_density,
-)
+from tests.helpers import CAPS_CENTRE, CAPS_DIFF, CAPS_UNIFORM, caps_pair, quadrant_pair
+from vtamiq_metric.sampling import PatchSample, SamplingConfig, centre_bias, sample_patches, sampling_density
 from vtamiq_metric.sampling.probability import plan_draw
 
 

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import (
-    caps_pair,
-    check_sample,
-)
-from vtamiq_metric.sampling import (
-    SamplingConfig,
-    effective_num_scales,
-    sample_patches,
-    scale_counts,
-)
+from tests.helpers import caps_pair, check_sample
+from vtamiq_metric.sampling import SamplingConfig, effective_num_scales, sample_patches, scale_counts
 from vtamiq_metric.sampling.pyramid import plan_levels
 
 

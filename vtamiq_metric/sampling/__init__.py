@@ -26,8 +26,9 @@ summed per axis (:mod:`~vtamiq_metric.sampling.footprint`), so a 16 x 1,000,000 
 costs. The ``"mse"`` difference is computed in row strips of at most ``_STRIP_PIXELS`` pixels, so its float64 working
 set stays a few hundred MB whatever the image size, with the same cell masses, bit for bit, as from the whole image.
 Pyramid levels above 0 of a ``uint8`` image are pooled strip by strip from float32 strips (the same values as pooling
-the float image). The ``"ssim"`` difference is computed on the whole image (about a dozen float64 maps per pixel).
-:func:`vtamiq_metric.sampling.memory.sampler_bytes` bounds the peak.
+the float image). The ``"ssim"`` difference (about a dozen float64 maps per pixel) is computed in row strips of an
+eighth of that size, with the rows its blur reads around each. :func:`vtamiq_metric.sampling.memory.sampler_bytes`
+bounds the peak.
 """
 
 from __future__ import annotations

@@ -75,6 +75,7 @@ def as_float(x: Tensor) -> Tensor:
     return x.to(torch.float32).div_(255.0) if x.dtype == torch.uint8 else x
 
 
-def strip_rows(width: int, align: int) -> int:
-    """Rows per strip of an image ``width`` pixels wide: at most ``_STRIP_PIXELS`` pixels, a multiple of ``align``."""
-    return max(align, (_STRIP_PIXELS // max(width, 1)) // align * align)
+def strip_rows(width: int, align: int, *, share: int = 1) -> int:
+    """Rows per strip of an image ``width`` pixels wide: at most ``_STRIP_PIXELS // share`` pixels (but at least
+    ``align`` rows), a multiple of ``align``."""
+    return max(align, (_STRIP_PIXELS // share // max(width, 1)) // align * align)

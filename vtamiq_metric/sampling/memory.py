@@ -6,10 +6,12 @@ second live on while the third gathers the patches, so the peak is at most ``max
 1. **Difference** (only when ``diff_weight > 0``). ``"mse"``: per pixel of one row strip (at most ``_STRIP_PIXELS``
    pixels), the float64 strips of both images (2 x 24 bytes, the first becoming their difference) and the float32
    copy of a uint8 strip (12), then the squared difference, its channel mean and window sums: 60 bytes, counted as
-   ``_MSE_STRIP_BYTES = 96`` so that the resident memory, with the C library's heap slack, stays within it too.
-   ``"ssim"``: per pixel of the whole image, the float64 images (48), then the five statistics, their padded copy,
-   the row pass and the blurred output (4 x 120): 528 bytes, counted as ``_SSIM_BYTES = 576``. The cell masses are
-   tiny beside either.
+   ``_MSE_STRIP_BYTES = 96``.
+   ``"ssim"``, per row strip of a level: the full-resolution rows it is pooled from as float64 (48 bytes per pixel,
+   with the float32 copy of a uint8 strip and the pooling steps below 80, counted as ``_SSIM_SOURCE_BYTES = 96``),
+   then per pixel of the strip with its halo the float64 images (48), the five statistics, their padded copy, the row
+   pass and the blurred output (4 x 120): 528 bytes, counted as ``_SSIM_BYTES = 576``. The cell masses are tiny beside
+   either.
 2. **Cells and placement**: a dozen float64/int64 vectors per cell (allocation, node grids) and about thirty int64
    values per patch (placement), counted as ``_CELL_BYTES`` and ``_PATCH_BYTES``.
 3. **Patches**: the pyramid levels above 0 of both images (in the input dtype, float32 for uint8, whose levels are
@@ -17,20 +19,23 @@ second live on while the third gathers the patches, so the peak is at most ``max
    image's patches are gathered, its int64 pixel index and the un-permuted copy: at most 16 bytes per float32 patch
    value (with the levels' concatenation), beside the placed positions.
 
-``tests/sampling/test_memory.py`` checks the bound, and that it is less than twice the truth, against the peak of the
-live allocations of real draws.
+The bound is of the live allocations (what a device allocator holds); the resident memory of a CPU process can exceed
+it by the C library's heap slack for blocks below 32 MB. ``tests/sampling/test_memory.py`` checks the bound, and that
+it is less than twice the truth, against the peak of the live allocations of real draws.
 """
 
 from __future__ import annotations
 
 from ._common import check_int, strip_rows
 from .config import SamplingConfig
+from .difference import ssim_strips
 from .pyramid import plan_levels
 
 __all__ = ["sampler_bytes"]
 
 _MSE_STRIP_BYTES = 96
 _SSIM_BYTES = 576
+_SSIM_SOURCE_BYTES = 96
 _CELL_BYTES = 160
 _PATCH_BYTES = 320
 _LEVEL_COPIES = 3  # both images' levels, and a uint8 image's strips before their concatenation
@@ -41,8 +46,8 @@ def sampler_bytes(height: int, width: int, num_patches: int, *, patch_size: int 
                   config: SamplingConfig | None = None, itemsize: int = 4) -> int:
     """An upper bound on the memory :func:`sample_patches` allocates for one image pair, beyond the images.
 
-    Linear in the pixels whatever the image's shape: the ``"mse"`` difference is bounded by one row strip, the other
-    terms grow with the pixels, the cells and the patches (see the module docstring).
+    Linear in the pixels whatever the image's shape: the difference is bounded by one row strip, the other terms grow
+    with the pixels, the cells and the patches (see the module docstring).
 
     Args:
         height: image height H in pixels, >= patch_size.
@@ -74,7 +79,10 @@ def sampler_bytes(height: int, width: int, num_patches: int, *, patch_size: int 
         rows = min(height, strip_rows(width, 2 ** levels[-1].index))
         difference = _MSE_STRIP_BYTES * rows * width
     elif config.diff_weight > 0:
-        difference = _SSIM_BYTES * height * width
+        for level in levels:
+            rows = max(last - first for _, _, first, last in ssim_strips(width, level))  # with the halo
+            source = min(height, rows * 2**level.index) * width
+            difference = max(difference, _SSIM_SOURCE_BYTES * source + _SSIM_BYTES * rows * level.width)
     cells = sum(level.cells for level in levels)
     placement = _CELL_BYTES * cells + _PATCH_BYTES * num_patches
     value = max(itemsize, 4)  # levels above 0 and patches of uint8 images are float32
