@@ -1,5 +1,6 @@
-"""Builders shared by the tests: synthetic datasets in their official layouts and the authors' weights for the golden
-tests. Import them with ``from tests.helpers import ...``; fixtures live in ``conftest.py``."""
+"""Builders shared by the tests: synthetic datasets in their official layouts, the authors' weights for the golden
+tests and image pairs for CAPS draws. Import them with ``from tests.helpers import ...``; fixtures live in
+``conftest.py``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from vtamiq_metric.sampling import PatchSample, SamplingConfig
 
 # ---------------------------------------------------------------------------------------------------------------
 # Golden weights and inputs (spec/REFERENCE.md §1.9): the authors' key lists, filled by a crc32-seeded generator
@@ -144,3 +147,44 @@ def write_png_pairs(root: Path, count: int, size: tuple[int, int] = (40, 48), se
         Image.fromarray(ref).save(root / "refs" / f"p{i:02d}.png")
         Image.fromarray(noisy).save(root / "dists" / f"p{i:02d}.png")
     return root
+
+
+# CAPS draws (tests/sampling/)
+
+CAPS_UNIFORM = SamplingConfig(centre_weight=0, diff_weight=0, uniform_weight=1)
+CAPS_CENTRE = SamplingConfig(centre_weight=1, diff_weight=0, uniform_weight=0)
+CAPS_DIFF = SamplingConfig(centre_weight=0, diff_weight=1, uniform_weight=0)
+CAPS_RELEASE = SamplingConfig(centre_weight=2, diff_weight=2, uniform_weight=0.5, num_scales=5, scale_ratio=1.5)
+CAPS_PAPER = SamplingConfig(centre_weight=2, diff_weight=5, uniform_weight=0.25)
+
+
+def caps_pair(batch: int = 2, height: int = 64, width: int = 96, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random (B, 3, H, W) reference and a noisy distorted copy, both in [0, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    ref = torch.rand(batch, 3, height, width, generator=gen)
+    dist = (ref + 0.1 * torch.randn(batch, 3, height, width, generator=gen)).clamp(0, 1)
+    return ref, dist
+
+
+def quadrant_pair(size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two (2, 3, size, size) images, identical except in the top-right quadrant."""
+    gen = torch.Generator().manual_seed(1)
+    ref = torch.rand(2, 3, size, size, generator=gen)
+    dist = ref.clone()
+    half = size // 2
+    dist[:, :, :half, half:] = 1 - dist[:, :, :half, half:]
+    return ref, dist
+
+
+def check_sample(sample: PatchSample, batch: int, count: int, height: int, width: int, patch: int) -> None:
+    """Assert the shapes and dtypes of a draw, and that every patch lies inside its level."""
+    assert sample.ref.shape == (batch, count, 3, patch, patch)
+    assert sample.dist.shape == (batch, count, 3, patch, patch)
+    assert sample.pos.shape == (batch, count, 2) and sample.pos.dtype == torch.float32
+    assert sample.top_left.shape == (batch, count, 2) and sample.top_left.dtype == torch.int64
+    levels = torch.zeros(batch, count, dtype=torch.int64) if sample.scale is None else sample.scale
+    limit_h = torch.tensor([height // 2**s - patch for s in range(8)])[levels]
+    limit_w = torch.tensor([width // 2**s - patch for s in range(8)])[levels]
+    assert bool((sample.top_left >= 0).all())
+    assert bool((sample.top_left[..., 0] <= limit_h).all()) and bool((sample.top_left[..., 1] <= limit_w).all())
+    assert bool((sample.pos >= 0).all()) and bool((sample.pos < 1).all())

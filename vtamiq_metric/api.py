@@ -54,7 +54,8 @@ from ._precision import Precision, autocast
 from ._validation import ImageLike, image_size, is_single_image, prepare_pair
 from .model.config import VTAMIQConfig
 from .model.vtamiq import VTAMIQ
-from .sampling import SamplingConfig, sample_patches, viewing_downsample
+from .sampling import SamplingConfig, sample_patches, viewing_downsample, viewing_factor
+from .sampling.memory import sampler_bytes
 
 __all__ = ["DEFAULT_MAX_PIXELS", "Scorer", "ScoringOptions", "auto_batch_size", "batch_size_for", "compiled_forward",
            "default_model_name", "estimate_pair_bytes", "forward_pairs", "pair_flops", "resolve", "resolve_device",
@@ -144,15 +145,21 @@ def forward_pairs(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, *, num_p
 
 
 def estimate_pair_bytes(config: VTAMIQConfig, num_patches: int, height: int, width: int, *,
-                        half_precision: bool) -> int:
-    """A generous estimate of the device memory one image pair needs inside :func:`score` (no autograd).
+                        half_precision: bool, sampling: SamplingConfig | None = None) -> int:
+    """A generous estimate of the peak memory one image pair needs inside :func:`score` (no autograd).
 
-    The terms: per image of the pair, the widest live activations of a transformer block (the MLP hidden layer, the
-    residual stream, the fused qkv and the attention output, ``T * (mlp_dim + 6 * D)`` values for ``T`` tokens)
-    plus a materialised float32 ``(heads, T, T)`` attention matrix in case no fused SDPA kernel applies; the gathered,
-    cast and normalised patches of both images (six float32 copies of ``N * 3 * P * P``); and the two images with the
-    sampler's working set: 40 bytes per pixel (two float32 images and the difference strips; 8-bit images and the
-    strips of :mod:`vtamiq_metric.sampling` need less).
+    The terms, in the order :func:`forward_pairs` holds them:
+
+    - the pair's images, as two float32 images (24 bytes per pixel; 8-bit images take a quarter of that), and with
+      ``config.downsample_side`` their ``F x F`` block averages (:func:`vtamiq_metric.sampling.viewing_downsample`);
+    - then the larger of two phases that never overlap: the CAPS draw on the images the model sees
+      (:func:`vtamiq_metric.sampling.memory.sampler_bytes`: its difference strips, cells, pyramid and patches; linear
+      in the pixels whatever the image's shape) and the model pass: per image, the widest live activations of a
+      transformer block (the MLP hidden layer, the residual stream, the fused qkv and the attention output,
+      ``T * (mlp_dim + 6 * D)`` values for ``T`` tokens) plus a materialised float32 ``(heads, T, T)`` attention
+      matrix in case no fused SDPA kernel applies, the gathered, cast and normalised patches of both images (six
+      float32 copies of ``N * 3 * P * P``) and, with ``config.token_distance``, the tokens of every layer of both
+      images that :class:`~vtamiq_metric.model.distance.TokenDistance` compares (and its float32 working copies).
 
     Args:
         config: the model's config.
@@ -160,6 +167,7 @@ def estimate_pair_bytes(config: VTAMIQConfig, num_patches: int, height: int, wid
         height: image height H in pixels.
         width: image width W in pixels.
         half_precision: activations in bf16 (autocast) rather than float32.
+        sampling: the CAPS settings of the call; ``config.sampling`` if None.
 
     Returns:
         Bytes per pair.
@@ -169,8 +177,18 @@ def estimate_pair_bytes(config: VTAMIQConfig, num_patches: int, height: int, wid
     block = tokens * (config.mlp_dim + 6 * config.embed_dim) * act
     attention = config.num_heads * tokens * tokens * 4  # softmax runs in float32 under autocast too
     patches = 6 * num_patches * 3 * config.patch_size**2 * 4
-    sampler = height * width * (2 * 3 * 4 + 16)
-    return 2 * (block + attention) + patches + sampler
+    model = 2 * (block + attention) + patches
+    if config.token_distance:
+        model += (config.depth + 1) * 2 * tokens * config.embed_dim * act + 6 * num_patches * config.embed_dim * 4
+    images = 2 * 3 * 4 * height * width
+    factor = 1 if config.downsample_side is None else viewing_factor(height, width, config.downsample_side)
+    seen_height, seen_width = height // factor, width // factor
+    viewed = 2 * 3 * 4 * seen_height * seen_width if factor > 1 else 0
+    draw = 0  # an image smaller than a patch is refused before anything is drawn
+    if min(seen_height, seen_width) >= config.patch_size:
+        draw = sampler_bytes(seen_height, seen_width, num_patches, patch_size=config.patch_size,
+                             config=config.sampling if sampling is None else sampling)
+    return images + viewed + max(draw, model)
 
 
 def pair_flops(config: VTAMIQConfig, num_patches: int) -> int:

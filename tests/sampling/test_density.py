@@ -1,4 +1,5 @@
-"""sampling_density(): the exact expected patch coverage of sample_patches, checked against many real draws."""
+"""sampling_density() (vtamiq_metric.sampling.density): the exact expected patch coverage of sample_patches, checked
+against many real draws."""
 
 from __future__ import annotations
 

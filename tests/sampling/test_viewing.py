@@ -10,9 +10,8 @@ from PIL import Image
 
 import vtamiq_metric
 from vtamiq_metric import VTAMIQ, VTAMIQLoss, damage_map, score
-from vtamiq_metric import sampling as sampling_module
 from vtamiq_metric.model.config import VTAMIQConfig, get_preset
-from vtamiq_metric.sampling import sample_patches, viewing_downsample, viewing_factor
+from vtamiq_metric.sampling import _common, sample_patches, viewing_downsample, viewing_factor
 from vtamiq_metric.training.labels.vsi import vsi_downsample_factor
 
 
@@ -85,7 +84,7 @@ def test_images_of_different_sizes_are_refused():
 def test_uint8_is_pooled_by_strips_exactly_as_its_float_values(monkeypatch):
     ref, dist = _pair(131, 70)
     ref8, dist8 = (ref * 255).round().to(torch.uint8), (dist * 255).round().to(torch.uint8)
-    monkeypatch.setattr(sampling_module, "_STRIP_PIXELS", 70 * 8)  # strips of 8 rows: many strips, whole blocks
+    monkeypatch.setattr(_common, "_STRIP_PIXELS", 70 * 8)  # strips of 8 rows: many strips, whole blocks
     (small8, _), factor = viewing_downsample(ref8, dist8, side=16)
     assert factor == 4 and small8.dtype == torch.float32 and small8.shape == (1, 3, 32, 17)
     torch.testing.assert_close(small8, F.avg_pool2d(ref8.float() / 255, 4), rtol=0, atol=0)
