@@ -47,7 +47,7 @@ def _cast(image: torch.Tensor, gains: tuple[float, float, float] = (1.3, 0.8, 0.
 
 def test_spreads_are_frozen():
     # The shipped model's labels were computed with these values (examples/bundled_model/teacher_spreads.py).
-    assert SPREADS == {"vsi": 0.0503, "ciede2000": 6.71, "ms_ssim": 0.140}
+    assert SPREADS == {"vsi": 0.0503, "scielab": 7.18, "ms_ssim": 0.140}
 
 
 def test_registered_as_a_similarity_label():
@@ -105,7 +105,8 @@ def test_scielab_discounts_fine_noise_but_not_a_cast():
 def test_ms_ssim_matches_the_five_scale_label_where_both_apply():
     ref = _coffee_crop(192)
     dist = _noise(ref, 0.05)
-    assert torch.allclose(ms_ssim_distortion(ref, dist), 1 - ms_ssim(ref, dist), atol=1e-6)
+    # piq renormalises weights that are passed to sum to 1; the paper's five sum to 1.0001, hence the tolerance.
+    assert torch.allclose(ms_ssim_distortion(ref, dist), 1 - ms_ssim(ref, dist), atol=2e-5)
 
 
 @pytest.mark.parametrize(("side", "levels"), [(11, 1), (20, 1), (21, 2), (160, 4), (161, 5), (1000, 5)])
