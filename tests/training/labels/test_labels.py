@@ -332,7 +332,7 @@ def test_compute_label_dispatches_by_name_and_names_the_choices():
     dist = _noisy(ref, 0.05)
     torch.testing.assert_close(compute_label("vsi", ref, dist), vsi(ref, dist), rtol=0, atol=0)
     torch.testing.assert_close(compute_label("ms_ssim", ref, dist), ms_ssim(ref, dist), rtol=0, atol=0)
-    with pytest.raises(ValueError, match=r"unknown label 'fsim'; expected one of \['ms_ssim', 'vsi'\]"):
+    with pytest.raises(ValueError, match=r"unknown label 'fsim'; expected one of \['ms_ssim', 'teacher', 'vsi'\]"):
         compute_label("fsim", ref, dist)
     with pytest.raises(TypeError, match="expected a label name"):
         compute_label(3, ref, dist)
