@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vtamiq_metric._validation import load_image
+from vtamiq_metric.training.acceptance import load_images
 from vtamiq_metric.training.distortions import DISTORTIONS, apply_distortion
 from vtamiq_metric.training.labels.teacher import teacher_components
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     values: dict[str, list[float]] = {}
     for index in range(args.pairs):
         path = refs[int(rng.integers(len(refs)))]
-        ref = load_image(path)  # (3, H, W) float32 in [0, 1]
+        ref = load_images([path])[0]  # (3, H, W) float32 in [0, 1]
         array = (ref.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         dist_array = apply_distortion(array, int(rng.choice(types)), int(rng.integers(1, 6)), seed=index)
         dist = torch.from_numpy(dist_array).permute(2, 0, 1).float()[None] / 255
