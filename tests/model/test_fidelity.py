@@ -106,3 +106,17 @@ def test_a_training_step_does_not_move_an_identical_pair_away():
         model(ref, dist, pos).sum().backward()
         optimizer.step()
     assert torch.equal(dist.detach(), ref)
+
+
+def test_a_saved_model_with_fidelity_loads_and_scores_the_same(tmp_path):
+    # Models are built on the meta device and filled from the state dict: nothing the module needs may live outside it.
+    from vtamiq_metric import load_model
+
+    model = _model()
+    with torch.no_grad():
+        model.patch_fidelity.weight.fill_(0.5)
+    model.save_pretrained(tmp_path / "m")
+    loaded = load_model(str(tmp_path / "m"))
+    ref, pos = _patches()
+    with torch.no_grad():
+        assert torch.equal(loaded(ref, ref * 0.8, pos), model(ref, ref * 0.8, pos))

@@ -50,14 +50,17 @@ class PatchFidelity(nn.Module):
             raise ValueError(f"PatchFidelity needs an even patch_size (it compares the patch's quarters), got "
                              f"{config.patch_size}")
         self.weight = nn.Parameter(torch.full((2, 2, 3), _INIT_WEIGHT))
-        self.register_buffer("mean", torch.tensor(config.mean).view(3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(config.std).view(3, 1, 1), persistent=False)
-        self.register_buffer("opponent", torch.tensor(_OPPONENT), persistent=False)
+        # Plain constants, not buffers: models are built on the meta device and filled from their state dict, which
+        # holds only the learned weight.
+        self._mean, self._std = config.mean, config.std
 
     def _opponent(self, patches: torch.Tensor) -> torch.Tensor:
         """(B, N, 3, P, P) normalised patches -> (B * N, 3, P, P) float32 opponent channels of the [0, 1] pixels."""
-        rgb = patches.float() * self.std + self.mean
-        return torch.einsum("oc,bcij->boij", self.opponent, rgb.flatten(0, 1))
+        mean = torch.tensor(self._mean, dtype=torch.float32, device=patches.device).view(3, 1, 1)
+        std = torch.tensor(self._std, dtype=torch.float32, device=patches.device).view(3, 1, 1)
+        opponent = torch.tensor(_OPPONENT, dtype=torch.float32, device=patches.device)
+        rgb = patches.float() * std + mean
+        return torch.einsum("oc,bcij->boij", opponent, rgb.flatten(0, 1))
 
     @staticmethod
     def _terms(ref: torch.Tensor, dist: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
