@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from ._checks import vocabulary
+from ._device import check_device
 from ._version import __version__
 from .model.serialization import CONFIG_NAME, WEIGHTS_NAME, WeightsError, read_weights, sha256sum
 from .model.vtamiq import VTAMIQ
@@ -94,21 +96,62 @@ def list_pretrained() -> list[str]:
     return sorted(PRETRAINED)
 
 
-def _hub_download(repo_id: str, filename: str, revision: str | None, cache_dir: str | Path | None) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+# Seconds the reachability probe of the Hub waits before a download is judged impossible (huggingface_hub itself
+# retries a failed connection with back-off for about 30 s when the file is not cached).
+_HUB_PROBE_TIMEOUT = 5.0
+
+
+def _offline_advice(repo_id: str, filename: str, revision: str | None) -> str:
+    """How to get the file without a network, in the caller's words (``load_model`` or ``--model``)."""
+    words = vocabulary()
+    local = (f"pass {words.option('model')} PATH" if words.cli else "pass a local path to load_model")
+    return (f"To work offline: {local} (a directory with {WEIGHTS_NAME} and {CONFIG_NAME}, or a .safetensors "
+            f"file), or pre-fill the cache on a machine with network access with `hf download {repo_id} {filename}"
+            + (f" --revision {revision}" if revision else "")
+            + "` and copy it to HF_HUB_CACHE here (then set HF_HUB_OFFLINE=1 to skip the network)")
+
+
+def _hub_reachable(repo_id: str, filename: str, revision: str | None) -> bool:
+    """Whether the Hub answers a metadata request for the file within :data:`_HUB_PROBE_TIMEOUT` seconds (any HTTP
+    answer counts, an error status too: the download then reports it); False on a connection error or a timeout."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
 
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
-                                    library_name="vtamiq-metric", library_version=__version__))
+        get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision), timeout=_HUB_PROBE_TIMEOUT)
+    except HfHubHTTPError:
+        return True
+    except Exception:  # noqa: BLE001 - connection refused, DNS failure, timeout, proxy error...: no answer
+        return False
+    return True
+
+
+def _hub_download(repo_id: str, filename: str, revision: str | None, cache_dir: str | Path | None) -> Path:
+    """The file from the Hub cache or the Hub; fails at once, naming ``HF_HUB_OFFLINE`` and the cache, when neither
+    has it (no waiting for huggingface_hub's retries)."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    where = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
+    cache = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
+    options = {"revision": revision, "cache_dir": cache_dir, "library_name": "vtamiq-metric",
+               "library_version": __version__}
+    offline = constants.HF_HUB_OFFLINE
+    if not offline and not _hub_reachable(repo_id, filename, revision):
+        try:  # no network: what the cache holds, as huggingface_hub would fall back to it
+            return Path(hf_hub_download(repo_id, filename, local_files_only=True, **options))
+        except (LocalEntryNotFoundError, OSError):
+            raise OSError(
+                f"could not get {where}: the Hugging Face Hub did not answer within {_HUB_PROBE_TIMEOUT:g} s (no "
+                f"network?) and the cache {cache} does not hold it. "
+                + _offline_advice(repo_id, filename, revision)) from None
+    try:
+        return Path(hf_hub_download(repo_id, filename, **options))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
-        where = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
+        state = "HF_HUB_OFFLINE is set and " if offline else ""
         raise OSError(
-            f"could not get {where} from the Hugging Face Hub or its local cache ({type(exc).__name__}: {exc}). "
-            f"To work offline: pass a local path to load_model (a directory with {WEIGHTS_NAME} and {CONFIG_NAME}, "
-            f"or a .safetensors file), or pre-fill the cache on a machine with network access with "
-            f"`hf download {repo_id} {filename}" + (f" --revision {revision}" if revision else "")
-            + "` and copy it to HF_HOME / HF_HUB_CACHE here."
+            f"could not get {where} from the Hugging Face Hub or its cache {cache} ({state}{type(exc).__name__}: "
+            f"{exc}). " + _offline_advice(repo_id, filename, revision)
         ) from exc
 
 
@@ -127,18 +170,22 @@ def load_model(name_or_path: str | Path, device: str | torch.device | None = Non
     Args:
         name_or_path: a registered name (see :func:`list_pretrained`), ``hf-hub:org/repo[@revision]``, a local
             directory with ``model.safetensors`` (+ ``config.json``), or a ``.safetensors`` file.
-        device: where to put the model (default: CPU).
+        device: where to put the model (default: CPU); checked first, as ``score(device=...)`` checks it: a device
+            this machine does not have is a ``ValueError`` that says so, before anything is read.
         cache_dir: Hugging Face cache folder for Hub downloads (default: huggingface_hub's, honouring ``HF_HOME``).
 
     Returns:
         The model, in eval mode. Its scores are distortions: 0 = identical, higher = worse.
 
     Raises:
-        ValueError: unknown name or malformed hub spec. FileNotFoundError: missing local path. OSError: the Hub and
-        the cache could not provide the file. WeightsError: checksum mismatch, corrupt file, wrong keys or shapes.
+        ValueError: unknown name or malformed hub spec, or a ``device`` this machine does not have.
+        FileNotFoundError: missing local path. OSError: the Hub and the cache could not provide the file (at once
+        when the Hub does not answer: no retries for half a minute). WeightsError: checksum mismatch, corrupt file,
+        wrong keys or shapes.
     """
     if isinstance(name_or_path, VTAMIQ):
         raise TypeError("load_model expects a name or a path; you passed a VTAMIQ model, use it directly")
+    target = check_device(device) if device is not None else None
     spec = str(name_or_path)
     if spec in PRETRAINED:
         entry = PRETRAINED[spec]
@@ -164,4 +211,4 @@ def load_model(name_or_path: str | Path, device: str | torch.device | None = Non
         else:
             raise ValueError(f"unknown model {spec!r}: not a registered name (registered: {list_pretrained()}), not "
                              f"'hf-hub:org/repo[@revision]', and no such file or directory")
-    return model.to(device) if device is not None else model
+    return model.to(target) if target is not None else model

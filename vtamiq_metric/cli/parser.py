@@ -92,9 +92,10 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                         help="refuse images of more pixels than N before decoding them (default 150,000,000; "
                              "0 = no limit)")
     add_model_options(parser, repeats=1)
-    parser.add_argument("--precision", type=choice_type(PRECISIONS), default="auto", metavar="{auto,fp32,bf16}",
-                        help="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 "
-                             "elsewhere")
+    parser.add_argument("--precision", type=choice_type(PRECISIONS), default="auto",
+                        metavar="{" + ",".join(PRECISIONS) + "}",
+                        help="auto = bf16 autocast on GPUs of compute capability 8.0+ and on CPUs with native bf16 "
+                             "(AVX512-BF16, AMX), fp16 on older GPUs, fp32 elsewhere")
 
 
 def _add_merge_scores(sub: argparse._SubParsersAction) -> None:

@@ -142,7 +142,9 @@ class TrainConfig:
         test_fraction: share of reference images for test.
         runs: independent runs with split seeds ``split_seed .. split_seed + runs - 1`` (the paper averages 20).
         workers: DataLoader worker processes (decoding and CAPS sampling run there).
-        precision: ``"auto"`` (bf16 autocast on CUDA), ``"fp32"`` or ``"bf16"``.
+        precision: ``"auto"`` (bf16 autocast on GPUs with native bf16, compute capability 8.0 or more; fp32
+            elsewhere), ``"fp32"`` or ``"bf16"``. ``"fp16"`` is refused: its gradients need loss scaling, which the
+            trainer does not do.
         device: ``"cpu"``, ``"cuda"``...; None = CUDA when available. Under ``torchrun`` a bare ``"cuda"`` (or None
             with CUDA) means ``cuda:LOCAL_RANK``, and ``"cpu"`` selects the gloo backend.
         max_steps_per_epoch: cap on steps per epoch (smoke tests); None = full epochs.
@@ -214,6 +216,8 @@ class TrainConfig:
         _require("test_fraction", self.val_fraction + self.test_fraction < 1,
                  f"a number that leaves training references (val_fraction + test_fraction < 1; val_fraction is "
                  f"{self.val_fraction})", self.test_fraction)
+        _require("precision", self.precision != "fp16", "'auto', 'fp32' or 'bf16' (fp16 training needs loss "
+                 "scaling, which the trainer does not do)", self.precision)
         _require("dataset", bool(self.dataset), "a dataset name", self.dataset)
         _require("output", bool(self.output), "a folder", self.output)
         if not isinstance(self.dataset_options, DatasetOptions):
