@@ -11,13 +11,19 @@ helpers are re-exported here for convenience (``hub.save_pretrained``, ``hub.loa
   revision, and its sha256 is verified;
 - ``hf-hub:org/repo`` or ``hf-hub:org/repo@revision``: any Hub repository in our layout;
 - a local directory holding ``model.safetensors`` (and ``config.json``);
-- a ``.safetensors`` file whose metadata holds the config.
+- a ``.safetensors`` file whose metadata holds the config;
+- an authors' PyTorch checkpoint (``.pth``, ``.pt``, ``.ckpt``; the published one is ``vtamiq_kadis700k.pth``, see
+  :data:`AUTHORS_WEIGHTS_URL`): read with ``torch.load(weights_only=True)``, its code era detected from its keys,
+  converted strictly (:mod:`vtamiq_metric.model.convert`), and cached as safetensors under
+  :func:`converted_cache_dir`, keyed by the checkpoint's sha256, so that later loads read the safetensors copy.
 
 Hub files come through ``huggingface_hub``, so its cache, ``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` apply.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,16 +31,22 @@ import torch
 
 from ._checks import vocabulary
 from ._device import check_device
+from ._io import atomic_write_text
+from ._links import AUTHORS_REPOSITORY_URL, AUTHORS_WEIGHTS_URL
 from ._version import __version__
 from .model.serialization import CONFIG_NAME, WEIGHTS_NAME, WeightsError, read_weights, sha256sum
 from .model.vtamiq import VTAMIQ
 from .model.weights import load_directory, load_file, save_pretrained
 
 __all__ = [
+    "AUTHORS_REPOSITORY_URL",
+    "AUTHORS_WEIGHTS_URL",
+    "CHECKPOINT_SUFFIXES",
     "DEFAULT_MODEL",
     "PRETRAINED",
     "PretrainedCfg",
     "WeightsError",
+    "converted_cache_dir",
     "list_pretrained",
     "load_file",
     "load_model",
@@ -43,7 +55,12 @@ __all__ = [
     "sha256sum",
 ]
 
+_logger = logging.getLogger(__name__)
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
+
+#: File suffixes that ``load_model`` reads as an authors' PyTorch checkpoint, converted on the fly.
+CHECKPOINT_SUFFIXES = frozenset({".pth", ".pt", ".ckpt"})
 
 
 @dataclass(frozen=True)
@@ -163,16 +180,81 @@ def _parse_hub_name(spec: str) -> tuple[str, str | None]:
     return repo_id, revision or None
 
 
+def converted_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """The folder of converted authors' checkpoints: ``CACHE_DIR/vtamiq_converted`` when ``load_model`` gets a
+    ``cache_dir``, else ``vtamiq_metric/converted`` beside torch's hub cache (``$TORCH_HOME``, by default
+    ``~/.cache/torch``). One sub-folder per checkpoint, named by the checkpoint's sha256."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser() / "vtamiq_converted"
+    return Path(torch.hub.get_dir()).parent / "vtamiq_metric" / "converted"
+
+
+def _stat_key(path: Path) -> str:
+    """A name for this file as it is now (path, size, mtime, inode): finds the checksum of an unchanged checkpoint
+    without reading it again."""
+    info = path.stat()
+    text = f"{path.resolve()}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}"
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _load_checkpoint(path: Path, cache_dir: str | Path | None) -> VTAMIQ:
+    """An authors' checkpoint as a model: from the converted cache when it holds this file's conversion, else
+    converted (era from the keys) and cached. A cache that cannot be written only costs the next load a conversion."""
+    root = converted_cache_dir(cache_dir)
+    pointer = root / "by-stat" / _stat_key(path)
+    try:
+        digest = pointer.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        digest = ""
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        digest = sha256sum(path)
+    target = root / digest
+    if (target / WEIGHTS_NAME).is_file():
+        try:
+            model = load_directory(target)
+        except (WeightsError, ValueError, OSError) as exc:
+            _logger.warning("the cached conversion in %s is unreadable (%s); converting %s again", target, exc, path)
+        else:
+            _write_pointer(pointer, digest)
+            return model
+    from .model.convert import load_reference_checkpoint
+
+    model = load_reference_checkpoint(path)
+    model.provenance = {**model.provenance, "source_sha256": digest}
+    try:
+        model.save_pretrained(target)
+        _write_pointer(pointer, digest)
+    except OSError as exc:
+        _logger.warning("could not cache the conversion of %s in %s (%s); the next load converts it again", path,
+                        target, exc)
+    else:
+        _logger.info("converted %s (%s) and cached it in %s", path, model.provenance["converted_from"], target)
+    return model
+
+
+def _write_pointer(pointer: Path, digest: str) -> None:
+    if pointer.is_file():
+        return
+    try:
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(pointer, digest + "\n")
+    except OSError as exc:
+        _logger.debug("could not write %s: %s", pointer, exc)
+
+
 def load_model(name_or_path: str | Path, device: str | torch.device | None = None, *,
                cache_dir: str | Path | None = None) -> VTAMIQ:
     """Load VTAMIQ weights, strictly, into a model in eval mode.
 
     Args:
         name_or_path: a registered name (see :func:`list_pretrained`), ``hf-hub:org/repo[@revision]``, a local
-            directory with ``model.safetensors`` (+ ``config.json``), or a ``.safetensors`` file.
+            directory with ``model.safetensors`` (+ ``config.json``), a ``.safetensors`` file, or an authors'
+            checkpoint (``.pth``, ``.pt``, ``.ckpt``, e.g. ``vtamiq_kadis700k.pth`` from :data:`AUTHORS_WEIGHTS_URL`):
+            converted strictly the first time (its era detected from its keys) and cached as safetensors.
         device: where to put the model (default: CPU); checked first, as ``score(device=...)`` checks it: a device
             this machine does not have is a ``ValueError`` that says so, before anything is read.
-        cache_dir: Hugging Face cache folder for Hub downloads (default: huggingface_hub's, honouring ``HF_HOME``).
+        cache_dir: Hugging Face cache folder for Hub downloads (default: huggingface_hub's, honouring ``HF_HOME``);
+            converted checkpoints go to its ``vtamiq_converted`` folder (default: :func:`converted_cache_dir`).
 
     Returns:
         The model, in eval mode. Its scores are distortions: 0 = identical, higher = worse.
@@ -181,7 +263,8 @@ def load_model(name_or_path: str | Path, device: str | torch.device | None = Non
         ValueError: unknown name or malformed hub spec, or a ``device`` this machine does not have.
         FileNotFoundError: missing local path. OSError: the Hub and the cache could not provide the file (at once
         when the Hub does not answer: no retries for half a minute). WeightsError: checksum mismatch, corrupt file,
-        wrong keys or shapes.
+        wrong keys or shapes. ValueError: an authors' checkpoint that cannot be read, or whose keys fit no era (or
+        two).
     """
     if isinstance(name_or_path, VTAMIQ):
         raise TypeError("load_model expects a name or a path; you passed a VTAMIQ model, use it directly")
@@ -203,11 +286,15 @@ def load_model(name_or_path: str | Path, device: str | torch.device | None = Non
         path = Path(spec).expanduser()
         if path.is_dir():
             model = load_directory(path)
+        elif path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES:
+            model = _load_checkpoint(path, cache_dir)
         elif path.is_file():
             model = load_file(path)
         elif path.suffix or "/" in spec or "\\" in spec:
-            raise FileNotFoundError(f"no weights at {path}: expected a directory with {WEIGHTS_NAME} or a "
-                                    f".safetensors file")
+            hint = (f" (the authors' weights are downloaded from {AUTHORS_WEIGHTS_URL})"
+                    if path.suffix.lower() in CHECKPOINT_SUFFIXES else "")
+            raise FileNotFoundError(f"no weights at {path}: expected a directory with {WEIGHTS_NAME}, a .safetensors "
+                                    f"file or an authors' checkpoint (.pth){hint}")
         else:
             raise ValueError(f"unknown model {spec!r}: not a registered name (registered: {list_pretrained()}), not "
                              f"'hf-hub:org/repo[@revision]', and no such file or directory")
