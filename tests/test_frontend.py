@@ -143,7 +143,8 @@ def test_command_line_faces_refuse_a_bad_option_alike(cli_inputs, capsys, face, 
         argv += ["--output", str(root / "map.png")]
     if option == "device":  # a value argparse cannot check: the run stops with the Python message, exit status 1
         assert cli.main(argv) == 1
-        assert f"vtamiq: error: {message}" in capsys.readouterr().err
+        # The same words, naming the flag: "--device: expected ..." where Python says "device: expected ...".
+        assert f"vtamiq: error: {FLAGS[face][option]}{message.removeprefix(option)}" in capsys.readouterr().err
         return
     with pytest.raises(SystemExit) as info:
         cli.main(argv)

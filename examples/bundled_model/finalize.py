@@ -23,8 +23,7 @@ import tempfile
 from pathlib import Path
 
 from vtamiq_metric import VTAMIQ
-from vtamiq_metric._links import AUTHORS_REPOSITORY_URL, AUTHORS_WEIGHTS_URL
-from vtamiq_metric.hub import load_model, save_pretrained, sha256sum
+from vtamiq_metric.hub import AUTHORS_REPOSITORY_URL, AUTHORS_WEIGHTS_URL, load_model, save_pretrained, sha256sum
 
 NAME = "vtamiq_tiny_patch16.kadis_photos"
 FILE_NAME = "vtamiq_tiny_patch16_kadis_photos.safetensors"

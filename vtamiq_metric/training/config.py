@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .._precision import Precision
-
 __all__ = ["STAGES", "STAGE_INIT", "DatasetOptions", "TrainConfig", "load_config_file"]
 
 Loss = Literal["l1", "l2"]
+#: The trainer's precisions: those of the package without "fp16", whose gradients need loss scaling (not done here).
+TrainPrecision = Literal["auto", "fp32", "bf16"]
 _LOSSES = typing.get_args(Loss)
 
 
@@ -177,7 +177,7 @@ class TrainConfig:
     test_fraction: float = 0.2
     runs: int = 1
     workers: int = 2
-    precision: Precision = "auto"
+    precision: TrainPrecision = "auto"
     device: str | None = None
     max_steps_per_epoch: int | None = None
     progress: bool = True
@@ -194,6 +194,8 @@ class TrainConfig:
             TypeError: a value of the wrong type (e.g. ``lr = "1e-3"`` in a config file).
             ValueError: a value out of range, or NaN or infinite.
         """
+        _require("precision", self.precision != "fp16", "'auto', 'fp32' or 'bf16' (fp16 training needs loss "
+                 "scaling, which the trainer does not do)", self.precision)
         hints = typing.get_type_hints(TrainConfig)
         for item in dataclasses.fields(self):
             if item.name != "dataset_options":
@@ -216,8 +218,6 @@ class TrainConfig:
         _require("test_fraction", self.val_fraction + self.test_fraction < 1,
                  f"a number that leaves training references (val_fraction + test_fraction < 1; val_fraction is "
                  f"{self.val_fraction})", self.test_fraction)
-        _require("precision", self.precision != "fp16", "'auto', 'fp32' or 'bf16' (fp16 training needs loss "
-                 "scaling, which the trainer does not do)", self.precision)
         _require("dataset", bool(self.dataset), "a dataset name", self.dataset)
         _require("output", bool(self.output), "a folder", self.output)
         if not isinstance(self.dataset_options, DatasetOptions):
