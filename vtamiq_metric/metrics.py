@@ -173,14 +173,10 @@ class VTAMIQMetric(FrozenFace, Metric):
         Raises:
             ModuleNotFoundError: matplotlib is not installed (``pip install 'vtamiq-metric[plot]'``).
 
-        Example:
-            >>> import torch
-            >>> from vtamiq_metric import VTAMIQ
-            >>> from vtamiq_metric.metrics import VTAMIQMetric
-            >>> metric = VTAMIQMetric(VTAMIQ("tiny"), num_patches=16)
-            >>> target = torch.rand(2, 3, 32, 32)
-            >>> values = [metric(target.flip(-1), target) for _ in range(3)]
-            >>> fig, ax = metric.plot(values)  # doctest: +SKIP
+        Example (one value per validation batch, as in torchmetrics' examples)::
+
+            values = [metric(restored, reference) for restored, reference in batches]
+            fig, ax = metric.plot(values)
         """
         return self._plot(val, ax)
 
