@@ -51,7 +51,7 @@ from PIL import Image
 import vtamiq_metric
 from vtamiq_metric import cli, score
 from vtamiq_metric._io import atomic_write_text
-from vtamiq_metric._precision import uses_bf16
+from vtamiq_metric._precision import uses_bf16, uses_half
 from vtamiq_metric.api import auto_batch_size, resolve_model
 
 _FIELDS = ["ref", "dist", "score", "std", "error"]
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     model = resolve_model(args.model, device)
     patches = model.config.num_patches if args.patches is None else args.patches
     auto = auto_batch_size(model.config, patches, height, width, args.pairs, device,
-                           half_precision=uses_bf16(device, args.precision))
+                           half_precision=uses_half(device, args.precision))
     base = statistics.median(times["old-per-pair"])
     rows = []
     for name, values in times.items():

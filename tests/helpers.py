@@ -74,6 +74,17 @@ def _generated_tensor(key: str, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(value.astype(np.float32))
 
 
+def small_reference_state_dict(era_file: str, *, depth: int = 2, drop: tuple[str, ...] = ()) -> dict:
+    """An authors'-layout state dict of one era (``keys-<era>.tsv``) with every width shrunk (768 -> 32, 3072 -> 64,
+    192 -> 16, 48 -> 4), ``depth`` encoder blocks and the keys containing any of ``drop`` left out: a checkpoint of
+    about 0.5 MB, built like the golden weights, for tests of loading and converting the authors' files."""
+    widths = {768: 32, 3072: 64, 192: 16, 48: 4}
+    dropped = tuple(f"{layer}.{i}." for layer in ("encoder.layer", "encoder.layers") for i in range(depth, 12))
+    keys = [(key, tuple(widths.get(d, d) for d in shape)) for key, shape in era_keys(era_file)
+            if not any(part in key for part in dropped + drop)]
+    return generated_state_dict(keys)
+
+
 def golden_inputs(dtype):
     """The golden (ref patches, dist patches, positions, scales) of the reference computation, in ``dtype``."""
     p_ref = np.random.RandomState(1).uniform(-2, 2, (2, 32, 3, 16, 16))

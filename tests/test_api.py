@@ -110,7 +110,7 @@ def test_bf16_precision_is_close_to_fp32(tiny_model, image_pair):
     ({"num_repeats": 0}, "num_repeats must be an int >= 1, got 0"),
     ({"num_patches": 0}, "num_patches must be an int >= 1, got 0"),
     ({"batch_size": 0}, "batch_size must be an int >= 1 or None, got 0"),
-    ({"precision": "fp16"}, "precision must be one of"),
+    ({"precision": "fp8"}, "precision must be one of"),
 ])
 def test_bad_arguments_raise(tiny_model, image_pair, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -223,9 +223,60 @@ def test_lazy_batches_give_the_scores_of_one_batch_and_keep_uint8(tiny_model):
     whole = score(torch.stack(floats), torch.stack(dfloats), **options)
     lazy = score(refs, dists, batch_size=2, **options)
     torch.testing.assert_close(lazy, whole, rtol=1e-5, atol=1e-6)
-    bad_refs, bad_dists = refs[:4] + [refs[4][:32]], dists[:4] + [dists[4][:32]]
-    with pytest.raises(ValueError, match=r"all images in ref must have the same size, got \(32, 48\) at ref\[4\]"):
-        score(bad_refs, bad_dists, batch_size=2, **options)
+    with pytest.raises(ValueError, match=r"ref\[4\] and dist\[4\] must have the same size, got ref \(32, 48\) and "
+                                         r"dist \(40, 48\)"):
+        score(refs[:4] + [refs[4][:32]], dists, batch_size=2, **options)
+
+
+def test_a_list_of_pairs_of_different_sizes_is_grouped_by_size_in_input_order(tiny_model, tmp_path):
+    gen = np.random.default_rng(1)
+    sizes = [(40, 48), (32, 32), (40, 48), (48, 40), (32, 32), (40, 48)]
+    refs = [gen.integers(0, 256, (*size, 3), dtype=np.uint8) for size in sizes]
+    dists = [np.clip(r.astype(int) + gen.integers(-40, 40, r.shape), 0, 255).astype(np.uint8) for r in refs]
+    paths = []
+    for i, (r, d) in enumerate(zip(refs, dists, strict=True)):
+        Image.fromarray(r).save(tmp_path / f"r{i}.png")
+        Image.fromarray(d).save(tmp_path / f"d{i}.png")
+        paths.append((str(tmp_path / f"r{i}.png"), str(tmp_path / f"d{i}.png")))
+    options = {"model": tiny_model, "num_patches": 16, "precision": "fp32", "num_repeats": 2}
+    one_by_one = torch.cat([score(r, d, **options) for r, d in zip(refs, dists, strict=True)])
+    for batch_size in (None, 2):
+        mean, std = score(refs, dists, batch_size=batch_size, return_std=True, **options)
+        torch.testing.assert_close(mean, one_by_one, rtol=1e-5, atol=1e-6)
+        assert std.shape == (6,)
+    files = score([p[0] for p in paths], [p[1] for p in paths], batch_size=2, **options)  # sizes from the headers
+    torch.testing.assert_close(files, one_by_one, rtol=1e-5, atol=1e-6)
+    tensors = score([torch.from_numpy(r).permute(2, 0, 1) for r in refs],  # uint8 (3, H, W) tensors
+                    [torch.from_numpy(d).permute(2, 0, 1) for d in dists], **options)
+    torch.testing.assert_close(tensors, one_by_one, rtol=1e-5, atol=1e-6)
+
+
+def test_one_reference_against_many_distorted_images_is_broadcast(tiny_model, tmp_path):
+    gen = np.random.default_rng(2)
+    ref = gen.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    dists = [np.clip(ref.astype(int) + gen.integers(-k, k + 1, ref.shape), 0, 255).astype(np.uint8)
+             for k in (5, 20, 60)]
+    options = {"model": tiny_model, "num_patches": 16, "precision": "fp32"}
+    repeated = score([ref] * 3, dists, **options)
+    Image.fromarray(ref).save(tmp_path / "ref.png")
+    for one in (ref, [ref], str(tmp_path / "ref.png"), torch.from_numpy(ref).permute(2, 0, 1)):
+        torch.testing.assert_close(score(one, dists, batch_size=2, **options), repeated, rtol=1e-5, atol=1e-6)
+    as_float = torch.from_numpy(ref).permute(2, 0, 1).float().div(255)  # (3, H, W)
+    batch = torch.stack([torch.from_numpy(d).permute(2, 0, 1).float().div(255) for d in dists])  # (3, 3, H, W)
+    torch.testing.assert_close(score(as_float, batch, **options), repeated, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(score(as_float[None], batch, **options), repeated, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="same number of images, got 2 ref and 3 dist"):
+        score(batch[:2], batch, **options)
+
+
+def test_uint8_tensors_score_like_uint8_arrays(tiny_model):
+    gen = np.random.default_rng(3)
+    ref = gen.integers(0, 256, (2, 40, 48, 3), dtype=np.uint8)
+    dist = np.clip(ref.astype(int) + gen.integers(-30, 30, ref.shape), 0, 255).astype(np.uint8)
+    options = {"model": tiny_model, "num_patches": 16, "precision": "fp32"}
+    arrays = score(ref, dist, **options)
+    tensors = score(torch.from_numpy(ref).permute(0, 3, 1, 2), torch.from_numpy(dist).permute(0, 3, 1, 2), **options)
+    torch.testing.assert_close(tensors, arrays, rtol=0, atol=0)
 
 
 def test_score_batch_is_the_core_of_score_and_batch_size_for_its_chunking(tiny_model, image_pair):

@@ -97,6 +97,24 @@ def test_identical_pairs_score_zero_and_below_every_distorted_example(name):
     assert float(scores.min()) >= 0
 
 
+def test_identical_images_score_exactly_0_in_fp32_at_every_batch_position():
+    """The README's "identical pairs score exactly 0", through score() with the bundled model in fp32, whatever the
+    pair's position in the batch, beside distorted pairs (whose scores are > 0)."""
+    from vtamiq_metric import score
+
+    gen = torch.Generator().manual_seed(0)
+    refs = torch.rand(4, 3, 48, 64, generator=gen)
+    noisy = (refs + 0.1 * torch.randn(refs.shape, generator=gen)).clamp(0, 1)
+    for position in range(len(refs)):
+        dists = noisy.clone()
+        dists[position] = refs[position]
+        scores = score(refs, dists, num_patches=64, precision="fp32", device="cpu", batch_size=4)
+        assert scores[position].item() == 0.0, (position, scores.tolist())
+        others = torch.cat([scores[:position], scores[position + 1:]])
+        assert bool((others > 0).all()), scores.tolist()
+    assert bool((score(refs, refs.clone(), num_patches=64, precision="fp32", device="cpu") == 0).all())
+
+
 @needs_images
 def test_the_score_rises_with_the_distortion_strength():
     from vtamiq_metric import score

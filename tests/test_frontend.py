@@ -36,7 +36,7 @@ BAD: list[tuple[str, object, type[Exception], str]] = [
     ("seed", -1, ValueError, "seed must be an int in [0, 2**64), got -1"),
     ("seed", True, TypeError, "seed must be an int, got bool"),
     ("seed", "0", TypeError, "seed must be an int, got str"),
-    ("precision", "fp16", ValueError, "precision must be one of ('auto', 'fp32', 'bf16'), got 'fp16'"),
+    ("precision", "fp8", ValueError, "precision must be one of ('auto', 'fp32', 'bf16', 'fp16'), got 'fp8'"),
     ("batch_size", 0, ValueError, "batch_size must be an int >= 1 or None, got 0"),
     ("batch_size", True, TypeError, "batch_size must be an int >= 1 or None, got bool"),
     ("sampling", "caps", TypeError, "sampling must be a SamplingConfig or None, got str"),
@@ -86,7 +86,7 @@ def _python_face(face: str, model: VTAMIQ, image: torch.Tensor) -> Callable[[dic
             pytest.importorskip("torchmetrics")
             from vtamiq_metric.metrics import VTAMIQMetric
 
-            return VTAMIQMetric(kwargs.pop("model"), **kwargs).update(*pair)
+            return VTAMIQMetric(kwargs.pop("model"), **kwargs).update(pair[1], pair[0])  # preds, target
         if face == "damage_map":
             return damage_map(*pair, **kwargs)
         pytest.importorskip("matplotlib")
@@ -143,7 +143,8 @@ def test_command_line_faces_refuse_a_bad_option_alike(cli_inputs, capsys, face, 
         argv += ["--output", str(root / "map.png")]
     if option == "device":  # a value argparse cannot check: the run stops with the Python message, exit status 1
         assert cli.main(argv) == 1
-        assert f"vtamiq: error: {message}" in capsys.readouterr().err
+        # The same words, naming the flag: "--device: expected ..." where Python says "device: expected ...".
+        assert f"vtamiq: error: {FLAGS[face][option]}{message.removeprefix(option)}" in capsys.readouterr().err
         return
     with pytest.raises(SystemExit) as info:
         cli.main(argv)

@@ -119,3 +119,73 @@ def test_offline_miss_explains_how_to_work_offline(tmp_path, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     with pytest.raises(OSError, match=r"could not get org/absent/model.safetensors@v1.*hf download org/absent"):
         load_model("hf-hub:org/absent@v1", cache_dir=tmp_path / "empty")
+
+
+def test_load_model_on_a_missing_gpu_says_what_score_says(tiny_model, tmp_path, monkeypatch):
+    from vtamiq_metric import score
+    from vtamiq_metric._checks import CLI, speaking
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without a GPU
+    weights = tiny_model.save_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError) as from_score:
+        score(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), model=tiny_model, device="cuda")
+    with pytest.raises(ValueError) as from_load:
+        load_model(weights, device="cuda")  # torch alone: RuntimeError("Found no NVIDIA driver ...")
+    assert str(from_load.value) == str(from_score.value)
+    assert str(from_load.value) == ("device='cuda' was requested but no CUDA device is available "
+                                    "(torch.cuda.is_available() is False); use device='cpu' or leave device unset")
+    with speaking(CLI), pytest.raises(ValueError, match=r"--device cuda was requested .* use --device cpu or leave "
+                                                        r"out --device$"):
+        load_model(weights, device="cuda")
+    with pytest.raises(ValueError, match="device: expected 'cpu', 'cuda'"):
+        load_model(weights, device="gpu0")
+
+
+def _no_network(monkeypatch, calls: list[dict]) -> None:
+    """huggingface_hub as it behaves without a network: every request fails to connect; a download that is not
+    local_files_only would retry for about 30 s (recorded here instead)."""
+    import huggingface_hub
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("[Errno -3] Temporary failure in name resolution")
+
+    real_download = huggingface_hub.hf_hub_download
+
+    def download(*args, **kwargs):
+        calls.append(kwargs)
+        if not kwargs.get("local_files_only"):
+            raise AssertionError("a download with network retries was started")
+        return real_download(*args, **kwargs)
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+
+
+def test_without_a_network_a_hub_model_fails_at_once_naming_hf_hub_offline_and_the_cache(tmp_path, monkeypatch):
+    import time
+
+    from vtamiq_metric._checks import CLI, speaking
+
+    calls: list[dict] = []
+    _no_network(monkeypatch, calls)
+    started = time.perf_counter()
+    with pytest.raises(OSError) as info:
+        load_model("hf-hub:x/y", cache_dir=tmp_path / "cache")
+    assert time.perf_counter() - started < 5
+    message = str(info.value)
+    assert "the Hugging Face Hub did not answer" in message and "HF_HUB_OFFLINE=1" in message
+    assert str(tmp_path / "cache") in message and "hf download x/y model.safetensors" in message
+    assert "pass a local path to load_model" in message
+    assert [call["local_files_only"] for call in calls] == [True]  # only the cache was asked
+    with speaking(CLI), pytest.raises(OSError, match="pass --model PATH"):
+        load_model("hf-hub:x/y", cache_dir=tmp_path / "cache")
+
+
+def test_without_a_network_a_cached_hub_model_still_loads(tmp_path, tiny_model, monkeypatch):
+    calls: list[dict] = []
+    _no_network(monkeypatch, calls)
+    tiny_model.save_pretrained(tmp_path / "m")
+    _fill_hub_cache(tmp_path / "cache", "org/vtamiq-tiny", {"model.safetensors": tmp_path / "m" / "model.safetensors"})
+    _same_weights(tiny_model, load_model("hf-hub:org/vtamiq-tiny", cache_dir=tmp_path / "cache"))
+    assert calls and all(call["local_files_only"] for call in calls)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # Each layer may import only itself and the layers before it. A module's layer is the first whose prefix matches its
 # dotted name (without the package name); "model." covers the model/ subpackage.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("leaves", ("_version", "_io", "_checks", "_precision", "_plotting")),
+    ("leaves", ("_version", "_io", "_checks", "_precision", "_device", "_links", "_plotting")),
     ("inputs and sampling", ("_validation", "sampling")),
     ("model", ("model",)),
     ("weights sources", ("hub",)),

@@ -84,3 +84,51 @@ def test_accepts_whatever_score_accepts(tiny_model, tmp_path):
     loss_fn = VTAMIQLoss(tiny_model, num_patches=16, reduction="none", resample=False)
     expected = score(refs, dists, model=tiny_model, num_patches=16, seed=0, precision="fp32")
     torch.testing.assert_close(loss_fn(refs, dists), expected)
+
+
+def test_takes_what_a_network_emits_clamped_with_a_straight_through_gradient(tiny_model, image_pair):
+    ref, _ = image_pair
+    gen = torch.Generator().manual_seed(3)
+    raw = ref + 0.08 * torch.randn(ref.shape, generator=gen)  # an unconstrained conv's output: about -0.2 to 1.2
+    assert raw.min() < -0.05 and raw.max() > 1.05
+    loss_fn = VTAMIQLoss(tiny_model, num_patches=24, resample=False)
+    with pytest.raises(ValueError, match=r"dist: expected values in \[0, 1\]"):
+        score(ref, raw, model=tiny_model, num_patches=24)  # score() keeps its check
+    out = raw.clone().requires_grad_()
+    loss = loss_fn(ref, out)
+    clamped = raw.clamp(0, 1).requires_grad_()
+    expected = loss_fn(ref, clamped)
+    assert loss.item() == expected.item()  # the metric sees the clamped image
+    loss.backward()
+    expected.backward()
+    # Straight-through: every pixel gets the gradient of its clamped value, out-of-range ones included.
+    torch.testing.assert_close(out.grad, clamped.grad, rtol=0, atol=0)
+    outside = (raw < 0) | (raw > 1)
+    assert out.grad[outside].abs().sum() > 0
+    for bad in (float("nan"), float("inf")):
+        broken = raw.clone()
+        broken[0, 0, 0, 0] = bad
+        with pytest.raises(ValueError, match="NaN|infinite"):
+            loss_fn(ref, broken)
+
+
+def test_the_call_counter_is_a_buffer_so_a_resumed_run_continues_the_seed_sequence(tiny_model, image_pair, tmp_path):
+    ref, dist = image_pair
+    run = VTAMIQLoss(tiny_model, num_patches=16)
+    first = [run(ref, dist).item() for _ in range(3)]
+    assert int(run.calls) == 3 and "calls" in run.state_dict()
+    torch.save(run.state_dict(), tmp_path / "loss.pt")
+    continued = [run(ref, dist).item() for _ in range(2)]
+    resumed = VTAMIQLoss(tiny_model, num_patches=16)
+    resumed.load_state_dict(torch.load(tmp_path / "loss.pt", weights_only=True))
+    assert [resumed(ref, dist).item() for _ in range(2)] == continued  # seeds 3 and 4, not 0 and 1 again
+    assert continued != first[:2]
+    # A state dict saved before the counter existed still loads, strictly, and starts the count at 0.
+    old = {k: v for k, v in run.state_dict().items() if k != "calls"}
+    legacy = VTAMIQLoss(tiny_model, num_patches=16)
+    legacy.load_state_dict(old)
+    assert int(legacy.calls) == 0 and legacy(ref, dist).item() == first[0]
+    # Inside a training module, under a prefix, too.
+    holder = torch.nn.ModuleDict({"loss": VTAMIQLoss(tiny_model, num_patches=16)})
+    holder.load_state_dict({f"loss.{k}": v for k, v in run.state_dict().items()})
+    assert int(holder["loss"].calls) == 5

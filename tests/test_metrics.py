@@ -14,7 +14,7 @@ from torch import nn
 from vtamiq_metric import load_model, score
 
 pytest.importorskip("torchmetrics")
-from vtamiq_metric.metrics import VTAMIQMetric  # noqa: E402
+from vtamiq_metric.metrics import VTAMIQMetric
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def test_metric_equals_score_over_the_same_pairs_and_seed(tiny_model, reduction)
     options = {"num_patches": 12, "num_repeats": 2, "seed": 3}
     metric = VTAMIQMetric(tiny_model, reduction=reduction, **options)
     for start, stop in ((0, 3), (3, 4), (4, 7)):  # uneven batches
-        metric.update(ref[start:stop], dist[start:stop])
+        metric.update(dist[start:stop], ref[start:stop])  # torchmetrics' order: preds, target
     expected = score(ref, dist, model=tiny_model, **options)
     expected = {"mean": expected.mean(), "sum": expected.sum(), "none": expected}[reduction]
     torch.testing.assert_close(metric.compute(), expected, rtol=1e-6, atol=1e-7)
@@ -41,7 +41,7 @@ def test_metric_equals_score_over_the_same_pairs_and_seed(tiny_model, reduction)
 def test_forward_returns_the_batch_value_and_accumulates(tiny_model):
     ref, dist = _pairs(6)
     metric = VTAMIQMetric(tiny_model, num_patches=12)
-    batch_values = [metric(ref[i:i + 2], dist[i:i + 2]) for i in (0, 2, 4)]
+    batch_values = [metric(dist[i:i + 2], ref[i:i + 2]) for i in (0, 2, 4)]
     per_pair = score(ref, dist, model=tiny_model, num_patches=12)
     torch.testing.assert_close(torch.stack(batch_values), per_pair.view(3, 2).mean(1))
     torch.testing.assert_close(metric.compute(), per_pair.mean())
@@ -88,7 +88,8 @@ def test_metric_inside_a_training_loop(tiny_model):
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
-            restorer.metric.update(clean[i:i + 4], restored)  # a tensor that requires grad: scored, not differentiated
+            # preds first: a tensor that requires grad, scored but not differentiated
+            restorer.metric.update(restored, clean[i:i + 4])
         epoch_values.append(restorer.metric.compute())
         epoch_losses.append(sum(losses) / len(losses))
         restorer.metric.reset()
@@ -111,6 +112,50 @@ def test_metric_inside_a_training_loop(tiny_model):
                 outputs.append(restored.detach())
     expected = score(clean, torch.cat(outputs), model=tiny_model, num_patches=12).mean()
     torch.testing.assert_close(epoch_values[-1], expected)
+
+
+def test_update_takes_preds_then_target_like_torchmetrics_in_a_metric_collection(tiny_model):
+    from torchmetrics import MetricCollection
+    from torchmetrics.image import PeakSignalNoiseRatio
+
+    target, preds = _pairs(4)  # target: the reference; preds: the distorted/restored image
+    collection = MetricCollection({"psnr": PeakSignalNoiseRatio(data_range=1.0),
+                                   "vtamiq": VTAMIQMetric(tiny_model, num_patches=12)})
+    collection.update(preds, target)  # one positional call for both metrics
+    values = collection.compute()
+    expected = score(target, preds, model=tiny_model, num_patches=12).mean()  # score(ref, dist)
+    torch.testing.assert_close(values["vtamiq"], expected)
+    swapped = score(preds, target, model=tiny_model, num_patches=12).mean()
+    assert abs(values["vtamiq"] - swapped) > 1e-4  # the metric is asymmetric: the order matters
+    torch.testing.assert_close(values["psnr"], PeakSignalNoiseRatio(data_range=1.0)(preds, target))
+    # Keywords: torchmetrics' names, and the old ref=/dist= names with a DeprecationWarning.
+    metric = VTAMIQMetric(tiny_model, num_patches=12)
+    metric.update(target=target, preds=preds)
+    torch.testing.assert_close(metric.compute(), expected)
+    old = VTAMIQMetric(tiny_model, num_patches=12)
+    with pytest.warns(DeprecationWarning) as record:
+        old.update(ref=target, dist=preds)
+    assert {str(w.message) for w in record} == {"update(): ref= is deprecated, use target=",
+                                                "update(): dist= is deprecated, use preds="}
+    torch.testing.assert_close(old.compute(), expected)
+
+
+def test_plot_draws_values_as_torchmetrics_metrics_do(tiny_model):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    target, preds = _pairs(4)
+    metric = VTAMIQMetric(tiny_model, num_patches=12)
+    values = [metric(preds[i:i + 2], target[i:i + 2]) for i in (0, 2)]
+    fig, ax = metric.plot(values)
+    assert fig is ax.figure and len(ax.lines) >= 1
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([float(v) for v in values])
+    fig, ax = metric.plot()  # compute()'s value
+    assert ax.get_ylim()[0] <= 0.0 <= float(metric.compute())  # plot_lower_bound: scores are >= 0 distortions
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
@@ -166,7 +211,7 @@ def _ddp_worker(rank: int, world: int, store: str, weights: str, out: str) -> No
             metric = VTAMIQMetric(model, num_patches=12, seed=1, reduction=reduction)
             for k in range(0, len(mine), 2):
                 index = mine[k:k + 2]
-                metric.update(ref[index], dist[index])
+                metric.update(dist[index], ref[index])
             results[reduction] = metric.compute()
         results["order"] = [k for r in range(world) for k in range(r, 7, world)]
         if rank == 0:
@@ -183,7 +228,7 @@ def test_two_gloo_processes_give_the_one_process_result(tiny_model, tmp_path):
     results = torch.load(tmp_path / "out.pt")
     ref, dist = _pairs(7)
     single = VTAMIQMetric(tiny_model, num_patches=12, seed=1, reduction="none")
-    single.update(ref, dist)
+    single.update(dist, ref)
     expected = single.compute()
     torch.testing.assert_close(results["mean"], expected.mean(), rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(results["sum"], expected.sum(), rtol=1e-6, atol=1e-7)
@@ -196,7 +241,7 @@ def test_metric_moves_to_cuda_with_its_model(tiny_model):
     ref, dist = _pairs(4)
     expected = score(ref, dist, model=tiny_model, num_patches=12, precision="fp32").mean()
     metric = VTAMIQMetric(tiny_model, num_patches=12, precision="fp32").cuda()
-    metric.update(ref, dist)  # CPU inputs are moved to the model's device
+    metric.update(dist, ref)  # CPU inputs are moved to the model's device
     value = metric.compute()
     assert value.device.type == "cuda" and next(metric.model.parameters()).is_cuda
     torch.testing.assert_close(value.cpu(), expected, rtol=1e-4, atol=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from vtamiq_metric import _precision, score
-from vtamiq_metric._precision import PRECISIONS, autocast, cpu_has_native_bf16, uses_bf16
+from vtamiq_metric._precision import PRECISIONS, autocast, autocast_dtype, cpu_has_native_bf16, uses_bf16, uses_half
 from vtamiq_metric._validation import load_image
 
 _IMAGES = Path(__file__).resolve().parents[1] / "examples" / "images"
@@ -25,17 +26,48 @@ def native_bf16(monkeypatch):
     return set_native
 
 
-def test_auto_is_bf16_on_cuda_and_on_cpus_with_native_bf16(native_bf16):
+@pytest.fixture
+def gpu_bf16(monkeypatch):
+    """Pretend the GPU has (True: compute capability >= 8.0) or lacks (False: older) bf16 tensor cores."""
+    def set_native(value: bool) -> None:
+        monkeypatch.setattr(_precision, "cuda_has_native_bf16", lambda index=None: value)
+    return set_native
+
+
+def test_auto_picks_the_natively_supported_16_bit_type(native_bf16, gpu_bf16):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    bf16, fp16 = torch.bfloat16, torch.float16
     native_bf16(False)
-    assert [uses_bf16(cpu, p) for p in PRECISIONS] == [False, False, True]
-    assert [uses_bf16(cuda, p) for p in PRECISIONS] == [True, False, True]
+    gpu_bf16(True)
+    # PRECISIONS: auto, fp32, bf16, fp16
+    assert [autocast_dtype(cpu, p) for p in PRECISIONS] == [None, None, bf16, fp16]
+    assert [autocast_dtype(cuda, p) for p in PRECISIONS] == [bf16, None, bf16, fp16]
+    gpu_bf16(False)  # e.g. a V100 or T4: fp16 tensor cores, bf16 only emulated
+    assert [autocast_dtype(cuda, p) for p in PRECISIONS] == [fp16, None, bf16, fp16]
+    assert uses_half(cuda, "auto") and not uses_bf16(cuda, "auto")
     native_bf16(True)
-    assert [uses_bf16(cpu, p) for p in PRECISIONS] == [True, False, True]
-    assert not uses_bf16(torch.device("mps"), "auto")
-    # The trainer keeps "auto" = CUDA only.
-    assert [uses_bf16(cpu, p, training=True) for p in PRECISIONS] == [False, False, True]
-    assert uses_bf16(cuda, "auto", training=True)
+    assert [autocast_dtype(cpu, p) for p in PRECISIONS] == [bf16, None, bf16, fp16]
+    assert autocast_dtype(torch.device("mps"), "auto") is None
+    # The trainer: bf16 only on GPUs with native bf16, never fp16 (no loss scaling), never bf16 on a CPU.
+    assert autocast_dtype(cpu, "auto", training=True) is None
+    assert autocast_dtype(cuda, "auto", training=True) is None
+    gpu_bf16(True)
+    assert autocast_dtype(cuda, "auto", training=True) == bf16
+
+
+def test_cuda_capability_decides_native_bf16(monkeypatch):
+    _precision.cuda_has_native_bf16.cache_clear()
+    try:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        for capability, native in (((7, 0), False), ((7, 5), False), ((8, 0), True), ((9, 0), True)):
+            _precision.cuda_has_native_bf16.cache_clear()
+            monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None, c=capability: c)
+            assert _precision.cuda_has_native_bf16(0) is native, capability
+        _precision.cuda_has_native_bf16.cache_clear()
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        assert _precision.cuda_has_native_bf16(0) is False
+    finally:
+        _precision.cuda_has_native_bf16.cache_clear()
 
 
 def test_native_bf16_detection_asks_torch_and_falls_back_to_fp32(monkeypatch):
@@ -62,11 +94,13 @@ def test_native_bf16_detection_asks_torch_and_falls_back_to_fp32(monkeypatch):
         cpu_has_native_bf16.cache_clear()
 
 
-def test_autocast_is_bf16_or_nothing_and_checks_the_setting(native_bf16):
+def test_autocast_runs_the_chosen_dtype_and_checks_the_setting(native_bf16):
     x = torch.ones(2, 2)
     native_bf16(False)
     with autocast(torch.device("cpu"), "bf16"):
         assert (x @ x).dtype == torch.bfloat16
+    with autocast(torch.device("cpu"), "fp16"):
+        assert (x @ x).dtype == torch.float16
     for precision in ("auto", "fp32"):
         with autocast(torch.device("cpu"), precision):
             assert (x @ x).dtype == torch.float32
@@ -75,8 +109,43 @@ def test_autocast_is_bf16_or_nothing_and_checks_the_setting(native_bf16):
         assert (x @ x).dtype == torch.bfloat16
     with autocast(torch.device("cpu"), "auto", training=True):
         assert (x @ x).dtype == torch.float32
-    with pytest.raises(ValueError, match=r"precision must be one of \('auto', 'fp32', 'bf16'\), got 'fp16'"):
-        autocast(torch.device("cpu"), "fp16")
+    with pytest.raises(ValueError, match=r"precision must be one of \('auto', 'fp32', 'bf16', 'fp16'\), got 'fp8'"):
+        autocast(torch.device("cpu"), "fp8")
+
+
+def test_fp16_scores_match_fp32_and_an_overflow_is_an_error(tiny_model, image_pair):
+    ref, dist = image_pair
+    exact = score(ref, dist, model=tiny_model, num_patches=16, precision="fp32")
+    half = score(ref, dist, model=tiny_model, num_patches=16, precision="fp16")
+    torch.testing.assert_close(half, exact, rtol=2e-2, atol=2e-3)
+    loud = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        loud.head.fc2.weight.mul_(1e6)  # the head's output exceeds float16's 65504
+    assert torch.isfinite(score(ref, dist, model=loud, num_patches=16, precision="fp32")).all()
+    with pytest.raises(RuntimeError, match="precision='fp16' ran the model in float16 and an activation overflowed"):
+        score(ref, dist, model=loud, num_patches=16, precision="fp16")
+
+
+def test_every_face_defaults_to_the_documented_precision(tiny_model):
+    """score() and the metric evaluate ("auto"); the loss and the damage map differentiate ("fp32")."""
+    import inspect
+
+    from vtamiq_metric import VTAMIQLoss, damage_map
+
+    defaults = {"score": inspect.signature(score).parameters["precision"].default,
+                "VTAMIQLoss": VTAMIQLoss(tiny_model).precision,
+                "damage_map": inspect.signature(damage_map).parameters["precision"].default}
+    try:
+        from vtamiq_metric.metrics import VTAMIQMetric
+    except ImportError:
+        pass
+    else:
+        defaults["VTAMIQMetric"] = VTAMIQMetric(tiny_model).precision
+    expected = {"score": "auto", "VTAMIQMetric": "auto", "VTAMIQLoss": "fp32", "damage_map": "fp32"}
+    assert defaults == {face: expected[face] for face in defaults}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for face, value in expected.items():
+        assert f"| `{face}` | `{value}` |" in readme, face
 
 
 def _distorted_photographs() -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -338,15 +338,24 @@ def test_one_channel_tensor_is_replicated():
     torch.testing.assert_close(batch, image.expand(-1, 3, -1, -1), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64, torch.bool, torch.complex64])
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int32, torch.int64, torch.bool, torch.complex64])
 def test_non_float_tensor_is_a_type_error(dtype):
     with pytest.raises(TypeError, match=f"ref: expected a tensor of dtype float16, bfloat16, .*got {dtype}"):
         to_batch(torch.zeros(3, 4, 4, dtype=dtype))
 
 
-def test_uint8_tensor_error_suggests_the_conversion():
-    with pytest.raises(TypeError, match=re.escape("x.float() / 255")):
-        to_batch(torch.zeros(3, 4, 4, dtype=torch.uint8))
+def test_uint8_tensors_are_0_255_data_like_uint8_arrays():
+    pixels = torch.randint(0, 256, (2, 3, 5, 6), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    batch = to_batch(pixels)
+    assert batch.dtype == torch.float32
+    expected = to_batch(pixels.permute(0, 2, 3, 1).numpy())  # the same data as a uint8 (B, H, W, C) array
+    torch.testing.assert_close(batch, expected, rtol=0, atol=0)
+    gray = to_batch(pixels[0, :1])  # (1, H, W): replicated to RGB
+    torch.testing.assert_close(gray, pixels[0, :1].float().div(255).expand(3, 5, 6)[None], rtol=0, atol=0)
+    kept, _ = prepare_pair(pixels, pixels, patch_size=4, keep_uint8=True)
+    assert kept.dtype == torch.uint8 and torch.equal(kept, pixels)
+    with pytest.raises(TypeError, match=re.escape("x.float() / 65535")):
+        to_batch(torch.zeros(3, 4, 4, dtype=torch.int32))
 
 
 @pytest.mark.parametrize(
@@ -537,7 +546,7 @@ def test_property_valid_batch_or_clear_error(case):
     color = values if values.ndim == 2 else values[..., :3] if values.shape[-1] >= 3 else values[..., :1]
     with np.errstate(invalid="ignore"):
         in_range = bool(np.all(np.isfinite(color)) and color.min() >= -1e-6 and color.max() <= 1 + 1e-6)
-    if kind == "tensor" and integer:
+    if kind == "tensor" and integer and values.dtype != np.uint8:  # uint8 tensors are 0-255 data, like arrays
         event("TypeError")
         with pytest.raises(TypeError, match="expected a tensor of dtype float16"):
             to_batch(image)
@@ -592,10 +601,23 @@ def test_an_empty_path_says_it_is_empty():
         load_image("", name="ref")
 
 
-@pytest.mark.parametrize(("high", "hinted"), [(1.106, False), (1.6, False), (200.0, True)])
-def test_the_0_255_hint_appears_only_when_it_fits(high, hinted):
+@pytest.mark.parametrize(("low", "high", "hint"), [
+    (0.0, 1.05, "clamp slightly out-of-range values"),
+    (0.0, 1.106, "did you pass 0-255 values? divide by 255 (a network's outputs: clamp them"),  # above 1.1 too
+    (0.0, 1.6, "did you pass 0-255 values? divide by 255"),
+    (0.0, 200.0, "did you pass 0-255 values? divide by 255"),
+    (0.0, 4095.0, "did you pass 16-bit values (0-65535)? divide by 65535"),
+    (-0.5, 1.0, "did you pass values in [-1, 1]?"),
+    (-3.0, 1.0, None),
+])
+def test_the_range_hint_names_what_the_data_looks_like(low, high, hint):
     image = torch.full((3, 16, 16), 0.5)
-    image[0, 0, 0] = high
-    with pytest.raises(ValueError) as info:
+    image[0, 0, 0], image[0, 0, 1] = low, high
+    with pytest.raises(ValueError, match=r"expected values in \[0, 1\]") as info:
         prepare_pair(image, image)
-    assert ("did you pass 0-255 values" in str(info.value)) is hinted
+    message = str(info.value)
+    if hint is None:
+        assert message.endswith(f"max {high:.6g}")
+    else:
+        assert hint in message
+    assert ("did you pass 0-255 values" in message) == (hint is not None and "0-255" in hint)

@@ -11,6 +11,11 @@
 
 With ``name=""`` the message starts at "must be", which the command line uses after argparse's ``argument --flag:``.
 
+Messages that tell the user what to pass speak the caller's language: :class:`Vocabulary` spells an option as a
+Python keyword (``device='cpu'``, :data:`API`, the default) or as a ``vtamiq`` flag (``--device cpu``, :data:`CLI`);
+the command line sets :data:`CLI` for the duration of a command with :func:`speaking`, and message writers read it with
+:func:`vocabulary`.
+
 :func:`renamed_keywords` keeps an old keyword name working, with a ``DeprecationWarning``, after a rename.
 
 This module imports nothing (not even torch), so every layer and the command line's parser may use it.
@@ -18,13 +23,16 @@ This module imports nothing (not even torch), so every layer and the command lin
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import warnings
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
-__all__ = ["check_bool", "check_choice", "check_int", "check_optional_positive_int", "check_positive_int",
-           "check_seed", "renamed_keywords"]
+__all__ = ["API", "CLI", "Vocabulary", "check_bool", "check_choice", "check_int", "check_optional_positive_int",
+           "check_positive_int", "check_seed", "renamed_keywords", "speaking", "vocabulary"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -116,3 +124,61 @@ def renamed_keywords(**renames: str) -> Callable[[Callable[P, R]], Callable[P, R
         return wrapper
 
     return decorate
+
+
+# Python keyword -> `vtamiq` flag, where the flag is not the keyword with dashes.
+_FLAGS = {"num_patches": "--patches", "num_repeats": "--repeats"}
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """How a message names an option the user should pass: a Python keyword or a ``vtamiq`` command-line flag.
+
+    Attributes:
+        cli: spell options as flags (``--device cpu``) rather than keywords (``device='cpu'``).
+    """
+
+    cli: bool = False
+
+    def option(self, name: str, value: str | None = None) -> str:
+        """``name`` (a Python keyword) as the user writes it, with ``value`` if given.
+
+        Example:
+            >>> API.option("device", "cpu"), CLI.option("device", "cpu"), CLI.option("num_patches")
+            ("device='cpu'", '--device cpu', '--patches')
+        """
+        if self.cli:
+            flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+            return flag if value is None else f"{flag} {value}"
+        return f"{name}=" if value is None else f"{name}={value!r}"
+
+    def name(self, name: str) -> str:
+        """``name`` (a Python keyword) without a value: ``"device"`` / ``"--device"``."""
+        return self.option(name) if self.cli else name
+
+    def unset(self, name: str) -> str:
+        """How to leave option ``name`` at its default: ``"leave device unset"`` / ``"leave out --device"``."""
+        return f"leave out {self.option(name)}" if self.cli else f"leave {name} unset"
+
+
+#: Python keywords (``score()``, the loss, the metric...): the default.
+API = Vocabulary(cli=False)
+#: The ``vtamiq`` command's flags.
+CLI = Vocabulary(cli=True)
+
+_VOCABULARY: contextvars.ContextVar[Vocabulary] = contextvars.ContextVar("vtamiq_vocabulary", default=API)
+
+
+def vocabulary() -> Vocabulary:
+    """The vocabulary of the running caller: :data:`CLI` inside :func:`speaking` (``vtamiq``), else :data:`API`."""
+    return _VOCABULARY.get()
+
+
+@contextlib.contextmanager
+def speaking(words: Vocabulary) -> Iterator[Vocabulary]:
+    """Within this block (and this thread or task), messages name options in ``words``."""
+    token = _VOCABULARY.set(words)
+    try:
+        yield words
+    finally:
+        _VOCABULARY.reset(token)

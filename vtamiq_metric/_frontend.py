@@ -27,8 +27,16 @@ import torch
 from torch import nn
 
 from . import hub
-from ._checks import check_bool, check_choice, check_optional_positive_int, check_positive_int, check_seed
-from ._precision import Precision, check_precision, uses_bf16
+from ._checks import (
+    check_bool,
+    check_choice,
+    check_optional_positive_int,
+    check_positive_int,
+    check_seed,
+    vocabulary,
+)
+from ._device import check_device
+from ._precision import Precision, check_precision, uses_half
 from .model.config import VTAMIQConfig
 from .model.vtamiq import VTAMIQ
 from .sampling import SamplingConfig
@@ -40,9 +48,6 @@ _logger = logging.getLogger(__name__)
 
 # score()'s default pixel limit per image: about 2.2 GiB of memory for a pair of 8-bit images (see api's "Memory").
 DEFAULT_MAX_PIXELS = 150_000_000
-# How the default-model notice tells the user to choose a model.
-_MODEL_OPTION = "model= (vtamiq: --model)"
-
 _MODEL_CACHE: dict[tuple[str, str], VTAMIQ] = {}
 _CACHE_LOCK = threading.Lock()
 _DEFAULT_NOTICE_SHOWN = False
@@ -56,7 +61,7 @@ class ScoringOptions:
         num_patches: patches per image and draw, >= 1; None takes the model config's ``num_patches``.
         num_repeats: independent seeded CAPS draws (seeds ``seed .. seed + num_repeats - 1``), >= 1.
         seed: the first sampling seed, an int in ``[0, 2**64)``.
-        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (see :mod:`vtamiq_metric._precision`).
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see :mod:`vtamiq_metric._precision`).
         batch_size: pairs decoded and scored at once, >= 1; None picks it from the memory
             (:func:`vtamiq_metric.api.auto_batch_size`).
         sampling: CAPS settings; None takes the model config's ``sampling``.
@@ -117,33 +122,20 @@ class Scorer:
 
     @property
     def half_precision(self) -> bool:
-        """Whether the model runs under bf16 autocast on this device."""
-        return uses_bf16(self.device, self.options.precision)
+        """Whether the model runs under a 16-bit autocast (bf16 or fp16) on this device."""
+        return uses_half(self.device, self.options.precision)
 
 
 def resolve_device(device: str | torch.device | None, ref: torch.Tensor, model: VTAMIQ | None) -> torch.device:
     """The compute device: explicit, else the model's, else the input tensor's, else CUDA if available, else CPU.
 
     Raises:
-        ValueError: an unknown device string, or a CUDA device that this machine does not have.
+        ValueError: an unknown device string, or a device that this machine does not have
+            (:func:`vtamiq_metric._device.check_device`, the check ``load_model`` shares).
         TypeError: ``device`` is neither None, a str nor a ``torch.device``.
     """
     if device is not None:
-        if not isinstance(device, (str, torch.device)):
-            raise TypeError(f"device must be None, a str or a torch.device, got {type(device).__name__}")
-        try:
-            target = torch.device(device)
-        except RuntimeError as error:
-            raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N', 'mps'..., got {device!r} ({error})") from None
-        if target.type == "cuda":
-            if not torch.cuda.is_available():
-                raise ValueError(f"device={str(device)!r} was requested but no CUDA device is available "
-                                 f"(torch.cuda.is_available() is False); use device='cpu' or leave it unset")
-            if target.index is not None and target.index >= torch.cuda.device_count():
-                raise ValueError(f"device={str(device)!r} was requested but this machine has "
-                                 f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 .. "
-                                 f"cuda:{torch.cuda.device_count() - 1})")
-        return target
+        return check_device(device)
     if model is not None:
         return next(model.parameters()).device
     if ref.device.type != "cpu":
@@ -158,15 +150,17 @@ def default_model_name() -> str:
     model for the paper's.
     """
     global _DEFAULT_NOTICE_SHOWN
+    model_option = vocabulary().option("model")
     if hub.DEFAULT_MODEL is not None and not _DEFAULT_NOTICE_SHOWN:
         _DEFAULT_NOTICE_SHOWN = True
         _logger.warning("using the bundled default model %s: a small model trained on synthetic distortions, not the "
                         "paper's VTAMIQ and not calibrated to human scores; pass %s for paper-grade weights "
-                        "(see vtamiq_metric/weights/MODEL_CARD.md)", hub.DEFAULT_MODEL, _MODEL_OPTION)
+                        "(see vtamiq_metric/weights/MODEL_CARD.md)", hub.DEFAULT_MODEL, model_option)
     if hub.DEFAULT_MODEL is None:
-        raise ValueError("no default VTAMIQ model is bundled with this version; pass model= a registered name "
-                         f"({hub.list_pretrained()}), 'hf-hub:org/repo', a local weights path, or a VTAMIQ "
-                         "instance (e.g. converted with vtamiq_metric.model.convert.load_reference_checkpoint)")
+        raise ValueError(f"no default VTAMIQ model is bundled with this version; pass {model_option} a registered "
+                         f"name ({hub.list_pretrained()}), 'hf-hub:org/repo', a local weights path"
+                         + ("" if vocabulary().cli else ", or a VTAMIQ instance")
+                         + " (e.g. the authors' vtamiq_kadis700k.pth)")
     return hub.DEFAULT_MODEL
 
 

@@ -3,7 +3,8 @@
 Every public entry point calls :func:`prepare_pair` (or :func:`to_batch`) first. The result is a
 ``(B, 3, H, W)`` floating-point RGB tensor with values in ``[0, 1]``. Bad input raises ``TypeError`` (wrong kind
 or dtype), ``ValueError`` (wrong shape, size or values) or ``FileNotFoundError`` (missing file), and the message
-says what was expected and what was received. Nothing is resized, clamped or rescaled silently.
+says what was expected and what was received. Nothing is ever resized, and nothing is clamped or rescaled beyond
+the rules below.
 
 Accepted inputs and the rules applied to each:
 
@@ -31,9 +32,10 @@ Accepted inputs and the rules applied to each:
   divided by 255, ``uint16`` by 65535, ``bool`` gives 0 or 1, and ``float16``/``float32``/``float64`` must already
   lie in ``[0, 1]``. Any other dtype (signed integers, ``uint32``, complex, object, ...) raises ``TypeError``.
   A 3-D array whose last axis is not a channel axis (e.g. ``(3, H, W)``) raises ``ValueError`` suggesting HWC.
-* **torch tensors** are channel-first: ``(C, H, W)`` or ``(B, C, H, W)`` with ``C`` in ``{1, 3}``. They must be
-  floating point (``float16``, ``bfloat16``, ``float32`` or ``float64``) with values in ``[0, 1]``; integer and
-  bool tensors raise ``TypeError`` and 4-channel tensors raise ``ValueError`` (drop or composite the alpha
+* **torch tensors** are channel-first: ``(C, H, W)`` or ``(B, C, H, W)`` with ``C`` in ``{1, 3}``. They are
+  floating point (``float16``, ``bfloat16``, ``float32`` or ``float64``) with values in ``[0, 1]``, or ``uint8``
+  (0-255, divided by 255 like uint8 arrays, as torchvision's ``read_image`` returns them); other integer and bool
+  tensors raise ``TypeError`` and 4-channel tensors raise ``ValueError`` (drop or composite the alpha
   yourself). A tensor keeps its dtype, its device and its autograd graph: nothing is detached or modified in
   place, so gradients flow back to a tensor that requires grad. The result may share memory with the input.
 * **Lists and tuples** of any of the above form one batch, in order (a batched array or tensor contributes all
@@ -46,12 +48,15 @@ Everything that is not a tensor (paths, PIL images, numpy arrays) becomes ``floa
 Grayscale becomes RGB by replicating the channel. Values may exceed ``[0, 1]`` by at most
 ``max(1e-6, torch.finfo(dtype).eps)`` (rounding slack: 1e-6 for float32 and float64, 2**-10 for float16, 2**-7 for
 bfloat16); such values are clamped to ``[0, 1]``. Anything further out raises ``ValueError`` reporting the observed
-minimum and maximum, with a hint only when one fits: 0-255 data (maximum between 2 and 255, minimum >= 0), [-1, 1]
+minimum and maximum, with a hint only when one fits: 0-255 data (maximum above 1.1 up to 255, minimum >= 0), 16-bit data (maximum up to 65535), [-1, 1]
 data (minimum below 0 down to -1, maximum <= 1) or resampling overshoot (within 0.1 of [0, 1]).
-NaN or infinite values raise ``ValueError``.
+NaN or infinite values raise ``ValueError``. The loss's mode (``prepare_pair(..., clamp=True)``, used by
+:class:`vtamiq_metric.VTAMIQLoss`) accepts any finite float value and clamps it to ``[0, 1]`` with a straight-through
+gradient, since a network's output is rarely inside ``[0, 1]``.
 
 :func:`prepare_pair` then checks the pair: the same number of images, the same height and width (no resizing
-is ever done), both sides at least ``patch_size`` pixels high and wide, and one device. A side that came from
+is ever done), both sides at least ``patch_size`` pixels high and wide, and one device. One reference image against
+``B`` distorted images is broadcast (expanded to ``B``, as lpips broadcasts); any other count mismatch raises. A side that came from
 paths, PIL images or numpy arrays moves to the device of the other side when that side is made of tensors; two
 tensors on different devices raise ``ValueError``. If the two sides' dtypes differ, both take the common dtype.
 
@@ -83,7 +88,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ._checks import check_optional_positive_int, check_positive_int
+from ._checks import check_bool, check_optional_positive_int, check_positive_int
 
 __all__ = ["ImageLike", "image_size", "is_single_image", "load_image", "prepare_pair", "to_batch"]
 
@@ -108,7 +113,8 @@ _PIL_LOSSLESS_CONVERSIONS = {"P": "RGBA", "PA": "RGBA", "RGBa": "RGBA", "La": "L
 _WARNINGS_LOCK = threading.Lock()
 
 
-def to_batch(images: ImageLike | Sequence[ImageLike], *, name: str = "ref") -> torch.Tensor:
+def to_batch(images: ImageLike | Sequence[ImageLike], *, name: str = "ref", max_pixels: int | None = None,
+             keep_uint8: bool = False) -> torch.Tensor:
     """Coerce one image, a batch, or a list of images into a ``(B, 3, H, W)`` RGB tensor in ``[0, 1]``.
 
     The rules for every accepted kind (paths, PIL images, numpy arrays, tensors, lists of them) are listed in the
@@ -118,11 +124,14 @@ def to_batch(images: ImageLike | Sequence[ImageLike], *, name: str = "ref") -> t
         images: a path, PIL image, channel-last numpy array ``(H, W)``, ``(H, W, C)`` or ``(B, H, W, C)``,
             channel-first tensor ``(C, H, W)`` or ``(B, C, H, W)``, or a list/tuple of those (all the same size).
         name: what to call the input in error messages, e.g. ``"ref"`` or ``"dist"``.
+        max_pixels: refuse images of more pixels than this, before decoding them (None: no limit).
+        keep_uint8: give 8-bit sources as ``uint8`` 0-255 (see :func:`prepare_pair`).
 
     Returns:
-        ``(B, 3, H, W)`` tensor with values in ``[0, 1]``. Tensor inputs keep their floating dtype, device and
-        autograd graph (the result may share memory with them; treat it as read-only); everything else gives
-        ``float32`` on the CPU.
+        ``(B, 3, H, W)`` tensor with values in ``[0, 1]`` (``uint8`` 0-255 for 8-bit sources with ``keep_uint8``).
+        Float tensor inputs keep their dtype, device and autograd graph (the result may share memory with them;
+        treat it as read-only); uint8 tensors give ``float32`` on their device; everything else ``float32`` on the
+        CPU.
 
     Raises:
         TypeError: unsupported input kind or dtype.
@@ -135,7 +144,8 @@ def to_batch(images: ImageLike | Sequence[ImageLike], *, name: str = "ref") -> t
         >>> to_batch(np.full((4, 5, 3), 255, dtype=np.uint8)).shape
         torch.Size([1, 3, 4, 5])
     """
-    batch, _ = _to_batch(images, name)
+    check_optional_positive_int("max_pixels", max_pixels)
+    batch, _ = _to_batch(images, name, max_pixels=max_pixels, keep_uint8=keep_uint8)
     return batch
 
 
@@ -201,11 +211,13 @@ def _check_pixels(item: object, max_pixels: int | None, name: str) -> None:
 
 def prepare_pair(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequence[ImageLike], *,
                  patch_size: int = 16, max_pixels: int | None = None, keep_uint8: bool = False,
-                 start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                 start: int = 0, indices: Sequence[int] | None = None,
+                 clamp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Coerce and check a (reference, distorted) pair of image batches.
 
     Both sides go through :func:`to_batch`. Then the pair must hold the same number of images with the same height
-    and width (nothing is resized), at least ``patch_size`` pixels in each direction. A side built from paths, PIL
+    and width (nothing is resized), at least ``patch_size`` pixels in each direction; one reference image against
+    ``B`` distorted images is broadcast (the reference is expanded to ``B``, a view, as lpips broadcasts). A side built from paths, PIL
     images or numpy arrays moves to the other side's device when the other side is made of tensors; differing
     dtypes are promoted to the common one (``torch.promote_types``), keeping autograd.
 
@@ -217,6 +229,11 @@ def prepare_pair(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequenc
         keep_uint8: return ``uint8`` tensors (values 0-255, meaning ``v / 255``) when both sides are 8-bit
             sources (see the module docstring); otherwise, or when False, float.
         start: the index of the first image in the caller's list (error messages name ``ref[start + i]``).
+        indices: the caller's index of each image of a list, when they are not consecutive (error messages name
+            ``ref[indices[i]]``; ``score()`` groups the pairs of a list by image size).
+        clamp: the loss's mode: accept float values outside ``[0, 1]`` (any finite value, as a network emits them)
+            and clamp them to ``[0, 1]`` with a straight-through gradient (the gradient reaches the input as if the
+            clamp were not there; see :class:`vtamiq_metric.VTAMIQLoss`). NaN and infinite values still raise.
 
     Returns:
         ``(ref, dist)``, each ``(B, 3, H, W)`` with values in ``[0, 1]`` (or ``uint8`` 0-255 with ``keep_uint8``),
@@ -236,17 +253,20 @@ def prepare_pair(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequenc
     """
     check_positive_int("patch_size", patch_size)
     check_optional_positive_int("max_pixels", max_pixels)
-    ref_batch, ref_from_tensor = _to_batch(ref, "ref", max_pixels=max_pixels, keep_uint8=keep_uint8, start=start)
-    dist_batch, dist_from_tensor = _to_batch(dist, "dist", max_pixels=max_pixels, keep_uint8=keep_uint8,
-                                             start=start)
+    check_bool("clamp", clamp)
+    options = {"max_pixels": max_pixels, "keep_uint8": keep_uint8, "start": start, "indices": indices,
+               "clamp": clamp}
+    ref_batch, ref_from_tensor = _to_batch(ref, "ref", **options)
+    dist_batch, dist_from_tensor = _to_batch(dist, "dist", **options)
     if (ref_batch.dtype == torch.uint8) != (dist_batch.dtype == torch.uint8):  # one side is float: both float
         ref_batch, dist_batch = _as_float(ref_batch), _as_float(dist_batch)
 
+    if ref_batch.shape[0] == 1 and dist_batch.shape[0] > 1:  # one reference, B distorted images: broadcast
+        ref_batch = ref_batch.expand(dist_batch.shape[0], -1, -1, -1)
     if ref_batch.shape[0] != dist_batch.shape[0]:
         raise ValueError(
             f"ref and dist must hold the same number of images, got {ref_batch.shape[0]} ref and "
-            f"{dist_batch.shape[0]} dist; to compare one reference with several distorted images, repeat it "
-            f"(e.g. ref.expand(B, -1, -1, -1))"
+            f"{dist_batch.shape[0]} dist (one reference image against any number of dist images is broadcast)"
         )
     ref_size, dist_size = tuple(ref_batch.shape[-2:]), tuple(dist_batch.shape[-2:])
     if ref_size != dist_size:
@@ -279,14 +299,15 @@ def prepare_pair(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequenc
 
 
 def _to_batch(images: object, name: str, *, max_pixels: int | None = None, keep_uint8: bool = False,
-              start: int = 0) -> tuple[torch.Tensor, bool]:
+              start: int = 0, indices: Sequence[int] | None = None,
+              clamp: bool = False) -> tuple[torch.Tensor, bool]:
     """:func:`to_batch`, also telling whether the batch came from tensors (and so is bound to their device).
 
-    ``max_pixels``, ``keep_uint8`` and ``start`` are those of :func:`prepare_pair`.
+    ``max_pixels``, ``keep_uint8``, ``start``, ``indices`` and ``clamp`` are those of :func:`prepare_pair`.
     """
     if not isinstance(images, (list, tuple)):
         _check_pixels(images, max_pixels, name)
-        batch = _single_to_batch(images, name, keep_uint8=keep_uint8)
+        batch = _single_to_batch(images, name, keep_uint8=keep_uint8, clamp=clamp)
         return batch, isinstance(images, torch.Tensor)
     if len(images) == 0:
         raise ValueError(f"{name} must hold at least one image, got an empty {type(images).__name__}")
@@ -294,16 +315,19 @@ def _to_batch(images: object, name: str, *, max_pixels: int | None = None, keep_
     parts: list[torch.Tensor] = []
     tensor_device: torch.device | None = None
     tensor_index = 0
-    for index, item in enumerate(images, start):
+    if indices is not None and len(indices) != len(images):
+        raise ValueError(f"indices must name every image of {name}: got {len(indices)} for {len(images)} images")
+    numbers = list(indices) if indices is not None else range(start, start + len(images))
+    for index, item in zip(numbers, images, strict=True):
         item_name = f"{name}[{index}]"
         if isinstance(item, (list, tuple)):
             raise TypeError(f"{item_name}: expected {_ACCEPTED_IMAGE}, got a nested {type(item).__name__}")
         _check_pixels(item, max_pixels, item_name)
-        part = _single_to_batch(item, item_name, keep_uint8=keep_uint8)
+        part = _single_to_batch(item, item_name, keep_uint8=keep_uint8, clamp=clamp)
         if parts and part.shape[-2:] != parts[0].shape[-2:]:
             raise ValueError(
                 f"all images in {name} must have the same size, got {tuple(part.shape[-2:])} at {item_name} and "
-                f"{tuple(parts[0].shape[-2:])} at {name}[{start}] (height, width)"
+                f"{tuple(parts[0].shape[-2:])} at {name}[{numbers[0]}] (height, width)"
             )
         if isinstance(item, torch.Tensor):
             if tensor_device is None:
@@ -327,14 +351,14 @@ def _to_batch(images: object, name: str, *, max_pixels: int | None = None, keep_
     return batch, tensor_device is not None
 
 
-def _single_to_batch(image: object, name: str, *, keep_uint8: bool = False) -> torch.Tensor:
+def _single_to_batch(image: object, name: str, *, keep_uint8: bool = False, clamp: bool = False) -> torch.Tensor:
     """One input (not a list) to ``(b, 3, H, W)`` (uint8 for 8-bit sources when ``keep_uint8``)."""
     if isinstance(image, torch.Tensor):
-        return _tensor_to_batch(image, name)
+        return _tensor_to_batch(image, name, keep_uint8=keep_uint8, clamp=clamp)
     if isinstance(image, np.ndarray):
-        return _array_to_batch(image, name, keep_uint8=keep_uint8)
+        return _array_to_batch(image, name, keep_uint8=keep_uint8, clamp=clamp)
     if isinstance(image, Image.Image):
-        return _pil_to_batch(image, name, keep_uint8=keep_uint8)
+        return _pil_to_batch(image, name, keep_uint8=keep_uint8, clamp=clamp)
     if isinstance(image, (str, os.PathLike)):
         return _decode_file(image, name, keep_uint8=keep_uint8)[None]
     kind = type(image)
@@ -342,10 +366,14 @@ def _single_to_batch(image: object, name: str, *, keep_uint8: bool = False) -> t
     raise TypeError(f"{name}: expected {_ACCEPTED_KINDS}, got {kind_name}")
 
 
-def _tensor_to_batch(image: torch.Tensor, name: str) -> torch.Tensor:
-    """A channel-first float tensor ``(C, H, W)`` or ``(B, C, H, W)`` to ``(B, 3, H, W)``, keeping autograd."""
-    if image.dtype not in _FLOAT_TENSOR_DTYPES:
-        hint = " (convert with x.float() / 255 for 0-255 data)" if image.dtype == torch.uint8 else ""
+def _tensor_to_batch(image: torch.Tensor, name: str, *, keep_uint8: bool = False, clamp: bool = False) -> torch.Tensor:
+    """A channel-first float or uint8 tensor ``(C, H, W)`` or ``(B, C, H, W)`` to ``(B, 3, H, W)``, keeping autograd.
+
+    uint8 tensors are 0-255 data: divided by 255 (float32), or kept uint8 with ``keep_uint8``.
+    """
+    if image.dtype not in _FLOAT_TENSOR_DTYPES and image.dtype != torch.uint8:
+        hint = (" (convert with x.float() / 65535 for 16-bit data)" if image.dtype in (torch.int32, torch.uint16)
+                else "")
         raise TypeError(f"{name}: expected a tensor of dtype {_ACCEPTED_TENSOR_DTYPES}, got {image.dtype}{hint}")
     shape = tuple(image.shape)
     if image.ndim == 3:
@@ -370,14 +398,17 @@ def _tensor_to_batch(image: torch.Tensor, name: str) -> torch.Tensor:
     if image.shape[0] == 0 or image.shape[2] == 0 or image.shape[3] == 0:
         raise ValueError(f"{name}: expected a non-empty tensor, got shape {shape}")
 
-    image = _check_range(image, name)
+    if image.dtype == torch.uint8:
+        image = image if keep_uint8 else _as_float(image)  # 0-255 -> [0, 1], bit-identical to the array path
+    else:
+        image = _check_range(image, name, clamp=clamp)
     if channels == 1:
         image = image.repeat(1, 3, 1, 1)  # (B, 3, H, W), gray replicated
     return image
 
 
 def _array_to_batch(array: np.ndarray, name: str, *, what: str = "numpy array",
-                    keep_uint8: bool = False) -> torch.Tensor:
+                    keep_uint8: bool = False, clamp: bool = False) -> torch.Tensor:
     """A channel-last numpy array ``(H, W)``, ``(H, W, C)`` or ``(B, H, W, C)`` to float32 ``(B, 3, H, W)``."""
     kind, itemsize = array.dtype.kind, array.dtype.itemsize
     if kind == "u" and itemsize in (1, 2):
@@ -420,19 +451,20 @@ def _array_to_batch(array: np.ndarray, name: str, *, what: str = "numpy array",
             pixels = pixels.expand(-1, 3, -1, -1)  # (B, 3, H, W), gray replicated
         return pixels.contiguous()
     if kind == "f":
-        _check_finite_and_range(float(array.min()), float(array.max()), name, float(np.finfo(array.dtype).eps))
+        _check_finite_and_range(float(array.min()), float(array.max()), name, float(np.finfo(array.dtype).eps),
+                                clamp=clamp)
     values = array.astype(np.float32)  # always a fresh, writable, native-order copy
     if scale is not None:
         values /= np.float32(scale)
     if kind == "f":
-        np.clip(values, 0.0, 1.0, out=values)  # only moves values inside the rounding slack
+        np.clip(values, 0.0, 1.0, out=values)  # the rounding slack (or, with clamp, anything outside [0, 1])
     batch = torch.from_numpy(values).permute(0, 3, 1, 2)  # (B, C, H, W)
     if batch.shape[1] == 1:
         batch = batch.expand(-1, 3, -1, -1)  # (B, 3, H, W), gray replicated
     return batch.contiguous()
 
 
-def _pil_to_batch(image: Image.Image, name: str, *, keep_uint8: bool = False) -> torch.Tensor:
+def _pil_to_batch(image: Image.Image, name: str, *, keep_uint8: bool = False, clamp: bool = False) -> torch.Tensor:
     """A PIL image of any mode to float32 ``(1, 3, H, W)``, following the mode rules in the module docstring."""
     mode = image.mode
     try:
@@ -453,7 +485,7 @@ def _pil_to_batch(image: Image.Image, name: str, *, keep_uint8: bool = False) ->
             raise ValueError(f"{name}: a PIL image of mode 'I' is read as 16-bit data and must hold values in "
                              f"[0, 65535], got min {low} and max {high}")
         array = array.astype(np.uint16)
-    return _array_to_batch(array, name, what=f"PIL image (mode {mode!r})", keep_uint8=keep_uint8)
+    return _array_to_batch(array, name, what=f"PIL image (mode {mode!r})", keep_uint8=keep_uint8, clamp=clamp)
 
 
 def load_image(path: str | os.PathLike[str], *, name: str = "image") -> torch.Tensor:
@@ -507,33 +539,47 @@ def _decode_file(path: str | os.PathLike[str], name: str, *, keep_uint8: bool = 
         raise ValueError(f"{name}: cannot decode image file {text!r}: {error}") from error
 
 
-def _check_range(image: torch.Tensor, name: str) -> torch.Tensor:
-    """Reject NaN/inf and values outside ``[0, 1]`` beyond the rounding slack; clamp inside it (autograd-safe)."""
+def _check_range(image: torch.Tensor, name: str, *, clamp: bool = False) -> torch.Tensor:
+    """Reject NaN/inf and values outside ``[0, 1]`` beyond the rounding slack (unless ``clamp``); clamp what is
+    accepted (autograd-safe: within the slack an ordinary clamp, with ``clamp`` a straight-through one)."""
     low, high = torch.aminmax(image.detach())
     low_value, high_value = float(low), float(high)
     eps = torch.finfo(image.dtype).eps
-    _check_finite_and_range(low_value, high_value, name, eps)
+    _check_finite_and_range(low_value, high_value, name, eps, clamp=clamp)
     if low_value < 0.0 or high_value > 1.0:
-        image = image.clamp(0.0, 1.0)
+        if clamp:
+            # Straight-through: the forward value is clamped, the gradient passes to the input unchanged.
+            image = image + (image.clamp(0.0, 1.0) - image).detach()
+        else:
+            image = image.clamp(0.0, 1.0)
     return image
 
 
-def _check_finite_and_range(low: float, high: float, name: str, eps: float) -> None:
-    """Raise ``ValueError`` if ``low``/``high`` (the data's min and max) show NaN, inf or values outside [0, 1]."""
+def _check_finite_and_range(low: float, high: float, name: str, eps: float, *, clamp: bool = False) -> None:
+    """Raise ``ValueError`` if ``low``/``high`` (the data's min and max) show NaN, inf or (unless ``clamp``) values
+    outside [0, 1], with a hint where one fits."""
     if math.isnan(low) or math.isnan(high):
         raise ValueError(f"{name}: expected values in [0, 1], but the input contains NaN")
     if math.isinf(low) or math.isinf(high):
         raise ValueError(f"{name}: expected values in [0, 1], but the input contains infinite values "
                          f"(min {low}, max {high})")
     tolerance = max(1e-6, eps)
-    if low >= -tolerance and high <= 1.0 + tolerance:
+    if clamp or (low >= -tolerance and high <= 1.0 + tolerance):
         return
+    raise ValueError(f"{name}: expected values in [0, 1], got min {low:.6g} and max {high:.6g}"
+                     f"{_range_hint(low, high, tolerance)}")
+
+
+def _range_hint(low: float, high: float, tolerance: float) -> str:
+    """What the out-of-range data probably is, and how to map it to [0, 1] ("" when nothing fits)."""
     if low >= -0.1 and high <= 1.1:
-        hint = "; clamp slightly out-of-range values (e.g. after resampling) with x.clamp(0, 1) or np.clip(x, 0, 1)"
-    elif low >= -tolerance and 2.0 <= high <= 255.0 + tolerance:
-        hint = "; did you pass 0-255 values? divide by 255"
-    elif low >= -1.0 - tolerance and high <= 1.0 + tolerance:
-        hint = "; did you pass values in [-1, 1]? map them with (x + 1) / 2"
-    else:
-        hint = ""
-    raise ValueError(f"{name}: expected values in [0, 1], got min {low:.6g} and max {high:.6g}{hint}")
+        return ("; clamp slightly out-of-range values (e.g. after resampling) with x.clamp(0, 1) or "
+                "np.clip(x, 0, 1)")
+    if low >= -tolerance and high <= 255.0 + tolerance:
+        return ("; did you pass 0-255 values? divide by 255 (a network's outputs: clamp them with x.clamp(0, 1); "
+                "VTAMIQLoss clamps by itself)")
+    if low >= -tolerance and high <= 65535.0 + tolerance:
+        return "; did you pass 16-bit values (0-65535)? divide by 65535"
+    if low >= -1.0 - tolerance and high <= 1.0 + tolerance:
+        return "; did you pass values in [-1, 1]? map them with (x + 1) / 2"
+    return ""

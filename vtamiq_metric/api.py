@@ -10,7 +10,7 @@ the loss and the damage map share too.
 
 Performance:
     Attention runs through ``scaled_dot_product_attention`` (timm's fused attention). On CUDA ``score()`` uses bf16
-    autocast by default (``precision="auto"``), and ``batch_size=None`` picks the largest chunk of pairs that fits
+    autocast by default (``precision="auto"``; fp16 on GPUs older than compute capability 8.0), and ``batch_size=None`` picks the largest chunk of pairs that fits
     in about half of the free GPU memory (see :func:`auto_batch_size`). ``compile=True`` wraps the model with
     ``torch.compile`` once per model instance (the first call pays the compilation; a new batch shape may compile
     once more).
@@ -50,8 +50,8 @@ from ._frontend import (
     resolve_device,
     resolve_model,
 )
-from ._precision import Precision, autocast
-from ._validation import ImageLike, image_size, is_single_image, prepare_pair
+from ._precision import Precision, autocast, autocast_dtype
+from ._validation import ImageLike, image_size, is_single_image, prepare_pair, to_batch
 from .model.config import VTAMIQConfig
 from .model.vtamiq import VTAMIQ
 from .sampling import SamplingConfig, sample_patches, viewing_downsample, viewing_factor
@@ -125,13 +125,17 @@ def forward_pairs(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, *, num_p
         num_patches: patches per image.
         seed: sampling seed.
         sampling: CAPS settings.
-        precision: ``"fp32"``, ``"bf16"`` (autocast), or ``"auto"`` (see :mod:`vtamiq_metric._precision`: bf16 on
-            CUDA and on CPUs with native bf16 units).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast), or ``"auto"`` (see
+            :mod:`vtamiq_metric._precision`: bf16 on GPUs and CPUs with native bf16, fp16 on older GPUs).
         compile: run the model through its cached ``torch.compile`` wrapper (:func:`compiled_forward`); sampling
             stays eager.
 
     Returns:
         (B,) float32 distortion scores; differentiable w.r.t. ``ref``/``dist`` when they require grad.
+
+    Raises:
+        RuntimeError: under fp16 autocast, a score that is not finite: an activation overflowed float16's range
+            (at most 65504; the inputs were checked finite, so nothing else makes one). Use ``"bf16"`` or ``"fp32"``.
     """
     (ref, dist), _ = viewing_downsample(ref, dist, side=model.config.downsample_side)
     sample = sample_patches(ref, dist, num_patches, patch_size=model.config.patch_size, config=sampling, seed=seed)
@@ -141,6 +145,10 @@ def forward_pairs(model: VTAMIQ, ref: torch.Tensor, dist: torch.Tensor, *, num_p
     forward = compiled_forward(model) if compile else model
     with autocast(ref.device, precision):
         out = forward(ref_p, dist_p, sample.pos.to(param.dtype), sample.scale)
+    if autocast_dtype(ref.device, precision) == torch.float16 and not bool(torch.isfinite(out).all()):
+        raise RuntimeError(
+            f"precision={precision!r} ran the model in float16 and an activation overflowed its range (a score is "
+            f"{float(out[~torch.isfinite(out)][0])}); use precision='bf16' (same speed on GPUs with bf16) or 'fp32'")
     return out.float()
 
 
@@ -166,7 +174,7 @@ def estimate_pair_bytes(config: VTAMIQConfig, num_patches: int, height: int, wid
         num_patches: patches per image N.
         height: image height H in pixels.
         width: image width W in pixels.
-        half_precision: activations in bf16 (autocast) rather than float32.
+        half_precision: activations in bf16 or fp16 (autocast) rather than float32.
         sampling: the CAPS settings of the call; ``config.sampling`` if None.
 
     Returns:
@@ -241,7 +249,7 @@ def auto_batch_size(config: VTAMIQConfig, num_patches: int, height: int, width: 
         width: image width in pixels.
         num_pairs: number of pairs to score.
         device: the compute device.
-        half_precision: whether the model runs under bf16 autocast.
+        half_precision: whether the model runs under a 16-bit autocast (bf16 or fp16).
 
     Returns:
         An int in ``[1, max(num_pairs, 1)]``.
@@ -281,8 +289,13 @@ def score(
 
     Args:
         ref: reference image(s): a file path, PIL image, numpy array (HWC; uint8, uint16 or float in [0, 1]), tensor
-            (CHW or BCHW float in [0, 1]), or a list of these. Grayscale is replicated to RGB and alpha is dropped.
-        dist: distorted image(s), same count and size as ``ref`` (nothing is resized).
+            (CHW or BCHW; float in [0, 1], or uint8 0-255, divided by 255), or a list of these. Grayscale is
+            replicated to RGB and alpha is dropped. One reference image (alone or in a list of one) is compared with
+            every ``dist`` image (broadcast, as lpips does; decoded once).
+        dist: distorted image(s): as many as ``ref`` (or any number against one reference), each the size of its
+            reference (nothing is resized). A list of pairs may mix image sizes: the pairs are grouped by size (read
+            from file headers, nothing decoded twice), each group is scored in batches, and the scores come back in
+            the input order.
         model: a registered name, ``hf-hub:org/repo[@rev]``, a local path, or a :class:`VTAMIQ` instance; None uses
             the bundled default. Loaded models are cached per (model, device).
         num_patches: patches per image (default: the model config's ``num_patches``).
@@ -290,8 +303,9 @@ def score(
         seed: sampling seed; the global RNG state is never read or changed.
         device: where to compute (default: the model's device for an instance, else the input tensors' device, else
             CUDA when available, else CPU).
-        precision: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16 units, AVX512-BF16 or AMX; fp32
-            on other CPUs), ``"fp32"`` or ``"bf16"``.
+        precision: ``"auto"`` (the default for evaluation: bf16 autocast on GPUs of compute capability 8.0 or more
+            and on CPUs with AVX512-BF16 or AMX, fp16 on older GPUs, fp32 on other CPUs and MPS), ``"fp32"`` (exact),
+            ``"bf16"`` or ``"fp16"`` (see :mod:`vtamiq_metric._precision`).
         batch_size: pairs decoded and scored at once; a list of images is decoded lazily, one batch at a time, so
             peak memory is that of one batch. None: on CUDA, as many as fit in about half of the free GPU memory
             (at most 256); elsewhere as many as fit in about 1 GiB, at most 4 (see :func:`auto_batch_size`).
@@ -326,38 +340,75 @@ def score(
     scorer = resolve(model, options, device=device, like=ref)
     prepare = {"patch_size": scorer.model.config.patch_size, "max_pixels": max_pixels, "keep_uint8": True}
 
-    lazy = (isinstance(ref, (list, tuple)) and isinstance(dist, (list, tuple)) and len(ref) == len(dist) > 0
-            and all(is_single_image(x) for x in ref) and all(is_single_image(x) for x in dist))
-    means, stds = [], []
-    if lazy:  # decode and validate one batch at a time: peak memory is one batch, whatever len(ref) is
-        size = image_size(ref[0])
-        chunk = batch_size_for(scorer, *size, len(ref)) if size is not None else scorer.options.batch_size or 1
-        first_size: tuple[int, int] | None = None
-        for start in range(0, len(ref), chunk):
-            ref_t, dist_t = prepare_pair(ref[start:start + chunk], dist[start:start + chunk], start=start, **prepare)
-            batch_size_hw = (int(ref_t.shape[-2]), int(ref_t.shape[-1]))
-            if first_size is None:
-                first_size = batch_size_hw
-            elif batch_size_hw != first_size:
-                raise ValueError(
-                    f"all images in ref must have the same size, got {batch_size_hw} at ref[{start}] and "
-                    f"{first_size} at ref[0] (height, width)")
-            mean, std = score_batch(scorer, ref_t.to(scorer.device), dist_t.to(scorer.device))
-            del ref_t, dist_t
-            means.append(mean)
-            stds.append(std)
+    pairs = _lazy_pairs(ref, dist)
+    if pairs is not None:  # decode and validate one batch at a time: peak memory is one batch, whatever the length
+        refs, dists = pairs
+        mean, std = _score_lazily(scorer, refs, dists, prepare)
     else:
         ref_t, dist_t = prepare_pair(ref, dist, **prepare)
         ref_t, dist_t = ref_t.to(scorer.device), dist_t.to(scorer.device)
-        chunk = batch_size_for(scorer, ref_t.shape[-2], ref_t.shape[-1], len(ref_t))
-        for start in range(0, len(ref_t), chunk):
-            mean, std = score_batch(scorer, ref_t[start:start + chunk], dist_t[start:start + chunk])
-            means.append(mean)
-            stds.append(std)
-    mean = torch.cat(means)
+        chunk = batch_size_for(scorer, ref_t.shape[-2], ref_t.shape[-1], len(dist_t))
+        parts = [score_batch(scorer, ref_t[start:start + chunk], dist_t[start:start + chunk])
+                 for start in range(0, len(dist_t), chunk)]
+        mean, std = torch.cat([part[0] for part in parts]), torch.cat([part[1] for part in parts])
     if return_std:
-        return mean, torch.cat(stds)
+        return mean, std
     return mean
+
+
+def _lazy_pairs(ref: object, dist: object) -> tuple[list[object], list[object]] | None:
+    """``(refs, dists)``, two lists of single images of one length, when ``score()`` can decode the input lazily:
+    two lists of single images (one per pair), or one reference image (alone or in a list of one) against a list of
+    distorted images (the reference repeated). None for anything else (batched arrays or tensors: decoded at once)."""
+    if not isinstance(dist, (list, tuple)) or not dist or not all(is_single_image(x) for x in dist):
+        return None
+    if isinstance(ref, (list, tuple)):
+        if len(ref) == len(dist) and all(is_single_image(x) for x in ref):
+            return list(ref), list(dist)
+        ref = ref[0] if len(ref) == 1 else None
+    if ref is not None and is_single_image(ref) and len(dist) > 1:
+        return [ref] * len(dist), list(dist)
+    return None
+
+
+def _score_lazily(scorer: Scorer, refs: list[object], dists: list[object],
+                  prepare: dict[str, object]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Score pairs ``refs[i], dists[i]`` of single images: grouped by image size (read from file headers, nothing
+    decoded), each group decoded and scored ``batch_size`` pairs at a time, the scores put back in input order.
+
+    A reference shared by every pair (the same object) is decoded once. Returns the (N,) means and stds.
+    """
+    count = len(dists)
+    shared = all(item is refs[0] for item in refs)
+    if shared:
+        refs = [to_batch(refs[0], name="ref", max_pixels=prepare["max_pixels"], keep_uint8=True)] * count
+    groups: dict[tuple[int, int] | tuple[str, int], list[int]] = {}
+    for i in range(count):
+        ref_size, dist_size = image_size(refs[i]), image_size(dists[i])
+        if ref_size is not None and dist_size is not None and ref_size != dist_size:
+            raise ValueError(f"ref[{0 if shared else i}] and dist[{i}] must have the same size, got ref {ref_size} "
+                             f"and dist {dist_size} (height, width); images are never resized here, so crop or "
+                             f"resize one of them first")
+        # Unknown sizes (an unreadable file) form groups of their own: decoding them reports the problem.
+        key = dist_size if dist_size is not None else ("unknown", i)
+        groups.setdefault(key, []).append(i)
+    if len(groups) > 1:
+        _logger.debug("score(): %d pairs in %d groups of one image size", count, len(groups))
+    mean = torch.empty(count, device=scorer.device)
+    std = torch.empty(count, device=scorer.device)
+    for key, members in groups.items():
+        known = isinstance(key[0], int)
+        chunk = batch_size_for(scorer, *key, len(members)) if known else scorer.options.batch_size or 1
+        for start in range(0, len(members), chunk):
+            index = members[start:start + chunk]
+            ref_side = refs[index[0]] if shared else [refs[i] for i in index]
+            ref_t, dist_t = prepare_pair(ref_side, [dists[i] for i in index], indices=index, **prepare)
+            ref_t, dist_t = ref_t.to(scorer.device), dist_t.to(scorer.device)  # a shared reference is broadcast
+            batch_mean, batch_std = score_batch(scorer, ref_t, dist_t)
+            where = torch.tensor(index, device=scorer.device)
+            mean[where], std[where] = batch_mean, batch_std
+            del ref_t, dist_t
+    return mean, std
 
 
 def batch_size_for(scorer: Scorer, height: int, width: int, num_pairs: int) -> int:

@@ -11,28 +11,42 @@ helpers are re-exported here for convenience (``hub.save_pretrained``, ``hub.loa
   revision, and its sha256 is verified;
 - ``hf-hub:org/repo`` or ``hf-hub:org/repo@revision``: any Hub repository in our layout;
 - a local directory holding ``model.safetensors`` (and ``config.json``);
-- a ``.safetensors`` file whose metadata holds the config.
+- a ``.safetensors`` file whose metadata holds the config;
+- an authors' PyTorch checkpoint (``.pth``, ``.pt``, ``.ckpt``; the published one is ``vtamiq_kadis700k.pth``, see
+  :data:`AUTHORS_WEIGHTS_URL`): read with ``torch.load(weights_only=True)``, its code era detected from its keys,
+  converted strictly (:mod:`vtamiq_metric.model.convert`), and cached as safetensors under
+  :func:`converted_cache_dir`, keyed by the checkpoint's sha256, so that later loads read the safetensors copy.
 
 Hub files come through ``huggingface_hub``, so its cache, ``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` apply.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ._checks import vocabulary
+from ._device import check_device
+from ._io import atomic_write_text
+from ._links import AUTHORS_REPOSITORY_URL, AUTHORS_WEIGHTS_URL
 from ._version import __version__
 from .model.serialization import CONFIG_NAME, WEIGHTS_NAME, WeightsError, read_weights, sha256sum
 from .model.vtamiq import VTAMIQ
 from .model.weights import load_directory, load_file, save_pretrained
 
 __all__ = [
+    "AUTHORS_REPOSITORY_URL",
+    "AUTHORS_WEIGHTS_URL",
+    "CHECKPOINT_SUFFIXES",
     "DEFAULT_MODEL",
     "PRETRAINED",
     "PretrainedCfg",
     "WeightsError",
+    "converted_cache_dir",
     "list_pretrained",
     "load_file",
     "load_model",
@@ -41,7 +55,12 @@ __all__ = [
     "sha256sum",
 ]
 
+_logger = logging.getLogger(__name__)
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
+
+#: File suffixes that ``load_model`` reads as an authors' PyTorch checkpoint, converted on the fly.
+CHECKPOINT_SUFFIXES = frozenset({".pth", ".pt", ".ckpt"})
 
 
 @dataclass(frozen=True)
@@ -94,21 +113,62 @@ def list_pretrained() -> list[str]:
     return sorted(PRETRAINED)
 
 
-def _hub_download(repo_id: str, filename: str, revision: str | None, cache_dir: str | Path | None) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+# Seconds the reachability probe of the Hub waits before a download is judged impossible (huggingface_hub itself
+# retries a failed connection with back-off for about 30 s when the file is not cached).
+_HUB_PROBE_TIMEOUT = 5.0
+
+
+def _offline_advice(repo_id: str, filename: str, revision: str | None) -> str:
+    """How to get the file without a network, in the caller's words (``load_model`` or ``--model``)."""
+    words = vocabulary()
+    local = (f"pass {words.option('model')} PATH" if words.cli else "pass a local path to load_model")
+    return (f"To work offline: {local} (a directory with {WEIGHTS_NAME} and {CONFIG_NAME}, or a .safetensors "
+            f"file), or pre-fill the cache on a machine with network access with `hf download {repo_id} {filename}"
+            + (f" --revision {revision}" if revision else "")
+            + "` and copy it to HF_HUB_CACHE here (then set HF_HUB_OFFLINE=1 to skip the network)")
+
+
+def _hub_reachable(repo_id: str, filename: str, revision: str | None) -> bool:
+    """Whether the Hub answers a metadata request for the file within :data:`_HUB_PROBE_TIMEOUT` seconds (any HTTP
+    answer counts, an error status too: the download then reports it); False on a connection error or a timeout."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
 
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
-                                    library_name="vtamiq-metric", library_version=__version__))
+        get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision), timeout=_HUB_PROBE_TIMEOUT)
+    except HfHubHTTPError:
+        return True
+    except Exception:  # noqa: BLE001 - connection refused, DNS failure, timeout, proxy error...: no answer
+        return False
+    return True
+
+
+def _hub_download(repo_id: str, filename: str, revision: str | None, cache_dir: str | Path | None) -> Path:
+    """The file from the Hub cache or the Hub; fails at once, naming ``HF_HUB_OFFLINE`` and the cache, when neither
+    has it (no waiting for huggingface_hub's retries)."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    where = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
+    cache = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
+    options = {"revision": revision, "cache_dir": cache_dir, "library_name": "vtamiq-metric",
+               "library_version": __version__}
+    offline = constants.HF_HUB_OFFLINE
+    if not offline and not _hub_reachable(repo_id, filename, revision):
+        try:  # no network: what the cache holds, as huggingface_hub would fall back to it
+            return Path(hf_hub_download(repo_id, filename, local_files_only=True, **options))
+        except (LocalEntryNotFoundError, OSError):
+            raise OSError(
+                f"could not get {where}: the Hugging Face Hub did not answer within {_HUB_PROBE_TIMEOUT:g} s (no "
+                f"network?) and the cache {cache} does not hold it. "
+                + _offline_advice(repo_id, filename, revision)) from None
+    try:
+        return Path(hf_hub_download(repo_id, filename, **options))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
-        where = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
+        state = "HF_HUB_OFFLINE is set and " if offline else ""
         raise OSError(
-            f"could not get {where} from the Hugging Face Hub or its local cache ({type(exc).__name__}: {exc}). "
-            f"To work offline: pass a local path to load_model (a directory with {WEIGHTS_NAME} and {CONFIG_NAME}, "
-            f"or a .safetensors file), or pre-fill the cache on a machine with network access with "
-            f"`hf download {repo_id} {filename}" + (f" --revision {revision}" if revision else "")
-            + "` and copy it to HF_HOME / HF_HUB_CACHE here."
+            f"could not get {where} from the Hugging Face Hub or its cache {cache} ({state}{type(exc).__name__}: "
+            f"{exc}). " + _offline_advice(repo_id, filename, revision)
         ) from exc
 
 
@@ -120,25 +180,95 @@ def _parse_hub_name(spec: str) -> tuple[str, str | None]:
     return repo_id, revision or None
 
 
+def converted_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """The folder of converted authors' checkpoints: ``CACHE_DIR/vtamiq_converted`` when ``load_model`` gets a
+    ``cache_dir``, else ``vtamiq_metric/converted`` beside torch's hub cache (``$TORCH_HOME``, by default
+    ``~/.cache/torch``). One sub-folder per checkpoint, named by the checkpoint's sha256."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser() / "vtamiq_converted"
+    return Path(torch.hub.get_dir()).parent / "vtamiq_metric" / "converted"
+
+
+def _stat_key(path: Path) -> str:
+    """A name for this file as it is now (path, size, mtime, inode): finds the checksum of an unchanged checkpoint
+    without reading it again."""
+    info = path.stat()
+    text = f"{path.resolve()}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}"
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _load_checkpoint(path: Path, cache_dir: str | Path | None) -> VTAMIQ:
+    """An authors' checkpoint as a model: from the converted cache when it holds this file's conversion, else
+    converted (era from the keys) and cached. A cache that cannot be written only costs the next load a conversion."""
+    root = converted_cache_dir(cache_dir)
+    pointer = root / "by-stat" / _stat_key(path)
+    try:
+        digest = pointer.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        digest = ""
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        digest = sha256sum(path)
+    target = root / digest
+    if (target / WEIGHTS_NAME).is_file():
+        try:
+            model = load_directory(target)
+        except (WeightsError, ValueError, OSError) as exc:
+            _logger.warning("the cached conversion in %s is unreadable (%s); converting %s again", target, exc, path)
+        else:
+            _write_pointer(pointer, digest)
+            return model
+    from .model.convert import load_reference_checkpoint
+
+    model = load_reference_checkpoint(path)
+    model.provenance = {**model.provenance, "source_sha256": digest}
+    try:
+        model.save_pretrained(target)
+        _write_pointer(pointer, digest)
+    except OSError as exc:
+        _logger.warning("could not cache the conversion of %s in %s (%s); the next load converts it again", path,
+                        target, exc)
+    else:
+        _logger.info("converted %s (%s) and cached it in %s", path, model.provenance["converted_from"], target)
+    return model
+
+
+def _write_pointer(pointer: Path, digest: str) -> None:
+    if pointer.is_file():
+        return
+    try:
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(pointer, digest + "\n")
+    except OSError as exc:
+        _logger.debug("could not write %s: %s", pointer, exc)
+
+
 def load_model(name_or_path: str | Path, device: str | torch.device | None = None, *,
                cache_dir: str | Path | None = None) -> VTAMIQ:
     """Load VTAMIQ weights, strictly, into a model in eval mode.
 
     Args:
         name_or_path: a registered name (see :func:`list_pretrained`), ``hf-hub:org/repo[@revision]``, a local
-            directory with ``model.safetensors`` (+ ``config.json``), or a ``.safetensors`` file.
-        device: where to put the model (default: CPU).
-        cache_dir: Hugging Face cache folder for Hub downloads (default: huggingface_hub's, honouring ``HF_HOME``).
+            directory with ``model.safetensors`` (+ ``config.json``), a ``.safetensors`` file, or an authors'
+            checkpoint (``.pth``, ``.pt``, ``.ckpt``, e.g. ``vtamiq_kadis700k.pth`` from :data:`AUTHORS_WEIGHTS_URL`):
+            converted strictly the first time (its era detected from its keys) and cached as safetensors.
+        device: where to put the model (default: CPU); checked first, as ``score(device=...)`` checks it: a device
+            this machine does not have is a ``ValueError`` that says so, before anything is read.
+        cache_dir: Hugging Face cache folder for Hub downloads (default: huggingface_hub's, honouring ``HF_HOME``);
+            converted checkpoints go to its ``vtamiq_converted`` folder (default: :func:`converted_cache_dir`).
 
     Returns:
         The model, in eval mode. Its scores are distortions: 0 = identical, higher = worse.
 
     Raises:
-        ValueError: unknown name or malformed hub spec. FileNotFoundError: missing local path. OSError: the Hub and
-        the cache could not provide the file. WeightsError: checksum mismatch, corrupt file, wrong keys or shapes.
+        ValueError: unknown name or malformed hub spec, or a ``device`` this machine does not have.
+        FileNotFoundError: missing local path. OSError: the Hub and the cache could not provide the file (at once
+        when the Hub does not answer: no retries for half a minute). WeightsError: checksum mismatch, corrupt file,
+        wrong keys or shapes. ValueError: an authors' checkpoint that cannot be read, or whose keys fit no era (or
+        two).
     """
     if isinstance(name_or_path, VTAMIQ):
         raise TypeError("load_model expects a name or a path; you passed a VTAMIQ model, use it directly")
+    target = check_device(device) if device is not None else None
     spec = str(name_or_path)
     if spec in PRETRAINED:
         entry = PRETRAINED[spec]
@@ -156,12 +286,16 @@ def load_model(name_or_path: str | Path, device: str | torch.device | None = Non
         path = Path(spec).expanduser()
         if path.is_dir():
             model = load_directory(path)
+        elif path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES:
+            model = _load_checkpoint(path, cache_dir)
         elif path.is_file():
             model = load_file(path)
         elif path.suffix or "/" in spec or "\\" in spec:
-            raise FileNotFoundError(f"no weights at {path}: expected a directory with {WEIGHTS_NAME} or a "
-                                    f".safetensors file")
+            hint = (f" (the authors' weights are downloaded from {AUTHORS_WEIGHTS_URL})"
+                    if path.suffix.lower() in CHECKPOINT_SUFFIXES else "")
+            raise FileNotFoundError(f"no weights at {path}: expected a directory with {WEIGHTS_NAME}, a .safetensors "
+                                    f"file or an authors' checkpoint (.pth){hint}")
         else:
             raise ValueError(f"unknown model {spec!r}: not a registered name (registered: {list_pretrained()}), not "
                              f"'hf-hub:org/repo[@revision]', and no such file or directory")
-    return model.to(device) if device is not None else model
+    return model.to(target) if target is not None else model

@@ -173,8 +173,9 @@ def damage_map(
         seed: first sampling seed; the global RNG state is never read or changed.
         device: where to compute (default as in ``score``: the model's device for an instance, else the input
             tensors' device, else CUDA when available, else CPU).
-        precision: ``"fp32"`` (default), ``"bf16"`` autocast, or ``"auto"`` (bf16 on CUDA and on CPUs with native
-            bf16 units, see :mod:`vtamiq_metric._precision`).
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` autocast, or ``"auto"`` (see
+            :mod:`vtamiq_metric._precision`). fp32 by default, unlike ``score()``: the map is a sum of gradients that
+            should add up to the score difference, and 16-bit gradients break that bookkeeping.
         sampling: CAPS settings (default: the model config's ``sampling``).
         signed: return the signed map (negative where a patch's change lowered the score) instead of its positive
             part.

@@ -7,7 +7,9 @@ never imports this module or torchmetrics; import it explicitly::
 
 The metric accumulates distortion scores (0 = identical, higher = worse) computed exactly as
 :func:`vtamiq_metric.score` computes them, and syncs its state across processes under DDP like any torchmetrics
-metric.
+metric. It follows torchmetrics' argument order, ``update(preds, target)``: ``preds`` is the distorted or restored
+image, ``target`` the reference, as for ``PeakSignalNoiseRatio`` or ``LearnedPerceptualImagePatchSimilarity``, so it
+sits in a ``MetricCollection`` beside them and receives the same positional call.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ._checks import renamed_keywords
 from ._frontend import FrozenFace, ScoringOptions, check_reduction, freeze, resolve
 from ._precision import Precision
 from ._validation import ImageLike
@@ -27,6 +30,7 @@ from .sampling import SamplingConfig
 try:
     from torchmetrics import Metric
     from torchmetrics.utilities.data import dim_zero_cat
+    from torchmetrics.utilities.plot import _AX_TYPE, _PLOT_OUT_TYPE
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError("vtamiq_metric.metrics needs torchmetrics, an optional dependency: "
                       "pip install 'vtamiq-metric[metrics]'") from exc
@@ -62,8 +66,8 @@ class VTAMIQMetric(FrozenFace, Metric):
         num_patches: patches per image (default: the model config's ``num_patches``).
         num_repeats: seeded CAPS draws averaged per pair (seeds ``seed .. seed + num_repeats - 1``), as in ``score``.
         seed: sampling seed used by every update.
-        precision: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16; the default of ``score``), ``"fp32"`` or
-            ``"bf16"``.
+        precision: ``"auto"`` (the default of ``score``: bf16 autocast where the hardware has native bf16, fp16 on
+            older GPUs, fp32 elsewhere; see :mod:`vtamiq_metric._precision`), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         sampling: CAPS settings (default: the model config's ``sampling``).
         reduction: ``"mean"`` (default) and ``"sum"`` give a scalar, ``"none"`` the (num_pairs,) scores.
         batch_size: pairs per model call inside one update (default as in ``score``: what fits in about half of the
@@ -81,8 +85,9 @@ class VTAMIQMetric(FrozenFace, Metric):
         >>> from vtamiq_metric import VTAMIQ
         >>> from vtamiq_metric.metrics import VTAMIQMetric
         >>> metric = VTAMIQMetric(VTAMIQ("tiny"), num_patches=16)
-        >>> ref = torch.rand(4, 3, 32, 32)
-        >>> metric.update(ref, (ref + 0.1 * torch.rand_like(ref)).clamp(0, 1))
+        >>> target = torch.rand(4, 3, 32, 32)
+        >>> preds = (target + 0.1 * torch.rand_like(target)).clamp(0, 1)
+        >>> metric.update(preds, target)  # torchmetrics' order: the restored/distorted image first
         >>> metric.compute().shape
         torch.Size([])
     """
@@ -91,6 +96,7 @@ class VTAMIQMetric(FrozenFace, Metric):
     is_differentiable = False
     full_state_update = False
     plot_lower_bound = 0.0
+    plot_legend_name = "VTAMIQ distortion (lower is better)"
     feature_network = "model"
 
     score_sum: torch.Tensor
@@ -112,19 +118,25 @@ class VTAMIQMetric(FrozenFace, Metric):
         if self.reduction == "none":
             self.add_state("scores", [], dist_reduce_fx="cat")
 
-    def update(self, ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequence[ImageLike]) -> None:
-        """Score a batch of pairs and add them to the state.
+    @renamed_keywords(ref="target", dist="preds")
+    def update(self, preds: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike]) -> None:
+        """Score a batch of pairs and add them to the state, in torchmetrics' order: ``update(preds, target)``.
+
+        Earlier development versions took ``update(ref, dist)``: a positional call written for them now scores the
+        pairs the other way round (VTAMIQ is not symmetric), so swap its arguments. The old keyword names still work,
+        with a ``DeprecationWarning``: ``update(ref=r, dist=d)`` is ``update(preds=d, target=r)``.
 
         Args:
-            ref: reference image(s): anything :func:`vtamiq_metric.score` accepts, typically a (B, 3, H, W) float
-                tensor in [0, 1] (moved to the metric's device).
-            dist: distorted image(s), same count and size; may require grad (it is not differentiated).
+            preds: the distorted or restored image(s), e.g. a network's output: anything
+                :func:`vtamiq_metric.score` accepts, typically a (B, 3, H, W) float tensor in [0, 1] (moved to the
+                metric's device); may require grad (it is not differentiated).
+            target: the reference image(s), same count and size (or one reference for all ``preds``).
 
         Raises:
             ValueError / TypeError / FileNotFoundError: as :func:`vtamiq_metric.score`.
         """
         options = self.options
-        scores = score(ref, dist, model=self.model, num_patches=options.num_patches, num_repeats=options.num_repeats,
+        scores = score(target, preds, model=self.model, num_patches=options.num_patches, num_repeats=options.num_repeats,
                        seed=options.seed, precision=options.precision, sampling=options.sampling,
                        batch_size=options.batch_size).detach()  # (B,) on the model's device
         self.score_sum += scores.sum(dtype=torch.float64)
@@ -145,6 +157,28 @@ class VTAMIQMetric(FrozenFace, Metric):
         if self.reduction == "sum":
             return self.score_sum.float()
         return (self.score_sum / self.num_pairs).float()
+
+    def plot(self, val: torch.Tensor | Sequence[torch.Tensor] | None = None,
+             ax: _AX_TYPE | None = None) -> _PLOT_OUT_TYPE:
+        """Plot one value or a sequence of values of the metric, as every torchmetrics metric does (needs matplotlib).
+
+        Args:
+            val: a result of :meth:`compute` or :meth:`forward`, or a list of them (e.g. one per epoch); None
+                plots :meth:`compute`'s value.
+            ax: a matplotlib axis to draw into (default: a new figure).
+
+        Returns:
+            ``(figure, axis)``.
+
+        Raises:
+            ModuleNotFoundError: matplotlib is not installed (``pip install 'vtamiq-metric[plot]'``).
+
+        Example (one value per validation batch, as in torchmetrics' examples)::
+
+            values = [metric(restored, reference) for restored, reference in batches]
+            fig, ax = metric.plot(values)
+        """
+        return self._plot(val, ax)
 
     def extra_repr(self) -> str:
         """The settings shown in ``repr(metric)``."""

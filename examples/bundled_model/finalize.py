@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from vtamiq_metric import VTAMIQ
-from vtamiq_metric.hub import load_model, save_pretrained, sha256sum
+from vtamiq_metric.hub import AUTHORS_REPOSITORY_URL, AUTHORS_WEIGHTS_URL, load_model, save_pretrained, sha256sum
 
 NAME = "vtamiq_tiny_patch16.kadis_photos"
 FILE_NAME = "vtamiq_tiny_patch16_kadis_photos.safetensors"
@@ -197,7 +197,10 @@ straight after `pip install`.
 - **Output**: a distortion score, 0 = identical (exactly, up to float rounding), never negative, higher = worse. It
   approximates histogram-equalised `1 - VSI` on KADIS-style synthetic distortions; it is **not** calibrated to human
   opinion scores (no human-rated data was used) and is much smaller than the paper's ViT-B/16 model. For
-  research-grade numbers use the paper's weights.
+  research-grade numbers use the paper's weights: the authors' KADIS-700k checkpoint `vtamiq_kadis700k.pth`, linked
+  from the README of {AUTHORS_REPOSITORY_URL} and downloaded from
+  {AUTHORS_WEIGHTS_URL}; pass the file as it is,
+  `load_model("vtamiq_kadis700k.pth")` or `vtamiq score --model vtamiq_kadis700k.pth` (converted once, then cached).
 - **Licence of the weights**: Apache-2.0. The training photographs carry their own licences (below: public domain,
   CC0, CC BY, CC BY-SA, CDLA-Permissive-1.0); their authors are credited here as those licences ask.
 - **sha256**: `{sha}`

@@ -87,6 +87,8 @@ def test_example_config_files_load_and_kadis_toml_is_complete():
     ({"lr_gamma": 0.0}, ValueError, r"TrainConfig.lr_gamma must be a finite number > 0"),
     ({"progress": "yes"}, TypeError, r"TrainConfig.progress must be true or false, got 'yes'"),
     ({"precision": "fp64"}, ValueError, r"TrainConfig.precision must be one of"),
+    ({"precision": "fp16"}, ValueError, r"TrainConfig.precision must be 'auto', 'fp32' or 'bf16' \(fp16 training needs "
+                                        r"loss scaling"),
     ({"device": 0}, TypeError, r"TrainConfig.device must be a string, got 0 \(an int\)"),
     ({"seed": -1}, ValueError, r"TrainConfig.seed must be an int >= 0, got -1"),
     ({"val_fraction": 0.6, "test_fraction": 0.5}, ValueError, r"val_fraction \+ test_fraction < 1"),

@@ -25,35 +25,68 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TextIO
 
-from .commands import convert, draw_map, merge_scores, models
+from .._checks import CLI, speaking
 from .common import CLIError, parse_shard, shard_path
-from .parser import build_parser
-from .scoring import run_score
 
 __all__ = ["main", "parse_shard", "shard_path"]
 
-# One handler per subcommand, given the parsed arguments; each returns the exit status.
-_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "score": run_score,
-    "merge-scores": merge_scores,
-    "models": models,
-    "map": draw_map,
-    "convert": convert,
-}
+# Exit status after Ctrl-C outside the scoring loop (which handles SIGINT itself): 128 + SIGINT, as a shell reports it.
+EXIT_INTERRUPTED = 130
+
+
+def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
+    """One handler per subcommand, given the parsed arguments; each returns the exit status. Imported when the
+    command runs, inside :func:`main`'s Ctrl-C guard."""
+    from .commands import convert, draw_map, merge_scores, models
+    from .scoring import run_score
+
+    return {"score": run_score, "merge-scores": merge_scores, "models": models, "map": draw_map, "convert": convert}
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: TextIO | None = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` of the command: ``vtamiq: warning: MESSAGE``, one line, no source line (e.g. a CMYK
+    image converted to RGB with Pillow, which is not colour-managed)."""
+    text = " ".join(str(message).split())
+    print(f"vtamiq: warning: {text}", file=file if file is not None else sys.stderr)
+
+
+@contextmanager
+def _command_line_words() -> Iterator[None]:
+    """While a command runs: messages name flags (``--device cpu``, not ``device='cpu'``) and warnings print as one
+    line each. Restored afterwards (``main`` may be called in-process, e.g. by tests)."""
+    previous = warnings.showwarning
+    warnings.showwarning = _one_line_warning
+    try:
+        with speaking(CLI):
+            yield
+    finally:
+        warnings.showwarning = previous
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``vtamiq`` command; returns the exit status (0 ok, 1 error or all pairs failed, 2 usage error, 3 some
-    pairs failed, 128 + N after signal N)."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="vtamiq: %(message)s")
+    pairs failed, 128 + N after signal N; Ctrl-C before scoring starts, e.g. while the model loads: 130 with a
+    one-line message)."""
     try:
-        return _HANDLERS[args.command](args)
-    except CLIError as exc:
-        print(f"vtamiq: error: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError, TypeError, KeyError, ImportError) as exc:
-        print(f"vtamiq: error: {exc}", file=sys.stderr)
-        return 1
+        with _command_line_words():
+            from .parser import build_parser
+
+            args = build_parser().parse_args(argv)
+            logging.basicConfig(level=logging.WARNING, format="vtamiq: %(message)s")
+            try:
+                return _handlers()[args.command](args)
+            except CLIError as exc:
+                print(f"vtamiq: error: {exc}", file=sys.stderr)
+                return 2
+            except (OSError, ValueError, TypeError, KeyError, ImportError) as exc:
+                print(f"vtamiq: error: {exc}", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:
+        print("vtamiq: interrupted (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -94,11 +94,11 @@ def draw_map(args: argparse.Namespace) -> int:
 
 
 def convert(args: argparse.Namespace) -> int:
-    """``vtamiq convert CHECKPOINT --variant ERA --output DIR``: an authors' ``.pth`` -> a safetensors directory."""
+    """``vtamiq convert CHECKPOINT [--variant ERA] --output DIR``: an authors' ``.pth`` -> a safetensors directory."""
     from ..model.convert import load_reference_checkpoint
 
-    model = load_reference_checkpoint(args.checkpoint, args.variant)
+    model = load_reference_checkpoint(args.checkpoint, args.variant)  # variant None: detected from the keys
     out = model.save_pretrained(args.output)
-    print(f"wrote {out / 'model.safetensors'} ({args.variant}, depth {model.config.depth}, "
+    print(f"wrote {out / 'model.safetensors'} ({model.provenance['converted_from']}, depth {model.config.depth}, "
           f"{sum(p.numel() for p in model.parameters()):,} parameters)")
     return 0

@@ -1,4 +1,5 @@
-"""The pairs ``vtamiq score`` scores: one pair (``REF DIST``), two folders paired by file name, or a CSV list."""
+"""The pairs ``vtamiq score`` scores: one pair (``REF DIST``), two folders (each distorted file with the reference of
+the same name, or of the longest stem that begins its name), or a CSV list."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from .common import CLIError
 
-__all__ = ["IMAGE_SUFFIXES", "Pair", "pairs_from_args", "pairs_from_csv", "pairs_from_dirs"]
+__all__ = ["IMAGE_SUFFIXES", "Pair", "pairs_csv_advice", "pairs_from_args", "pairs_from_csv", "pairs_from_dirs"]
 
 _logger = logging.getLogger(__name__)
 
@@ -48,19 +49,69 @@ def pairs_from_args(args: argparse.Namespace) -> tuple[list[Pair], bool]:
 
 
 def pairs_from_dirs(ref_dir: Path, dist_dir: Path) -> list[Pair]:
-    """The images of two folders with the same file name, sorted by name (the others are skipped with a warning)."""
+    """The pairs of two folders: each distorted image with its reference, sorted by the distorted file's name.
+
+    A distorted file's reference is the file of the same name in ``ref_dir``; failing that, the reference whose stem
+    begins the distorted file's name, the longest such stem if several do (``R/coffee.png`` for ``D/coffee_blur1.png``
+    and ``D/coffee_jpeg10.png``; ``I10.png`` rather than ``I1.png`` for ``I10_03.png``). Distorted files without a
+    reference are skipped with a warning, as are references without a distorted file.
+
+    Raises:
+        CLIError: a folder is missing; no distorted file has a reference; or a distorted file matches two
+            references equally (two stems of the same length, e.g. ``coffee.png`` and ``coffee.jpg``). The message
+            shows how to write a ``--pairs`` CSV instead.
+    """
     for folder in (ref_dir, dist_dir):
         if not folder.is_dir():
             raise CLIError(f"not a directory: {folder}")
     refs = {p.name: p for p in sorted(ref_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    dists = {p.name: p for p in sorted(dist_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    common = sorted(set(refs) & set(dists))
-    if not common:
-        raise CLIError(f"no file names in common between {ref_dir} and {dist_dir}")
-    unpaired = sorted(set(refs) ^ set(dists))
-    if unpaired:
-        _logger.warning("%d files have no partner and are skipped: %s", len(unpaired), ", ".join(unpaired[:5]))
-    return [Pair(str(refs[name]), str(dists[name])) for name in common]
+    dists = [p for p in sorted(dist_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    by_stem: dict[str, list[Path]] = {}
+    for path in refs.values():
+        by_stem.setdefault(path.stem, []).append(path)
+    pairs: list[Pair] = []
+    unmatched: list[str] = []
+    ambiguous: list[tuple[Path, list[Path]]] = []
+    for dist in dists:
+        if dist.name in refs:  # the same name: always this reference
+            pairs.append(Pair(str(refs[dist.name]), str(dist)))
+            continue
+        stems = [stem for stem in by_stem if dist.stem.startswith(stem)]
+        if not stems:
+            unmatched.append(dist.name)
+            continue
+        longest = max(len(stem) for stem in stems)
+        candidates = [path for stem in stems if len(stem) == longest for path in by_stem[stem]]
+        if len(candidates) > 1:
+            ambiguous.append((dist, candidates))
+            continue
+        pairs.append(Pair(str(candidates[0]), str(dist)))
+    if ambiguous:
+        listed = "; ".join(f"{dist.name} could be {' or '.join(p.name for p in candidates)}"
+                           for dist, candidates in ambiguous[:5])
+        more = f" (and {len(ambiguous) - 5} more)" if len(ambiguous) > 5 else ""
+        dist, candidates = ambiguous[0]
+        raise CLIError(f"{len(ambiguous)} file(s) in {dist_dir} match two references equally: {listed}{more}. "
+                       + pairs_csv_advice(candidates[0], dist))
+    if not pairs:
+        example = (next(iter(refs.values()), ref_dir / "coffee.png"), dists[0] if dists else dist_dir / "coffee_x.png")
+        raise CLIError(f"no file in {dist_dir} has a reference in {ref_dir}: a distorted file is paired with the "
+                       f"reference of the same name, or with the one whose name (without suffix) begins its own, as "
+                       f"coffee.png for coffee_blur1.png. " + pairs_csv_advice(*example))
+    if unmatched:
+        _logger.warning("%d file(s) in %s have no reference in %s and are skipped: %s", len(unmatched), dist_dir,
+                        ref_dir, ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else ""))
+    unused = sorted(set(refs) - {Path(pair.ref).name for pair in pairs})
+    if unused:
+        _logger.warning("%d reference(s) in %s have no distorted file and are skipped: %s", len(unused), ref_dir,
+                        ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))
+    return pairs
+
+
+def pairs_csv_advice(ref: Path, dist: Path) -> str:
+    """How to list the pairs by hand: a ``--pairs`` CSV with a ``ref,dist`` header, one example row."""
+    return (f"List the pairs in a CSV instead and pass it with --pairs: a header line 'ref,dist', then one line per "
+            f"pair with the two paths (relative to the CSV's folder), e.g. '{ref.as_posix()},{dist.as_posix()}'")
 
 
 def pairs_from_csv(path: Path) -> list[Pair]:

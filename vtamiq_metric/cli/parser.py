@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .._links import AUTHORS_REPOSITORY_URL, AUTHORS_WEIGHTS_URL
 from .._precision import PRECISIONS
 from .._version import __version__
 from .common import choice_type, non_negative_int, parse_shard, positive_int, seed_int
@@ -20,8 +21,9 @@ _VARIANTS = ("paper2021", "release2022", "head2024")
 def _score_description() -> str:
     formats = "\n".join(f"  {key:<6} {cls.help}" for key, cls in WRITERS.items())
     return f"""\
-Score image pairs: one pair (REF DIST), two folders paired by file name (--ref-dir, --dist-dir), or a CSV list
-(--pairs). Scores are distortions: 0 = identical, higher = worse.
+Score image pairs: one pair (REF DIST), two folders (--ref-dir, --dist-dir: each distorted file with the reference
+of the same name, or of the longest stem that begins its name), or a CSV list (--pairs). Scores are distortions:
+0 = identical, higher = worse.
 
 The folder and CSV modes score --batch-size pairs per model call while background threads decode the next batch.
 A batch holds consecutive pairs in input order; pairs of different image sizes within it are scored in separate
@@ -71,7 +73,10 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                             epilog=_score_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ref", nargs="?", help="reference image (single-pair mode)")
     parser.add_argument("dist", nargs="?", help="distorted image (single-pair mode)")
-    parser.add_argument("--ref-dir", type=Path, help="folder of references, paired with --dist-dir by file name")
+    parser.add_argument("--ref-dir", type=Path, help="folder of references: each file of --dist-dir is paired with the "
+                                                     "reference of the same name, or else with the one whose stem "
+                                                     "begins its name (the longest: refs/coffee.png for "
+                                                     "dists/coffee_blur1.png and dists/coffee_jpeg10.png)")
     parser.add_argument("--dist-dir", type=Path, help="folder of distorted images")
     parser.add_argument("--pairs", type=Path, help="CSV with columns ref,dist (paths relative to the CSV)")
     add_output_option(parser, required=False,
@@ -92,9 +97,10 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                         help="refuse images of more pixels than N before decoding them (default 150,000,000; "
                              "0 = no limit)")
     add_model_options(parser, repeats=1)
-    parser.add_argument("--precision", type=choice_type(PRECISIONS), default="auto", metavar="{auto,fp32,bf16}",
-                        help="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 "
-                             "elsewhere")
+    parser.add_argument("--precision", type=choice_type(PRECISIONS), default="auto",
+                        metavar="{" + ",".join(PRECISIONS) + "}",
+                        help="auto = bf16 autocast on GPUs of compute capability 8.0+ and on CPUs with native bf16 "
+                             "(AVX512-BF16, AMX), fp16 on older GPUs, fp32 elsewhere")
 
 
 def _add_merge_scores(sub: argparse._SubParsersAction) -> None:
@@ -121,10 +127,23 @@ def _add_map(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("convert", help="convert an authors' .pth checkpoint to a safetensors model directory")
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--variant", required=True, choices=_VARIANTS,
-                        help="code era of the checkpoint (the published KADIS-700k weights are release2022)")
+    parser = sub.add_parser(
+        "convert", help="convert an authors' .pth checkpoint to a safetensors model directory",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"""\
+Convert an authors' VTAMIQ checkpoint to a safetensors model directory, strictly: every key is checked and nothing is
+skipped; the file is read with torch.load(weights_only=True), so nothing in it runs.
+
+The paper's weights (KADIS-700k, vtamiq_kadis700k.pth, release2022 layout) are published by the authors on Google
+Drive, linked from the README of {AUTHORS_REPOSITORY_URL}:
+  {AUTHORS_WEIGHTS_URL}
+
+Converting is optional: `vtamiq score --model vtamiq_kadis700k.pth` and load_model("vtamiq_kadis700k.pth") take the
+checkpoint directly (converted once, then cached as safetensors).""")
+    parser.add_argument("checkpoint", type=Path, help="the authors' .pth file, e.g. vtamiq_kadis700k.pth")
+    parser.add_argument("--variant", default=None, choices=_VARIANTS,
+                        help="code era of the checkpoint (default: detected from its keys; the published KADIS-700k "
+                             "weights are release2022)")
     add_output_option(parser, required=True, help="output directory")
 
 

@@ -1,7 +1,8 @@
 """Converters from other weight layouts to ours.
 
 - :func:`from_reference_state_dict`: the authors' VTAMIQ checkpoints of each code era (``paper2021``,
-  ``release2022``, ``head2024``; key lists in ``spec/keys-*.tsv``). Sizes are read from the keys, q/k/v are fused,
+  ``release2022``, ``head2024``; key lists in ``spec/keys-*.tsv``; :func:`detect_reference_variant` tells the era from
+  the keys). Sizes are read from the keys, q/k/v are fused,
   1x1 convolutions become Linears, and any unknown, missing or mis-shaped key raises: there is never a partial load
   (the authors' loader silently falls back to ``strict=False``).
 - :func:`backbone_from_npz` / :func:`backbone_from_timm`: ImageNet ViT-B/16 weights for training, from Google's
@@ -33,9 +34,11 @@ __all__ = [
     "backbone_from_npz",
     "backbone_from_timm",
     "convert_reference_state_dict",
+    "detect_reference_variant",
     "from_reference_state_dict",
     "load_backbone",
     "load_reference_checkpoint",
+    "read_reference_checkpoint",
     "resample_pos_embed",
 ]
 
@@ -285,15 +288,71 @@ def from_reference_state_dict(state_dict: Mapping[str, Any], variant: str) -> VT
     return model
 
 
-def load_reference_checkpoint(path: str | Path, variant: str) -> VTAMIQ:
-    """Read an authors' ``.pth`` file (with ``torch.load(weights_only=True)``) and convert it."""
+def detect_reference_variant(state_dict: Mapping[str, Any]) -> str:
+    """The code era of an authors' checkpoint, from its keys (REFERENCE.md §0, ``spec/keys-*.tsv``).
+
+    ``transformer.encoder.layers.*`` and ``quality_decoder.*`` are the 2024 layout (``head2024``); the older
+    ``transformer.encoder.layer.*`` with ``diff_net.*`` and a scale embedding is the release layout
+    (``release2022``, that of the published KADIS-700k weights). Without the scale embedding the paper-era and
+    release-era keys are the same, while the two eras compute differently (positional table, position index), so that
+    case is refused rather than guessed.
+
+    Args:
+        state_dict: the bare state_dict or a checkpoint container (as :func:`convert_reference_state_dict` takes).
+
+    Returns:
+        ``"paper2021"``, ``"release2022"`` or ``"head2024"``.
+
+    Raises:
+        ValueError: keys of no era, or keys that two eras share (convert with an explicit ``variant``).
+        TypeError: not a mapping of tensors.
+    """
+    keys = list(_unwrap_container(state_dict))
+    if any(k.startswith(("transformer.encoder.layers.", "quality_decoder.")) for k in keys):
+        return "head2024"
+    if any(k.startswith("transformer.encoder.layer.") for k in keys) and any(k.startswith("diff_net.") for k in keys):
+        if "transformer.embeddings.scale_embeddings.scale_embeddings" in keys:
+            return "release2022"
+        raise ValueError("the checkpoint's keys fit both the paper2021 and the release2022 layout (no scale "
+                         "embedding), which compute differently; convert it with an explicit variant: `vtamiq "
+                         "convert CHECKPOINT --variant paper2021|release2022 --output DIR` or "
+                         "from_reference_state_dict(state_dict, variant)")
+    sample = ", ".join(repr(k) for k in keys[:3])
+    raise ValueError(f"expected an authors' VTAMIQ checkpoint (keys 'transformer.encoder.layer.<i>.*' with "
+                     f"'diff_net.*', or 'transformer.encoder.layers.<i>.*' with 'quality_decoder.*'), got "
+                     f"{len(keys)} keys such as {sample}")
+
+
+def read_reference_checkpoint(path: str | Path) -> Mapping[str, Any]:
+    """The contents of an authors' ``.pth`` file, read with ``torch.load(weights_only=True)`` (nothing in it runs).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a readable PyTorch checkpoint of tensors (the reason in words).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and EOF errors all mean "not a readable checkpoint"
         raise ValueError(f"cannot read checkpoint {path}: {_describe_unreadable(path, exc)}") from exc
+
+
+def load_reference_checkpoint(path: str | Path, variant: str | None = None) -> VTAMIQ:
+    """Read an authors' ``.pth`` file (with ``torch.load(weights_only=True)``) and convert it strictly.
+
+    Args:
+        path: the checkpoint, e.g. ``vtamiq_kadis700k.pth``.
+        variant: the code era; None detects it from the keys (:func:`detect_reference_variant`).
+
+    Returns:
+        The model in eval mode; its ``provenance`` names the era and the file.
+    """
+    path = Path(path)
+    checkpoint = read_reference_checkpoint(path)
+    if variant is None:
+        variant = detect_reference_variant(checkpoint)
     model = from_reference_state_dict(checkpoint, variant)
     model.provenance = {"converted_from": variant, "source_file": path.name}
     return model

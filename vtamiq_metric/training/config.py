@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .._precision import Precision
-
 __all__ = ["STAGES", "STAGE_INIT", "DatasetOptions", "TrainConfig", "load_config_file"]
 
 Loss = Literal["l1", "l2"]
+#: The trainer's precisions: those of the package without "fp16", whose gradients need loss scaling (not done here).
+TrainPrecision = Literal["auto", "fp32", "bf16"]
 _LOSSES = typing.get_args(Loss)
 
 
@@ -142,7 +142,9 @@ class TrainConfig:
         test_fraction: share of reference images for test.
         runs: independent runs with split seeds ``split_seed .. split_seed + runs - 1`` (the paper averages 20).
         workers: DataLoader worker processes (decoding and CAPS sampling run there).
-        precision: ``"auto"`` (bf16 autocast on CUDA), ``"fp32"`` or ``"bf16"``.
+        precision: ``"auto"`` (bf16 autocast on GPUs with native bf16, compute capability 8.0 or more; fp32
+            elsewhere), ``"fp32"`` or ``"bf16"``. ``"fp16"`` is refused: its gradients need loss scaling, which the
+            trainer does not do.
         device: ``"cpu"``, ``"cuda"``...; None = CUDA when available. Under ``torchrun`` a bare ``"cuda"`` (or None
             with CUDA) means ``cuda:LOCAL_RANK``, and ``"cpu"`` selects the gloo backend.
         max_steps_per_epoch: cap on steps per epoch (smoke tests); None = full epochs.
@@ -175,7 +177,7 @@ class TrainConfig:
     test_fraction: float = 0.2
     runs: int = 1
     workers: int = 2
-    precision: Precision = "auto"
+    precision: TrainPrecision = "auto"
     device: str | None = None
     max_steps_per_epoch: int | None = None
     progress: bool = True
@@ -192,6 +194,8 @@ class TrainConfig:
             TypeError: a value of the wrong type (e.g. ``lr = "1e-3"`` in a config file).
             ValueError: a value out of range, or NaN or infinite.
         """
+        _require("precision", self.precision != "fp16", "'auto', 'fp32' or 'bf16' (fp16 training needs loss "
+                 "scaling, which the trainer does not do)", self.precision)
         hints = typing.get_type_hints(TrainConfig)
         for item in dataclasses.fields(self):
             if item.name != "dataset_options":
