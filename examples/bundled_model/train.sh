@@ -8,9 +8,9 @@
 #   PHOTOS=... STAGE1=path/to/vsi_student bash examples/bundled_model/train.sh   # skip stage 1 (a trained VSI student)
 #
 # Two stages. Stage 1 trains the VSI student from scratch (the previous default's recipe, stage "bundled-default").
-# Stage 2 adds patch_fidelity and fine-tunes it on the teacher's labels (VSI + S-CIELAB + MS-SSIM) of the KADIS-style
-# pairs and of our colour distortions, then runs ROUNDS model-in-the-loop rounds: images optimised against the
-# previous round's model with its loss alone, labelled by the teacher, added to the training data.
+# Stage 2 adds patch_fidelity and fine-tunes it on the teacher's labels (VSI + S-CIELAB + MS-SSIM) of new KADIS-style
+# pairs and of our colour distortions (round 0), then runs ROUNDS model-in-the-loop rounds: images optimised against
+# the previous round's model with its loss alone, labelled by the teacher, added to the training data.
 #
 # Every step resumes where it stopped: rerun the same command after an interruption.
 set -euo pipefail
@@ -34,21 +34,25 @@ fi
 if [ ! -f "$DATA/sources.json" ]; then
   PYTHONPATH="$SRC" python examples/bundled_model/prepare_data.py --out "$DATA" --photos "$PHOTOS" --seed "$SEED"
 fi
-# 3. KADIS-style pairs labelled with VSI and the teacher: 4 of the KADID types and 1 of our colour types (26-32) per
-#    training crop; every type for the held-out crops.
-vtamiq-train make-kadis --refs "$DATA/ref_imgs" --out "$DATA" --seed "$SEED" --types-per-ref 4 --skip-types 15 \
-  --extra-types 26-32 --extra-types-per-ref 1 --label vsi,teacher --workers "$WORKERS" --no-progress
+# 3. KADIS-style pairs. Held out: every KADID type but denoising and every colour type (26-32) of the held-out crops,
+#    labelled with VSI and the teacher (the model card's checks).
 vtamiq-train make-kadis --refs "$DATA/heldout/ref_imgs" --out "$DATA/heldout" --seed $((SEED + 1)) \
   --types-per-ref 24 --skip-types 15 --extra-types 26-32 --label vsi,teacher --workers "$WORKERS" --no-progress
 mkdir -p "$RUN"
 [ -f "$RUN/git_commit.txt" ] || { git rev-parse HEAD; git status --porcelain --untracked-files=no; } > "$RUN/git_commit.txt"
-# 4. Stage 1: the VSI student, on the KADID types' VSI labels only (stage "bundled-default").
+# 4. Stage 1: the VSI student (the previous default's recipe, stage "bundled-default"): 4 KADID types per training
+#    crop, VSI labels.
 if [ -z "$STAGE1" ]; then
+  vtamiq-train make-kadis --refs "$DATA/ref_imgs" --out "$DATA" --seed "$SEED" --types-per-ref 4 --skip-types 15 \
+    --workers "$WORKERS" --no-progress
   vtamiq-train train --stage bundled-default --data-root "$DATA" --output "$RUN/stage1" --seed "$SEED" --workers 1 \
-    --dataset-option 'exclude_types=[26,27,28,29,30,31,32]' --no-progress --resume
+    --no-progress --resume
   vtamiq-train export --model "$RUN/stage1" --out "$RUN/stage1/export"
   STAGE1="$RUN/stage1/export"
 fi
+# Stage 2's pairs: 2 other KADID types and 1 colour type per training crop (a different seed), labelled by the teacher.
+vtamiq-train make-kadis --refs "$DATA/ref_imgs" --out "$DATA/stage2" --seed $((SEED + 2)) --types-per-ref 2 \
+  --skip-types 15 --extra-types 26-32 --extra-types-per-ref 1 --label teacher --workers "$WORKERS" --no-progress
 # 5. Stage 2: grow (patch_fidelity), then round 0 on the teacher's labels and ROUNDS model-in-the-loop rounds.
 [ -f "$RUN/grown/model.safetensors" ] || $ROBUST grow --model "$STAGE1" --out "$RUN/grown" --set patch_fidelity=true
 previous="$RUN/grown"
@@ -59,7 +63,7 @@ for round in $(seq 0 "$ROUNDS"); do
       --refs "$DATA/ref_imgs" --out "$DATA/adversarial$round" --seed "$round"
     adversarial+=("$DATA/adversarial$round")
   fi
-  $ROBUST merge --kadis "$DATA" --adversarial "${adversarial[@]}" --out "$DATA/round$round.csv"
+  $ROBUST merge --kadis "$DATA/stage2" --adversarial "${adversarial[@]}" --out "$DATA/round$round.csv"
   vtamiq-train train --stage bundled-robust --data-root "$DATA/round$round.csv" --init "$previous" \
     --output "$RUN/round$round" --seed "$SEED" --workers 1 --no-progress --resume
   [ -f "$RUN/round$round/export/model.safetensors" ] || \

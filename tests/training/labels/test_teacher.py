@@ -109,6 +109,18 @@ def test_ms_ssim_matches_the_five_scale_label_where_both_apply():
     assert torch.allclose(ms_ssim_distortion(ref, dist), 1 - ms_ssim(ref, dist), atol=2e-5)
 
 
+@pytest.mark.parametrize(("height", "width"), [(256, 256), (193, 200), (160, 163), (45, 60), (11, 11)])
+def test_ms_ssim_equals_piq_at_every_number_of_scales(height, width):
+    piq = pytest.importorskip("piq")
+    gen = torch.Generator().manual_seed(height)
+    ref = torch.rand(2, 3, height, width, generator=gen, dtype=torch.float64)
+    dist = (ref + 0.05 * torch.randn(ref.shape, generator=gen, dtype=torch.float64)).clamp(0, 1)
+    levels = teacher_module._ms_ssim_levels(height, width)
+    weights = torch.tensor(teacher_module._MS_SSIM_WEIGHTS[:levels], dtype=torch.float64)
+    expected = piq.multi_scale_ssim(ref, dist, data_range=1.0, reduction="none", scale_weights=weights)
+    assert torch.allclose(ms_ssim_distortion(ref, dist), 1 - expected, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize(("side", "levels"), [(11, 1), (20, 1), (21, 2), (160, 4), (161, 5), (1000, 5)])
 def test_ms_ssim_uses_the_scales_that_fit(side, levels):
     assert teacher_module._ms_ssim_levels(side, side + 7) == levels

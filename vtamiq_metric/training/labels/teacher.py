@@ -23,10 +23,10 @@ spans :data:`SAMPLES_PER_DEGREE` pixels per degree of visual angle.
 
 Implementations: the sRGB <-> XYZ <-> CIE L*a*b* (D65) conversions and CIEDE2000 (Sharma, Wu & Dalal 2005) are
 scikit-image's (``skimage.color``), the Gaussian filters scipy's (``scipy.ndimage.gaussian_filter``, reflected
-borders); S-CIELAB's opponent transform and filter constants are Zhang & Wandell's (1997). MS-SSIM is piq's
-``multi_scale_ssim`` with the paper's 11 x 11 Gaussian window and scale weights, using as many of the five scales as
-the image allows (at least one), the weights of the scales used renormalised to sum to 1. scikit-image, scipy and
-piq are dependencies of the ``train`` extra.
+borders); S-CIELAB's opponent transform and filter constants are Zhang & Wandell's (1997). MS-SSIM follows piq's
+``multi_scale_ssim`` exactly (the paper's 11 x 11 Gaussian window and scale weights; the tests compare the two),
+computed with separable float64 filters, using as many of the five scales as the image allows (at least one), the
+weights of the scales used renormalised to sum to 1. scikit-image and scipy are dependencies of the ``train`` extra.
 """
 
 from __future__ import annotations
@@ -60,14 +60,6 @@ def _skimage_color():
     except ImportError as exc:  # scikit-image is a dependency of the train extra
         raise ImportError("the teacher label needs scikit-image: pip install 'vtamiq-metric[train]'") from exc
     return color
-
-
-def _piq():
-    try:
-        import piq
-    except ImportError as exc:  # piq is a dependency of the train extra
-        raise ImportError("the teacher label needs piq: pip install 'vtamiq-metric[train]'") from exc
-    return piq
 
 
 def _viewed(ref: torch.Tensor, dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,6 +144,56 @@ def _ms_ssim_levels(height: int, width: int) -> int:
     return min(len(_MS_SSIM_WEIGHTS), 1 + int(math.floor(math.log2((side - 1) / (_WINDOW_SIZE - 1)))))
 
 
+def _gaussian_window() -> np.ndarray:
+    """The 11-tap Gaussian (sigma 1.5) of SSIM, normalised to sum 1; its outer product is piq's 2-D window."""
+    taps = np.arange(_WINDOW_SIZE, dtype=np.float64) - (_WINDOW_SIZE - 1) / 2
+    window = np.exp(-(taps**2) / (2 * 1.5**2))
+    return window / window.sum()
+
+
+def _valid_filter(image: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """(..., H, W) -> (..., H - 10, W - 10): separable Gaussian filtering without padding ('valid')."""
+    from scipy.ndimage import correlate1d
+
+    half = _WINDOW_SIZE // 2
+    image = correlate1d(image, window, axis=-1, mode="constant")[..., half:-half]
+    return correlate1d(image, window, axis=-2, mode="constant")[..., half:-half, :]
+
+
+def _ms_ssim(ref: np.ndarray, dist: np.ndarray, levels: int) -> np.ndarray:
+    """MS-SSIM of (B, C, H, W) float64 arrays with ``levels`` scales: (B,), the mean over channels.
+
+    The definition and every convention of piq's ``multi_scale_ssim`` (which the tests compare against, to 1e-12):
+    K1 = 0.01, K2 = 0.03, 'valid' filtering, before each coarser scale a replicated first row and column when either
+    side is odd, then 2 x 2 averages; contrast-structure at every scale but the last, full SSIM at the last, each
+    clipped at 0; the weighted geometric mean per channel, then the mean over channels. Filtering is separable in
+    float64 (scipy), 30-40 times faster than piq's 2-D depthwise convolution on the CPU, which matters for labelling
+    tens of thousands of pairs.
+    """
+    weights = np.asarray(_MS_SSIM_WEIGHTS[:levels])
+    weights = weights / weights.sum()
+    window = _gaussian_window()
+    c1, c2 = 0.01**2, 0.03**2
+    values = []
+    for level in range(levels):
+        if level:
+            if ref.shape[-2] % 2 or ref.shape[-1] % 2:
+                pad = [(0, 0)] * (ref.ndim - 2) + [(1, 0), (1, 0)]
+                ref, dist = np.pad(ref, pad, mode="edge"), np.pad(dist, pad, mode="edge")
+            height, width = ref.shape[-2] // 2, ref.shape[-1] // 2
+            ref, dist = (x[..., :2 * height, :2 * width].reshape(*x.shape[:-2], height, 2, width, 2).mean((-3, -1))
+                         for x in (ref, dist))
+        mu_r, mu_d = _valid_filter(ref, window), _valid_filter(dist, window)
+        var_r = _valid_filter(ref * ref, window) - mu_r * mu_r
+        var_d = _valid_filter(dist * dist, window) - mu_d * mu_d
+        cov = _valid_filter(ref * dist, window) - mu_r * mu_d
+        similarity = (2 * cov + c2) / (var_r + var_d + c2)
+        if level == levels - 1:
+            similarity = similarity * (2 * mu_r * mu_d + c1) / (mu_r * mu_r + mu_d * mu_d + c1)
+        values.append(np.maximum(similarity.mean((-2, -1)), 0.0))  # (B, C)
+    return np.prod(np.stack(values) ** weights.reshape(-1, 1, 1), axis=0).mean(-1)
+
+
 def ms_ssim_distortion(ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
     """``1 - MS-SSIM`` per pair, with as many scales as fit (see the module docstring), at the viewing distance.
 
@@ -168,9 +210,8 @@ def ms_ssim_distortion(ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
     """
     ref, dist = _viewed(ref, dist)
     levels = _ms_ssim_levels(*dist.shape[-2:])
-    weights = torch.tensor(_MS_SSIM_WEIGHTS[:levels], dtype=torch.float32, device=dist.device)
-    score = _piq().multi_scale_ssim(ref.float(), dist.float(), data_range=1.0, reduction="none", scale_weights=weights)
-    return (1.0 - score.to(torch.float64)).clamp(0.0, 1.0)
+    score = _ms_ssim(ref.cpu().numpy(), dist.cpu().numpy(), levels)
+    return torch.from_numpy(1.0 - score).clamp(0.0, 1.0).to(dist.device)
 
 
 def teacher_components(ref: torch.Tensor, dist: torch.Tensor) -> dict[str, torch.Tensor]:
