@@ -3,7 +3,8 @@
 The input is one D-vector per image pair (the CLS difference), treated as D channels with spatial size 1, so every
 1x1 convolution of the original RCAN-style design is a Linear and every global average pool is the identity.
 
-Structure (``spec/REFERENCE.md`` §1.4, which also lists where the authors' code differs from the paper's Eq. 2-4):
+Structure (``docs/background/authors-model.md`` §1, which also says where the authors' code differs from the
+paper's Eq. 2-4):
 
 - ``RCAB(x) = x + CA(U)`` with ``U = Linear(PReLU(x))`` and ``CA(U) = U * sigmoid(W2 act(W1 U))``;
 - ``RG(x) = x + DropPath(Linear(RCAB_M(... RCAB_1(x))))``;

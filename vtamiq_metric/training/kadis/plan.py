@@ -70,8 +70,8 @@ class KadisSettings:
         png_compress_level: zlib level 0..9 of the PNG files (speed vs. size; pixels are lossless either way).
 
     Raises:
-        TypeError: a wrongly typed value. ValueError: a value out of range, an unknown label, or ``types_per_ref``
-        other than 1 with ``ref_csv``.
+        TypeError: a wrongly typed value.
+        ValueError: a value out of range, an unknown label, or ``types_per_ref`` other than 1 with ``ref_csv``.
     """
 
     ref_csv: Path | None = None
