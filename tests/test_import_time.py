@@ -75,14 +75,15 @@ def test_public_names_resolve_lazily_to_their_modules():
         vtamiq_metric.scor  # noqa: B018
 
 
-@pytest.mark.slow  # about 30 fresh interpreters
+@pytest.mark.slow  # about 40 fresh interpreters
 def test_startup_ratios_against_import_torch(tmp_path):
     out = tmp_path / "import.json"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_import.py"), "--rounds", "3", "--json",
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_import.py"), "--rounds", "5", "--json",
                            str(out)], capture_output=True, text=True, timeout=280, check=False)
     assert done.returncode == 0, done.stderr
     cases = json.loads(out.read_text())["cases"]
-    # Measured 1.00x and 0.04x on the 2-core VM; importing timm again at module level gives about 1.6x and 1x.
+    # The median over rounds of (case / import torch) in the same round. Measured 1.00-1.05x and 0.04x on the shared
+    # 2-core VM at load averages up to 6; importing timm again at module level gives about 1.6x and 1x.
     assert cases["api"]["ratio_to_torch"] <= 1.3, cases["api"]
     assert cases["help"]["ratio_to_torch"] <= 0.5, cases["help"]
     assert cases["package"]["imports"] == [] and cases["help"]["imports"] == []
