@@ -18,7 +18,7 @@ import torch
 from vtamiq_metric.sampling import PatchSample, SamplingConfig
 
 # ---------------------------------------------------------------------------------------------------------------
-# Golden weights and inputs (spec/REFERENCE.md §1.9): the authors' key lists, filled by a crc32-seeded generator
+# Golden weights and inputs (docs/background/authors-model.md §5): the authors' key lists, crc32-seeded values
 
 ASSETS = Path(__file__).parent / "assets" / "reference"
 GOLDEN = json.loads((ASSETS / "reference-golden.json").read_text())["model"]

@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from ._checks import check_choice
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["PRECISIONS", "Precision", "autocast", "autocast_dtype", "check_precision", "cpu_has_native_bf16",
            "cuda_has_native_bf16", "uses_bf16", "uses_half"]
@@ -63,6 +64,8 @@ def cpu_has_native_bf16() -> bool:
     Asks torch (``torch.cpu._is_avx512_bf16_supported`` and ``torch.cpu._is_amx_tile_supported``, private helpers
     present in torch 2.x); if a torch build lacks them, or they fail, the answer is False and ``"auto"`` stays fp32.
     """
+    import torch  # imported on first use: `vtamiq --help` and the CLI parser stay torch-free
+
     for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         probe = getattr(torch.cpu, name, None)
         if probe is None:
@@ -81,6 +84,8 @@ def cuda_has_native_bf16(index: int | None = None) -> bool:
 
     False when CUDA is unavailable or the capability cannot be read (then ``"auto"`` does not pick bf16).
     """
+    import torch  # imported on first use: `vtamiq --help` and the CLI parser stay torch-free
+
     try:
         if not torch.cuda.is_available():
             return False
@@ -100,6 +105,8 @@ def autocast_dtype(device: torch.device, precision: str, *, training: bool = Fal
     Raises:
         ValueError: ``precision`` is not one of :data:`PRECISIONS`.
     """
+    import torch  # imported on first use: `vtamiq --help` and the CLI parser stay torch-free
+
     check_precision(precision)
     if precision != "auto":
         return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -118,6 +125,8 @@ def uses_bf16(device: torch.device, precision: str, *, training: bool = False) -
     Raises:
         ValueError: ``precision`` is not one of :data:`PRECISIONS`.
     """
+    import torch  # imported on first use: `vtamiq --help` and the CLI parser stay torch-free
+
     return autocast_dtype(device, precision, training=training) == torch.bfloat16
 
 
@@ -141,6 +150,8 @@ def autocast(device: torch.device, precision: str, *, training: bool = False) ->
     Raises:
         ValueError: ``precision`` is not one of :data:`PRECISIONS`.
     """
+    import torch  # imported on first use: `vtamiq --help` and the CLI parser stay torch-free
+
     dtype = autocast_dtype(device, precision, training=training)
     if dtype is None:
         return contextlib.nullcontext()

@@ -322,10 +322,11 @@ def score(
         (B,) float32 tensor of distortion scores on the compute device, or ``(mean, std)`` when ``return_std``.
 
     Raises:
-        ValueError / TypeError: bad images (size mismatch, out-of-range values, NaN, wrong channels, more than
-        ``max_pixels`` pixels...), bad arguments (checked by :class:`vtamiq_metric._frontend.ScoringOptions`, in the
-        words every face uses: a bool is not a count), a CUDA device that is not there. FileNotFoundError: a missing
-        image file.
+        ValueError: bad images (size mismatch, out-of-range values, NaN, wrong channels, more than ``max_pixels``
+            pixels...), bad argument values (checked by :class:`vtamiq_metric._frontend.ScoringOptions`, in the words
+            every face uses: a bool is not a count), a CUDA device that is not there.
+        TypeError: an image or argument of the wrong type.
+        FileNotFoundError: a missing image file.
 
     Example:
         >>> import torch, vtamiq_metric

@@ -1,6 +1,6 @@
 """Smoke runs of the benchmark scripts (``benchmarks/bench_score.py``, ``bench_memory.py``, ``bench_cli.py``) in
 subprocesses, on CPU with tiny models: their flags, their JSON and Markdown output, and the ratios they report. Times
-are never asserted (DESIGN.md section 7)."""
+are never asserted (README, Benchmarks)."""
 
 from __future__ import annotations
 

@@ -141,7 +141,7 @@ def test_vtamiq_convert_detects_the_era(checkpoint, tmp_path, capsys):
 
 def test_the_link_to_the_authors_weights_is_where_users_look(capsys):
     assert AUTHORS_WEIGHTS_URL == hub.AUTHORS_WEIGHTS_URL
-    assert "1ucEKoSOIyMn1fYpqOAG-8DtedVFg_i3-" in AUTHORS_WEIGHTS_URL  # the file id of spec/REFERENCE.md §2.2
+    assert "1ucEKoSOIyMn1fYpqOAG-8DtedVFg_i3-" in AUTHORS_WEIGHTS_URL  # the file id of the authors' published link
     with pytest.raises(SystemExit):
         cli.main(["convert", "--help"])
     assert AUTHORS_WEIGHTS_URL in capsys.readouterr().out

@@ -1,9 +1,9 @@
-"""Golden equivalence with the authors' model classes (spec/REFERENCE.md §1.9).
+"""Golden equivalence with the authors' model classes (docs/background/authors-model.md §5).
 
 Weights and inputs are rebuilt with the crc32-seeded generator the golden values were computed with, converted with
 `from_reference_state_dict`, and compared to `tests/assets/reference/reference-golden.json`: float64 within 1e-10,
-float32 within 1e-5 (q) and 1e-4 on intermediate features (REFERENCE.md measures float32 drift up to ~2e-6 there).
-The JSON and key lists are copies of the spec's companion files.
+float32 within 1e-5 (q) and 1e-4 on intermediate features (the reference run measured float32 drift up to ~2e-6 there).
+The JSON file and the key lists are described in docs/background/authors-model.md §2 and §5.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """`VTAMIQConfig`: every architecture switch of VTAMIQ, with presets for the authors' three code eras.
 
-The eras (see ``spec/REFERENCE.md`` §0) differ in small wiring details that matter for loading their weights exactly:
+The eras (see ``docs/background/authors-model.md`` §1) differ in small wiring details that matter for loading their
+weights exactly:
 
 ============  ===================  ===================  ===================
 switch        ``paper2021`` (P21)  ``release2022`` (R22)  ``head2024`` (H24)

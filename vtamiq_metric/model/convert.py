@@ -1,8 +1,9 @@
 """Converters from other weight layouts to ours.
 
 - :func:`from_reference_state_dict`: the authors' VTAMIQ checkpoints of each code era (``paper2021``,
-  ``release2022``, ``head2024``; key lists in ``spec/keys-*.tsv``; :func:`detect_reference_variant` tells the era from
-  the keys). Sizes are read from the keys, q/k/v are fused,
+  ``release2022``, ``head2024``; key lists in ``tests/assets/reference/keys-*.tsv``, described in
+  ``docs/background/authors-model.md`` §2; :func:`detect_reference_variant` tells the era from the keys). Sizes are
+  read from the keys, q/k/v are fused,
   1x1 convolutions become Linears, and any unknown, missing or mis-shaped key raises: there is never a partial load
   (the authors' loader silently falls back to ``strict=False``).
 - :func:`backbone_from_npz` / :func:`backbone_from_timm`: ImageNet ViT-B/16 weights for training, from Google's
@@ -46,7 +47,7 @@ _logger = logging.getLogger(__name__)
 
 REFERENCE_VARIANTS = ("paper2021", "release2022", "head2024")
 
-# Container keys that hold the model weights in the authors' checkpoints (REFERENCE.md §2.2-2.3).
+# Container keys that hold the model weights in the authors' checkpoints (docs/background/authors-model.md §2).
 _CONTAINER_MODEL_KEYS = ("model_state_dict", "state_dict", "model")
 _CONTAINER_EXTRA_KEYS = {"epoch", "SROCC", "test_accuracy", "pref_module_state_dict", "optimizer", "scaler"}
 
@@ -71,9 +72,9 @@ def _unwrap_container(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
-# The largest counts any of the authors' models has (REFERENCE.md §2: ViT-B has 12 encoder blocks, of which VTAMIQ
-# keeps 6; DiffNet has 4 residual groups of 4 blocks), with room for variants. Indices in the keys beyond them are
-# refused before anything is built: a 240 KB file must not make the converter map millions of keys.
+# The largest counts any of the authors' models has (docs/background/authors-model.md §1: ViT-B has 12 encoder blocks,
+# of which VTAMIQ keeps 6; DiffNet has 4 residual groups of 4 blocks), with room for variants. Indices in the keys
+# beyond them are refused before anything is built: a 240 KB file must not make the converter map millions of keys.
 _MAX_ENCODER_BLOCKS = 24
 _MAX_DIFFNET_GROUPS = 16
 _MAX_DIFFNET_BLOCKS = 16
@@ -289,7 +290,7 @@ def from_reference_state_dict(state_dict: Mapping[str, Any], variant: str) -> VT
 
 
 def detect_reference_variant(state_dict: Mapping[str, Any]) -> str:
-    """The code era of an authors' checkpoint, from its keys (REFERENCE.md §0, ``spec/keys-*.tsv``).
+    """The code era of an authors' checkpoint, from its keys (``docs/background/authors-model.md`` §1-2).
 
     ``transformer.encoder.layers.*`` and ``quality_decoder.*`` are the 2024 layout (``head2024``); the older
     ``transformer.encoder.layer.*`` with ``diff_net.*`` and a scale embedding is the release layout
@@ -405,7 +406,7 @@ def resample_pos_embed(pos_embed: torch.Tensor, grid: int) -> torch.Tensor:
 
 
 def backbone_from_npz(npz: str | Path | Mapping[str, np.ndarray], config: VTAMIQConfig) -> dict[str, torch.Tensor]:
-    """Backbone weights (our ``backbone.*`` keys) from Google's ViT ``.npz`` layout (REFERENCE.md §2.1).
+    """Backbone weights (our ``backbone.*`` keys) from Google's ViT ``.npz`` (docs/background/authors-model.md §4).
 
     Only blocks ``0 .. config.depth - 1`` are read; ``head/*`` and deeper blocks are ignored. The register tokens
     and scale embedding (if any) are not in the file and are left out of the returned dict.

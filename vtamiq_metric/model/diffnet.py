@@ -3,7 +3,8 @@
 The input is one D-vector per image pair (the CLS difference), treated as D channels with spatial size 1, so every
 1x1 convolution of the original RCAN-style design is a Linear and every global average pool is the identity.
 
-Structure (``spec/REFERENCE.md`` §1.4, which also lists where the authors' code differs from the paper's Eq. 2-4):
+Structure (``docs/background/authors-model.md`` §1, which also says where the authors' code differs from the
+paper's Eq. 2-4):
 
 - ``RCAB(x) = x + CA(U)`` with ``U = Linear(PReLU(x))`` and ``CA(U) = U * sigmoid(W2 act(W1 U))``;
 - ``RG(x) = x + DropPath(Linear(RCAB_M(... RCAB_1(x))))``;
@@ -15,12 +16,11 @@ RCAN: Zhang et al. 2018, https://arxiv.org/abs/1807.02758 .
 from __future__ import annotations
 
 import torch
-from timm.layers import DropPath
 from torch import nn
 
 from .config import VTAMIQConfig
 
-__all__ = ["ChannelAttention", "ResidualChannelAttentionBlock", "ResidualGroup", "DiffNet"]
+__all__ = ["ChannelAttention", "DiffNet", "ResidualChannelAttentionBlock", "ResidualGroup"]
 
 
 def _activation(name: str) -> nn.Module:
@@ -61,7 +61,12 @@ class ResidualGroup(nn.Module):
         super().__init__()
         self.blocks = nn.Sequential(*[ResidualChannelAttentionBlock(dim, reduction, ca_act) for _ in range(num_blocks)])
         self.conv = nn.Linear(dim, dim)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        if drop_path > 0:
+            from timm.layers import DropPath  # lazily: importing timm costs about 2 s (see model/vit.py)
+
+            self.drop_path: nn.Module = DropPath(drop_path)
+        else:
+            self.drop_path = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.drop_path(self.conv(self.blocks(x)))  # (B, D)

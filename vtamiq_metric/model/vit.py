@@ -15,7 +15,6 @@ import math
 from functools import partial
 
 import torch
-from timm.models.vision_transformer import Block
 from torch import nn
 
 from .config import VTAMIQConfig
@@ -57,6 +56,10 @@ class SparseViT(nn.Module):
     """
 
     def __init__(self, config: VTAMIQConfig) -> None:
+        # timm is imported here, not at module level: importing it pulls in torchvision and torch._dynamo (about
+        # 2 s), which `import vtamiq_metric` and `vtamiq --help` must not pay (benchmarks/bench_import.py).
+        from timm.models.vision_transformer import Block
+
         super().__init__()
         self.config = config
         dim, patch = config.embed_dim, config.patch_size

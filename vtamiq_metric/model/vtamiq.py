@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from timm.layers import LayerScale
 from torch import nn
 
 from .config import VTAMIQConfig, get_preset
@@ -76,7 +75,12 @@ class VTAMIQ(nn.Module):
             raise TypeError(f"expected a VTAMIQConfig or preset name, got {type(config).__name__}")
         self.config = config
         self.backbone = SparseViT(config)
-        self.diff_scale = LayerScale(config.embed_dim, init_values=1.0) if config.diff_scale else nn.Identity()
+        if config.diff_scale:
+            from timm.layers import LayerScale  # lazily: importing timm costs about 2 s (see model/vit.py)
+
+            self.diff_scale: nn.Module = LayerScale(config.embed_dim, init_values=1.0)
+        else:
+            self.diff_scale = nn.Identity()
         self.diffnet = DiffNet(config)
         self.head = QualityHead(config)
         self.token_distance = TokenDistance(config) if config.token_distance else None
@@ -101,10 +105,10 @@ class VTAMIQ(nn.Module):
         if not isinstance(pos, torch.Tensor) or tuple(pos.shape) != (batch, num, 2) or not pos.is_floating_point():
             got = tuple(pos.shape) if isinstance(pos, torch.Tensor) else type(pos).__name__
             raise ValueError(f"pos must be a float tensor of shape ({batch}, {num}, 2), got {got}")
-        if scale is not None:
-            if not isinstance(scale, torch.Tensor) or tuple(scale.shape) != (batch, num) or scale.is_floating_point():
-                got = tuple(scale.shape) if isinstance(scale, torch.Tensor) else type(scale).__name__
-                raise ValueError(f"scale must be an integer tensor of shape ({batch}, {num}) or None, got {got}")
+        if scale is not None and (not isinstance(scale, torch.Tensor) or tuple(scale.shape) != (batch, num)
+                                  or scale.is_floating_point()):
+            got = tuple(scale.shape) if isinstance(scale, torch.Tensor) else type(scale).__name__
+            raise ValueError(f"scale must be an integer tensor of shape ({batch}, {num}) or None, got {got}")
         if torch.compiler.is_compiling():
             return
         # One host sync for all range checks: out-of-range values would index the wrong embedding rows.

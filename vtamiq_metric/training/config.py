@@ -5,8 +5,8 @@ Precedence, lowest first: dataclass defaults (the paper's fine-tuning protocol) 
 
 Paper defaults (Chubarau & Clark 2021, §4): AdamW, learning rate 1e-5 decayed x0.1 at epoch 12, 20 epochs, batch 20,
 256 patches per image in training and 1024 at validation and test; pre-training on KADIS-700k for 5 epochs (3 at
-1e-4, then 2 at 1e-5). Where the authors' code differs (REFERENCE.md §5.2) the paper is followed; the code's values
-are one flag away (e.g. ``--lr 1e-4 --lr-milestones 14 18`` for the release-era schedule).
+1e-4, then 2 at 1e-5). Where the authors' code differs (docs/background/training.md §2) the paper is followed; the
+code's values are one flag away (e.g. ``--lr 1e-4 --lr-milestones 14 18`` for the release-era schedule).
 
 Several processes (``torchrun --nproc_per_node=N``): ``batch_size`` is per process, so the effective batch size is
 ``batch_size x N`` (the paper's 20 is ``batch_size=20`` on one GPU, or e.g. ``batch_size=5`` on 4). ``lr`` is used

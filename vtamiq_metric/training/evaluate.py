@@ -9,12 +9,13 @@ PLCC follows the paper ("non-linear fitting ... prior to computing PLCC", Sheikh
 mapped to the targets with the 5-parameter logistic :func:`.datasets.targets.logistic5`
 ``f(x) = p0 (0.5 - 1/(1 + exp(p1 (x - p2)))) + |p3| x + p4`` fitted by least squares (``scipy.optimize.curve_fit``)
 in the direction predictions -> targets (as the reference HEAD; the paper-era code fitted the reverse direction,
-REFERENCE.md §7 item 20), then ``plcc = pearson(target, f(pred))`` and ``rmse = rms(target - f(pred))``. The fit runs
-on standardised data (which leaves the result unchanged: the family absorbs affine maps of x and positive affine maps of
-y) from several initial guesses, keeping the lowest sum of squared errors; if every fit fails or is worse than a
-straight line, a linear least-squares fit is used instead (reported in ``"fit"``). Because the fitted curve includes a
-free scale and offset, ``plcc`` is never negative; the signed linear correlation is ``plcc_nofit``, and ``rmse_nofit``
-is the RMS difference without any mapping (meaningful when predictions and targets share the ``[0, 1]`` target scale).
+docs/background/datasets.md §3.1), then ``plcc = pearson(target, f(pred))`` and ``rmse = rms(target - f(pred))``. The
+fit runs on standardised data (which leaves the result unchanged: the family absorbs affine maps of x and positive
+affine maps of y) from several initial guesses, keeping the lowest sum of squared errors; if every fit fails or is worse
+than a straight line, a linear least-squares fit is used instead (reported in ``"fit"``). Because the fitted curve
+includes a free scale and offset, ``plcc`` is never negative; the signed linear correlation is ``plcc_nofit``, and
+``rmse_nofit`` is the RMS difference without any mapping (meaningful when predictions and targets share the ``[0, 1]``
+target scale).
 """
 
 from __future__ import annotations

@@ -11,14 +11,15 @@ with predictions ``d`` and targets ``y``. When the predicted order agrees with t
 positive and the pair costs 0; when it disagrees the pair costs ``|d_i - d_j| * |y_i - y_j| / (|y_i - y_j| + eps)``,
 i.e. about ``|d_i - d_j|``; tied targets cost 0. The loss is the mean over pairs (the paper allows sum or mean). The
 reference code additionally divides each pair by ``max(|d_i|, |d_j|)``; that term is not in the paper, gives 0/0 = NaN
-when both predictions are 0 and is omitted here (REFERENCE.md §7 item 18).
+when both predictions are 0 and is omitted here (docs/background/training.md §3).
 
 Combination: the paper sums MAE (its choice over MSE) and the rank loss ("simple summation"); the reference HEAD trains
-on rank + a Pearson loss and drops MAE (REFERENCE.md §5.1). :func:`regression_rank_loss` follows the paper.
+on rank + a Pearson loss and drops MAE (docs/background/training.md §3). :func:`regression_rank_loss` follows the
+paper.
 
 PieAPP preference: with error scores ``q_a``, ``q_b`` (lower = better), ``P(A preferred) = sigmoid(q_b - q_a)``, the
 PieAPP paper's form; it is ~1 when A is much better. The reference HEAD uses ``sigmoid(q_a - q_b)``, the wrong sign for
-error scores (REFERENCE.md §7 item 4). The paper-era code compares with MSE, HEAD with MAE.
+error scores (docs/background/datasets.md §3.4). The paper-era code compares with MSE, HEAD with MAE.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Dataset readers on tiny synthetic copies of each official on-disk layout (spec/DATASETS.md §1, §5)."""
+"""Dataset readers on tiny synthetic copies of each official on-disk layout (docs/background/datasets.md §1)."""
 
 from __future__ import annotations
 

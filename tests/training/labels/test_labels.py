@@ -1,8 +1,8 @@
 """Tests of the weak labels (VSI, MS-SSIM) and their registry.
 
 piq (Apache-2.0) is used only as an independent comparison. Where we follow the MATLAB VSI and piq does not
-(DATASETS.md §3.2: resize to/from 256 x 256, the F x F box grid and border, rounding of F), a test pins the
-MATLAB-consistent behaviour of the step directly.
+(docs/background/datasets.md §2: resize to/from 256 x 256, the F x F box grid and border, rounding of F), a test pins
+the MATLAB-consistent behaviour of the step directly.
 """
 
 from __future__ import annotations
@@ -121,9 +121,10 @@ def test_vsi_matches_piq_where_the_steps_coincide():
                                             pytest.param((300, 200), 3e-3, marks=_LARGE), ((48, 64), 2e-2)])
 def test_vsi_close_to_piq_elsewhere(size, atol):
     # piq resizes without antialiasing and with align_corners=True on the way back, and shifts the F x F grid
-    # (DATASETS.md §3.2). These mostly change the saliency weights, so VSI moves little: measured differences are
-    # <= 5e-4 for 384 x 512 and 300 x 200, and up to 7e-3 for 48 x 64, where the saliency map goes back from 256 x 256
-    # with a 4-5x antialiased shrink in MATLAB but a plain bilinear sample in piq. Tolerances leave a 3-6x margin.
+    # (docs/background/datasets.md §2). These mostly change the saliency weights, so VSI moves little: measured
+    # differences are <= 5e-4 for 384 x 512 and 300 x 200, and up to 7e-3 for 48 x 64, where the saliency map goes back
+    # from 256 x 256 with a 4-5x antialiased shrink in MATLAB but a plain bilinear sample in piq. Tolerances leave a
+    # 3-6x margin.
     ref = _natural_like(*size, seed=13)
     for sigma in (0.02, 0.06, 0.15):
         dist = _noisy(ref, sigma)

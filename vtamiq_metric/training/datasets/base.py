@@ -1,7 +1,7 @@
 """Records, the dataset base classes and the file helpers shared by every dataset reader.
 
-A reader opens one dataset in its *official* on-disk layout (``spec/DATASETS.md`` §1), checks at open time that
-every referenced image exists, and exposes one immutable record per image pair:
+A reader opens one dataset in its *official* on-disk layout (``docs/background/datasets.md`` §1), checks at open time
+that every referenced image exists, and exposes one immutable record per image pair:
 
 - :class:`IQARecord` for datasets with per-image labels (LIVE, CSIQ, TID2013, KADID-10k, KADIS-700k, PIPAL, the
   PieAPP test set, generic CSV);

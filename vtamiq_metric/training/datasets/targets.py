@@ -21,8 +21,8 @@ maps distortion-like scores to increasing quantiles, so it can be fitted with mo
 Histogram equalisation (``linearize=True``) fits the 5-parameter logistic :func:`logistic5` from the sorted scores to
 uniform quantiles by ordinary least squares (``scipy.optimize.curve_fit``), with ``p0, p1, p3 >= 0`` so the curve is
 non-decreasing and the ranking of the images is never changed. The reference HEAD's ``"L2"`` option squares the
-residuals before ``leastsq`` (it minimises the sum of r**4, REFERENCE.md §7 item 19); we use plain least squares like
-the paper-era code.
+residuals before ``leastsq`` (it minimises the sum of r**4, docs/background/datasets.md §3.4); we use plain least
+squares like the paper-era code.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ types (ids 1..25, frozen in :data:`vtamiq_metric.training.seeds.KADIS_TYPE_IDS`)
 - stacks, one type each, every part at the stack's level: 29 ``noise_gaincast`` (11 then 27), 30 ``jpeg_wbcast``
   (10 then 26), 31 ``lblur_jpeg`` (2 then 10), 32 ``lblur_noise`` (2 then 11).
 
-The KADID types are implemented from ``spec/DISTORTIONS.md`` (no MATLAB code is copied) with the generator's
+The KADID types are implemented from ``docs/background/distortions.md`` (no MATLAB code is copied) with the generator's
 semantics:
 
 1. the input is converted to float64 and min-max normalised (``mapmm``: global minimum -> 0, maximum -> 1, over all
@@ -26,7 +26,7 @@ Fidelity to MATLAB (details in each module's docstring):
 
 - exact up to float rounding, given the same random draws: 1, 2, 3 (blur), 7 (HSV saturation), 11-14 (noise),
   18 (mean shift), 19 (jitter; float32 sampling), 20 (non-eccentricity), 21 (pixelate);
-- close (CIE L*a*b* constants within the 4th decimal; unpublished helpers reconstructed as the spec says): 4, 5, 8,
+- close (CIE L*a*b* constants within the 4th decimal; unpublished helpers reconstructed as that page says): 4, 5, 8,
   16, 17, 24, 25, 22 (``fminsearch`` termination details), 23 (``insertShape`` rounding), 10 (Pillow's libjpeg
   instead of MATLAB's, +-1-2 grey levels);
 - approximate substitutes: 6 (Wu palette + Pillow Floyd-Steinberg instead of ``rgb2ind``), 9 (OpenJPEG instead of

@@ -1,6 +1,6 @@
 """Shared helpers that emulate the MATLAB / Image Processing Toolbox functions the KADIS-700k generator calls.
 
-Every helper is written from the behaviour described in ``spec/DISTORTIONS.md`` §2 (no MathWorks code is
+Every helper is written from the behaviour described in ``docs/background/distortions.md`` §2 (no MathWorks code is
 copied). Images are float64 arrays of shape (H, W, 3) or (H, W) with values nominally in [0, 1] unless a
 docstring says otherwise.
 
@@ -18,7 +18,7 @@ Colour-space constants: ``rgb2lab``/``lab2rgb`` use sRGB companding, the 7-digit
 white ``(0.95047, 1, 1.08883)`` it implies, so white maps to (L*, a*, b*) = (100, 0, 0) within 1e-5 and pure red to
 MATLAB's documented ``rgb2lab([1 0 0]) = [53.2408 80.0925 67.2032]``. ``whitepoint('d65')`` displays as
 ``[0.9504 1.0000 1.0888]``; any remaining difference from MATLAB is in the 4th decimal of L*a*b*
-(``spec/DISTORTIONS.md`` §2.5: below one grey level after 8-bit rounding in almost all pixels).
+(``docs/background/distortions.md`` §2.3: below one grey level after 8-bit rounding in almost all pixels).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Blur distortions: KADID types 1 (Gaussian blur), 2 (lens blur) and 3 (motion blur).
 
-All three are exact ports (``spec/DISTORTIONS.md`` §4.1-4.3): the MATLAB kernels (``imgaussfilt`` Gaussian,
+All three are exact ports (``docs/background/distortions.md``, types 1-3): the MATLAB kernels (``imgaussfilt`` Gaussian,
 ``fspecial('disk')``, ``fspecial('motion')``) are rebuilt tap for tap and applied with replicate borders.
 Only the motion-blur angle is random (one integer in 0..180 per call), drawn from the caller's generator instead of
 MATLAB's global stream.

@@ -1,11 +1,11 @@
 """Brightness distortions: KADID types 16 (brighten), 17 (darken) and 18 (mean shift).
 
-Ports of ``imbrighten``, ``imdarken`` and ``immeanshift`` (``spec/DISTORTIONS.md`` §4.16-4.18).
+Ports of ``imbrighten``, ``imdarken`` and ``immeanshift`` (``docs/background/distortions.md``, types 16-18).
 
 Documented reconstructions:
     - The tone-curve helper ``curves.m`` was never published; it is reconstructed as MATLAB ``spline`` (not-a-knot
-      cubic) through (0, 0), (0.5, c), (1, 1), clipped to [0, 1] (spec §2.4).
-    - ``imdarken.m`` was never published; type 17 is the spec's reconstruction: the RGB tone curve only, no Lab
+      cubic) through (0, 0), (0.5, c), (1, 1), clipped to [0, 1] (docs/background/distortions.md §2.2).
+    - ``imdarken.m`` was never published; type 17 is the ports' reconstruction: the RGB tone curve only, no Lab
       branch (the default of the reconstructed ``dolab`` flag).
     - Type 16 uses our CIE L*a*b* conversion (equal to MATLAB's within the 4th decimal).
 

@@ -1,14 +1,14 @@
 """Colour distortions: KADID types 4 (colour diffusion), 5 (colour shift), 7 (saturation 1), 8 (saturation 2).
 
-Ports of ``imcolordiffuse``, ``imcolorshift``, ``imcolorsaturate`` and ``imsaturate`` (``spec/DISTORTIONS.md``
-§4.4, 4.5, 4.7, 4.8). Colour quantization (type 6) lives in :mod:`.quantization`.
+Ports of ``imcolordiffuse``, ``imcolorshift``, ``imcolorsaturate`` and ``imsaturate``
+(``docs/background/distortions.md``, types 4, 5, 7, 8). Colour quantization (type 6) lives in :mod:`.quantization`.
 
 Documented deviations / reconstructions:
     - Types 4 and 8 use our CIE L*a*b* conversion (see :mod:`._matlab`), equal to MATLAB's within the 4th decimal.
-    - Type 5 depends on two KADIS helpers that were never published (``gradientxy.m``, ``ps2.m``). As in the spec,
-      ``gradientxy`` is taken to be MATLAB ``gradient`` (central differences inside, one-sided at the borders) and
-      ``ps2`` to clip the edge map to its [1st, 99th] percentile range and stretch it with ``mapmm``. Percentiles use
-      MATLAB ``prctile``'s definition (sorted sample i at ``100 (i - 0.5) / n``, linear interpolation).
+    - Type 5 depends on two KADIS helpers that were never published (``gradientxy.m``, ``ps2.m``). As in both public
+      ports, ``gradientxy`` is taken to be MATLAB ``gradient`` (central differences inside, one-sided at the borders)
+      and ``ps2`` to clip the edge map to its [1st, 99th] percentile range and stretch it with ``mapmm``. Percentiles
+      use MATLAB ``prctile``'s definition (sorted sample i at ``100 (i - 0.5) / n``, linear interpolation).
 """
 
 from __future__ import annotations

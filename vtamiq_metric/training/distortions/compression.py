@@ -1,7 +1,7 @@
 """Compression distortions: KADID types 9 (JPEG2000) and 10 (JPEG).
 
 Both MATLAB originals write the image with ``imwrite`` (after 8-bit conversion ``round(255 I)``) and read it back
-(``spec/DISTORTIONS.md`` §4.9, 4.10). MATLAB's codecs are not available, so both use Pillow:
+(``docs/background/distortions.md``, types 9, 10). MATLAB's codecs are not available, so both use Pillow:
 
 - Type 9, ``imcompressjp2k``: MATLAB's Kakadu-based writer with ``'CompressionRatio', r``. Substitute: OpenJPEG
   through Pillow, rate mode with ratio ``r`` (uncompressed 24 bit/pixel size over code-stream size), one quality

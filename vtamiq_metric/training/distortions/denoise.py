@@ -1,12 +1,12 @@
 """Denoising distortion: KADID type 15 (``imdenoise``), with a DnCNN substitute and a classical fallback.
 
-MATLAB (``spec/DISTORTIONS.md`` §4.15): ``noisy = imnoise(I, 'gaussian', 0, v)`` (clipped to [0, 1]), then each of
-R, G and B is denoised separately with ``denoiseImage(channel, denoisingNetwork('DnCNN'))``, MATLAB's pretrained
+MATLAB (``docs/background/distortions.md``, type 15): ``noisy = imnoise(I, 'gaussian', 0, v)`` (clipped to [0, 1]), then
+each of R, G and B is denoised separately with ``denoiseImage(channel, denoisingNetwork('DnCNN'))``, MATLAB's pretrained
 20-layer grayscale blind DnCNN; the result is not clipped before the generator's final ``mapmm``.
 
 MATLAB's weights are not redistributable and cannot be reproduced, so two substitutes are offered:
 
-1. **DnCNN-B (the spec's closest substitute).** :class:`DnCNN` is the 20-layer, 64-feature, grayscale residual
+1. **DnCNN-B (the closest substitute).** :class:`DnCNN` is the 20-layer, 64-feature, grayscale residual
    network of Zhang et al. (2017) in the layout of the KAIR release file ``dncnn_gray_blind.pth`` (blind,
    sigma in [0, 55] / 255, batch norm merged into the convolutions). :func:`load_dncnn` loads that file (strict keys,
    ``weights_only``) and returns a plane denoiser to pass as ``denoiser=`` to ``apply_distortion``. Differences

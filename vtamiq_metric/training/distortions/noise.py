@@ -1,8 +1,8 @@
 """Noise distortions: KADID types 11 (white), 12 (white in colour component), 13 (impulse), 14 (multiplicative).
 
 Exact ports of ``imnoisegauss``, ``imnoisecolorcomp``, ``imnoiseimpulse`` and ``imnoisemultiplicative``
-(``spec/DISTORTIONS.md`` §4.11-4.14) built on our ``imnoise`` emulation: every element of every channel gets an
-independent draw. Only the random numbers differ from MATLAB (our seeded numpy generator instead of MATLAB's
+(``docs/background/distortions.md``, types 11-14) built on our ``imnoise`` emulation: every element of every channel
+gets an independent draw. Only the random numbers differ from MATLAB (our seeded numpy generator instead of MATLAB's
 global Mersenne-Twister stream and ziggurat normals); the distributions are the same. Type 15 (denoise) lives in
 :mod:`.denoise`.
 """

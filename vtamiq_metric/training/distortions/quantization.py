@@ -1,15 +1,15 @@
 """Quantization distortions: KADID types 6 (colour quantization) and 22 (quantization).
 
-Type 6, ``imcolorquantize`` (``spec/DISTORTIONS.md`` §4.6): MATLAB ``rgb2ind(I, n)`` = minimum-variance colour
-quantization with Floyd-Steinberg dithering, then ``ind2rgb``. MathWorks' MEX internals cannot be reproduced, so
-this is the spec's substitute (a): our implementation of Wu's greedy variance-minimising quantiser (Graphics Gems
-II) on a 32x32x32 colour histogram of the 8-bit image gives the palette (box centroids, rounded to 8 bit), and
+Type 6, ``imcolorquantize`` (``docs/background/distortions.md``, type 6): MATLAB ``rgb2ind(I, n)`` = minimum-variance
+colour quantization with Floyd-Steinberg dithering, then ``ind2rgb``. MathWorks' MEX internals cannot be reproduced, so
+this is a substitute: our implementation of Wu's greedy variance-minimising quantiser (Graphics Gems II) on a
+32x32x32 colour histogram of the 8-bit image gives the palette (box centroids, rounded to 8 bit), and
 Pillow's Floyd-Steinberg error diffusion maps the image onto that palette. Differences from MATLAB: palette choice
 (MATLAB's own minimum-variance splitting rule), palette precision (8-bit here), the inverse colour map (Pillow's
-nearest-colour cache; MATLAB ``dither``: 5 bits per axis) and the error arithmetic. The visual character (banding plus dither
-noise) is the same.
+nearest-colour cache; MATLAB ``dither``: 5 bits per axis) and the error arithmetic. The visual character (banding plus
+dither noise) is the same.
 
-Type 22, ``imnoisequantize`` (§4.22): ``multithresh(I, N)`` on the whole RGB array (pooled 256-bin histogram of
+Type 22, ``imnoisequantize`` (type 22): ``multithresh(I, N)`` on the whole RGB array (pooled 256-bin histogram of
 ``round(255 I)``) optimised with Nelder-Mead exactly as MATLAB's ``fminsearch`` is configured (``TolX = 1``,
 ``TolFun = 1e-4``, ``200 N`` iterations and evaluations, same initial simplex), then ``imquantize`` to the values
 ``[0, t2, ..., tN, 1]``. Termination details of scipy's Nelder-Mead may differ from ``fminsearch`` in rare images.

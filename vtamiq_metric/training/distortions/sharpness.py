@@ -1,14 +1,14 @@
 """Sharpness and contrast distortions: KADID types 24 (high sharpen) and 25 (contrast change).
 
-Ports of ``imsharpenHi`` and ``imcontrastc`` (``spec/DISTORTIONS.md`` §4.24, 4.25).
+Ports of ``imsharpenHi`` and ``imcontrastc`` (``docs/background/distortions.md``, types 24, 25).
 
 Documented deviations / reconstructions:
     - Type 24 calls MATLAB ``imsharpen`` with ``'Radius', 3`` (Gaussian sigma = 3, 13x13 kernel, replicate borders,
       threshold 0) on L* of CIE L*a*b*. MATLAB converts with ``makecform('srgb2lab')``; we use our D65 Lab
       conversion (equal within the 4th decimal).
     - Type 25 relies on the unpublished ``curves.m``: not-a-knot cubic spline through (0, 0), (0.3, 0.25 - k/4),
-      (0.5, 0.5), (0.7, 0.75 + k/4), (1, 1), clipped (spec §2.4; the 0.3/0.7 abscissae are the one residual
-      uncertainty, and with them level 3, k = 0, is not the identity).
+      (0.5, 0.5), (0.7, 0.75 + k/4), (1, 1), clipped (docs/background/distortions.md §2.2; the 0.3/0.7 abscissae are
+      the one residual uncertainty, and with them level 3, k = 0, is not the identity).
 """
 
 from __future__ import annotations

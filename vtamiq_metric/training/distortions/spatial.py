@@ -1,7 +1,7 @@
 """Spatial distortions: KADID types 19 (jitter), 20 (non-eccentricity patch), 21 (pixelate), 23 (colour block).
 
 Ports of ``imjitter`` (with ``imscatter``/``imwarpmap``), ``imnoneccentricity``, ``impixelate`` and
-``imcolorblock`` (``spec/DISTORTIONS.md`` §4.19-4.21, 4.23).
+``imcolorblock`` (``docs/background/distortions.md``, types 19-21, 23).
 
 Documented deviations:
     - Type 19 resamples with a hand-written cubic-convolution sampler (Keys, a = -0.5), MATLAB ``interp2``'s
@@ -10,7 +10,8 @@ Documented deviations:
       to the image, i.e. an unbounded replicate padding. Both agree wherever MATLAB's margin covers the 4x4 taps,
       which is every pixel in practice.
     - Type 23 draws with MATLAB ``insertShape``, whose rounding of the fractional block position was not read; we
-      use round-half-away of x and y (spec §4.23), so a block may sit one pixel off in rare cases.
+      use round-half-away of x and y (docs/background/distortions.md, type 23), so a block may sit one pixel off in rare
+      cases.
     - All random draws come from the caller's generator (MATLAB: its global stream).
 """
 

@@ -79,8 +79,9 @@ class KadisSettings:
         png_compress_level: zlib level 0..9 of the PNG files (speed vs. size; pixels are lossless either way).
 
     Raises:
-        TypeError: a wrongly typed value. ValueError: a value out of range, an unknown label, ``types_per_ref``
-        other than 1 with ``ref_csv``, or ``extra_types_per_ref`` without ``extra_types`` or larger than their number.
+        TypeError: a wrongly typed value.
+        ValueError: a value out of range, an unknown label, ``types_per_ref`` other than 1 with ``ref_csv``, or
+            ``extra_types_per_ref`` without ``extra_types`` or larger than their number.
     """
 
     ref_csv: Path | None = None

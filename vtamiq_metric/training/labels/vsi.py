@@ -1,7 +1,7 @@
 """VSI, the Visual Saliency-induced Index (Zhang, Shen & Li, IEEE TIP 2014), following the official MATLAB code.
 
 VSI is the weak label of KADIS-700k in VTAMIQ. This is our own batched PyTorch implementation of the MATLAB
-``VSI.m`` (Lin Zhang, 2013) as specified in ``spec/DATASETS.md`` §3.1; it reproduces the MATLAB steps that
+``VSI.m`` (Lin Zhang, 2013) as described in ``docs/background/datasets.md`` §2; it reproduces the MATLAB steps that
 other ports change (see "Differences from piq" below).
 
 Algorithm, for RGB images with values in [0, 255] (MATLAB works on ``double`` copies of the uint8 images, so no
@@ -20,8 +20,8 @@ intermediate value is ever rounded; the only effect of MATLAB's uint8 input is t
 5. ``S = S_G^0.4 * S_VS * real((S_M * S_N)^0.02)`` with ``S_X = (2 X1 X2 + C) / (X1^2 + X2^2 + C)``,
    C = 386 (gradient), 1.27 (saliency), 130 (M, N); ``VSI = sum(S * w) / sum(w)`` with ``w = max(VS1, VS2)``.
 
-Differences from piq (``piq.vsi``, DATASETS.md §3.2), all on purpose because MATLAB does it this way: the resize to
-256 x 256 is antialiased (piq: plain bilinear), the resize back uses MATLAB's pixel-centre mapping (piq:
+Differences from piq (``piq.vsi``, docs/background/datasets.md §2), all on purpose because MATLAB does it this way: the
+resize to 256 x 256 is antialiased (piq: plain bilinear), the resize back uses MATLAB's pixel-centre mapping (piq:
 ``align_corners=True``), the F x F box grid starts at the first pixel with a zero border (piq: shifted by one pixel
 with a replicated border) and F uses half-away-from-zero rounding (piq: Python's half-to-even ``round``).
 
