@@ -144,3 +144,16 @@ def write_png_pairs(root: Path, count: int, size: tuple[int, int] = (40, 48), se
         Image.fromarray(ref).save(root / "refs" / f"p{i:02d}.png")
         Image.fromarray(noisy).save(root / "dists" / f"p{i:02d}.png")
     return root
+
+
+def write_png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG file that only declares its size (an 8-bit RGB header and no pixel data): 57 bytes that claim
+    ``width x height`` pixels, for the checks that must refuse an image from its header, before decoding it."""
+    import struct
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    return path

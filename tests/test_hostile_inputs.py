@@ -18,6 +18,7 @@ import contextlib
 import io
 import json
 import logging
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,6 +239,129 @@ def _score_flipped_uint8(view: Callable[[np.ndarray], np.ndarray]) -> Callable[[
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Builders: image files and `vtamiq score` (issue 23 items 2-7, 9, 11, 15, 16)
+
+# A minimal EPS file: Pillow reads its header, and decoding it would start Ghostscript on the PostScript.
+_EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\n"
+        b"newpath 0 0 moveto 16 16 lineto stroke showpage\n%%EOF\n")
+# A DDS header with an unknown pixel format (FourCC "XXXX"): Pillow's DDS plugin raises NotImplementedError on it.
+_BAD_DDS = (b"DDS " + struct.pack("<7I", 124, 0x1007, 16, 16, 0, 0, 0) + bytes(44) + struct.pack("<2I", 32, 0x4)
+            + b"XXXX" + bytes(40) + bytes(1024))
+
+
+def _png(path: Path, seed: int = 0, size: tuple[int, int] = (24, 32)) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _no_ghostscript(run: Callable[[Path], object]) -> Callable[[Path], object]:
+    """``run`` with Pillow's Ghostscript call replaced by a failure: an EPS file must never get that far."""
+
+    def guarded(tmp: Path) -> object:
+        from unittest import mock
+
+        from PIL import EpsImagePlugin
+
+        def started(*args: object, **kwargs: object) -> None:
+            raise AssertionError("Ghostscript was started on an untrusted file")
+
+        with mock.patch.object(EpsImagePlugin, "Ghostscript", started):
+            return run(tmp)
+
+    return guarded
+
+
+def _load_file(name: str, content: bytes) -> Callable[[Path], object]:
+    def run(tmp: Path) -> object:
+        from vtamiq_metric._validation import load_image
+
+        (tmp / name).write_bytes(content)
+        return load_image(tmp / name, name="dist")
+
+    return run
+
+
+def _score_file(name: str, content: bytes) -> Callable[[Path], object]:
+    def run(tmp: Path) -> object:
+        from vtamiq_metric import score
+
+        (tmp / name).write_bytes(content)
+        return score(_png(tmp / "ref.png"), tmp / name, model=_tiny_model(), num_patches=4)
+
+    return run
+
+
+def _score_cli(*argv: str, files: dict[str, bytes] | None = None, pngs: Sequence[str] = ()) -> Callable[[Path], object]:
+    """``vtamiq score`` with the tiny model (``{tmp}`` and ``{model}`` in ``argv`` are filled in) on ``files`` (given
+    bytes) and ``pngs`` (random 24 x 32 images), all under the temporary folder."""
+
+    def run(tmp: Path) -> object:
+        from vtamiq_metric.cli import main
+
+        for k, name in enumerate(pngs):
+            _png(tmp / name, seed=k)
+        for name, content in (files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(content)
+        model = _tiny_model().save_pretrained(tmp / "model")
+        args = [arg.format(tmp=tmp, model=model) for arg in argv]
+        return run_command(main, [*args, "--no-progress"] if args[0] == "score" else args)
+
+    return run
+
+
+def _map_cli_of_a_huge_header(tmp: Path) -> object:
+    pytest.importorskip("matplotlib")
+    from tests.helpers import write_png_header
+    from vtamiq_metric.cli import main
+
+    huge = write_png_header(tmp / "huge.png", 16_000, 10_000)
+    model = _tiny_model().save_pretrained(tmp / "model")
+    return run_command(main, ["map", str(huge), str(huge), "--model", str(model), "--output", str(tmp / "m.png")])
+
+
+def _map_cli_out_of_memory(tmp: Path) -> object:
+    """``vtamiq map`` whose computation runs out of memory as torch's CPU allocator reports it."""
+    from unittest import mock
+
+    from vtamiq_metric import _plotting, maps
+    from vtamiq_metric.cli import main
+
+    def allocation_fails(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 3435973836 bytes. Error code 12 (Cannot allocate memory)")
+
+    _png(tmp / "a.png")
+    with mock.patch.object(_plotting, "check_figure_path"), mock.patch.object(maps, "plot_damage_map",
+                                                                              allocation_fails):
+        return run_command(main, ["map", str(tmp / "a.png"), str(tmp / "a.png"), "--output", str(tmp / "m.png")])
+
+
+def _nothing_written(name: str) -> Callable[[Path], None]:
+    def check(tmp: Path) -> None:
+        assert not (tmp / name).exists()
+
+    return check
+
+
+def _rows(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _folder_run_kept_the_good_pair(tmp: Path) -> None:
+    rows = _rows(tmp / "scores.csv")
+    assert [Path(row["dist"]).name for row in rows] == ["a.png", "b.png"]
+    assert float(rows[0]["score"]) >= 0 and rows[0]["error"] == ""
+    assert rows[1]["score"] == "" and "DDS format" in rows[1]["error"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The table
 
 CASES: list[Hostile] = [
@@ -284,6 +408,26 @@ CASES: list[Hostile] = [
     # Issue 23 item 14: uint8 views with negative strides were refused with torch's internal message.
     Hostile("score-uint8-flipud", "23.14", _score_flipped_uint8(np.flipud), None, ""),
     Hostile("score-uint8-rot90", "23.14", _score_flipped_uint8(np.rot90), None, ""),
+    # Issue 23 item 7: an EPS file renamed .png made Pillow start Ghostscript on attacker-supplied PostScript.
+    Hostile("eps-renamed-png-load-image", "23.7", _no_ghostscript(_load_file("x.png", _EPS)), ValueError,
+            "it is in the EPS format, which is not one of the supported formats (PNG, JPEG, BMP, TIFF, WEBP"),
+    Hostile("eps-renamed-png-score", "23.7", _no_ghostscript(_score_file("x.png", _EPS)), ValueError,
+            "dist: cannot decode image file"),
+    Hostile("eps-renamed-png-cli", "23.7",
+            _no_ghostscript(_score_cli("score", "{tmp}/ref.png", "{tmp}/x.png", "--model", "{model}",
+                                       files={"x.png": _EPS}, pngs=["ref.png"])),
+            CommandFailed, "it is in the EPS format"),
+    # Issue 23 item 5: a malformed DDS raised NotImplementedError and stopped a folder run with a traceback.
+    Hostile("dds-malformed-load-image", "23.5", _load_file("x.dds", _BAD_DDS), ValueError, "DDS format"),
+    Hostile("dds-malformed-in-a-folder-run", "23.5",
+            _score_cli("score", "--ref-dir", "{tmp}/r", "--dist-dir", "{tmp}/d", "--model", "{model}", "--output",
+                       "{tmp}/scores.csv", files={"d/b.png": _BAD_DDS}, pngs=["r/a.png", "d/a.png", "r/b.png"]),
+            CommandFailed, "exit status 3: ", after=_folder_run_kept_the_good_pair),
+    # Issue 23 item 9: `vtamiq map` had no pixel limit and died in an allocation with a traceback.
+    Hostile("map-header-of-160-megapixels", "23.9", _map_cli_of_a_huge_header, CommandFailed,
+            "expected at most max_pixels=150,000,000 pixels, got a 16000x10000 image", after=_nothing_written("m.png")),
+    Hostile("map-out-of-memory", "23.9", _map_cli_out_of_memory, CommandFailed,
+            "exit status 1: vtamiq: error: out of memory drawing the damage map of", after=_nothing_written("m.png")),
 ]
 
 

@@ -54,6 +54,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"vtamiq: error: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ValueError, TypeError, KeyError, ImportError) as exc:
-        print(f"vtamiq: error: {exc}", file=sys.stderr)
+    except (OSError, ValueError, TypeError, KeyError, ImportError, MemoryError) as exc:
+        print(f"vtamiq: error: {exc or type(exc).__name__}", file=sys.stderr)
         return 1

@@ -8,7 +8,8 @@ import re
 import sys
 from pathlib import Path
 
-from .common import CLIError, shard_path
+from .._frontend import DEFAULT_MAX_PIXELS
+from .common import CLIError, out_of_memory, shard_path
 from .formats import FIELDS, file_writer
 
 __all__ = ["convert", "draw_map", "merge_scores", "models"]
@@ -85,9 +86,16 @@ def draw_map(args: argparse.Namespace) -> int:
     for path in (args.ref, args.dist):
         if not path.is_file():
             raise CLIError(f"image not found: {path}")
-    figure = plot_damage_map(str(args.ref), str(args.dist), model=args.model, num_patches=args.patches,
-                             num_repeats=args.repeats, steps=args.steps, seed=args.seed, device=args.device,
-                             show_sampling=args.show_sampling)
+    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels or None
+    try:
+        figure = plot_damage_map(str(args.ref), str(args.dist), model=args.model, num_patches=args.patches,
+                                 num_repeats=args.repeats, steps=args.steps, seed=args.seed, device=args.device,
+                                 show_sampling=args.show_sampling, max_pixels=max_pixels)
+    except (MemoryError, RuntimeError) as exc:
+        if not out_of_memory(exc):
+            raise
+        raise MemoryError(f"out of memory drawing the damage map of {args.ref} and {args.dist} ({exc}); downscale "
+                          f"the images, or lower --max-pixels to refuse such images before decoding them") from None
     save_figure(figure, args.output)
     print(args.output)
     return 0

@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .._frontend import DEFAULT_MAX_PIXELS
 from .._precision import PRECISIONS
 from .._version import __version__
 from .common import choice_type, non_negative_int, parse_shard, positive_int, seed_int
 from .formats import WRITERS, suffixes_text
 
-__all__ = ["add_model_options", "build_parser"]
+__all__ = ["add_max_pixels_option", "add_model_options", "build_parser"]
 
 _VARIANTS = ("paper2021", "release2022", "head2024")
 
@@ -49,6 +50,13 @@ def add_output_option(parser: argparse.ArgumentParser, *, required: bool, help: 
     """``--output`` (with its older spelling ``--out`` as an alias), a path."""
     parser.add_argument("--output", "--out", dest="output", type=Path, required=required, metavar="PATH",
                         help=f"{help} (--out is an alias)")
+
+
+def add_max_pixels_option(parser: argparse.ArgumentParser) -> None:
+    """``--max-pixels N`` (``max_pixels``; None = the default, 0 = no limit): ``vtamiq score`` and ``vtamiq map``."""
+    parser.add_argument("--max-pixels", type=non_negative_int, default=None, metavar="N",
+                        help=f"refuse images of more pixels than N before decoding them (default "
+                             f"{DEFAULT_MAX_PIXELS:,}; 0 = no limit)")
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, repeats: int) -> None:
@@ -88,9 +96,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="keep the scores already in OUTPUT (matched by ref and dist paths), score only the "
                              "missing or failed pairs and complete the file; without it OUTPUT is replaced")
-    parser.add_argument("--max-pixels", type=non_negative_int, default=None, metavar="N",
-                        help="refuse images of more pixels than N before decoding them (default 150,000,000; "
-                             "0 = no limit)")
+    add_max_pixels_option(parser)
     add_model_options(parser, repeats=1)
     parser.add_argument("--precision", type=choice_type(PRECISIONS), default="auto", metavar="{auto,fp32,bf16}",
                         help="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 "
@@ -118,6 +124,7 @@ def _add_map(sub: argparse._SubParsersAction) -> None:
                         help=argparse.SUPPRESS)  # the former name of --repeats
     parser.add_argument("--steps", type=positive_int, default=1, metavar="N",
                         help="path points per draw (default 1)")
+    add_max_pixels_option(parser)
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:

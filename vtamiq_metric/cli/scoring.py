@@ -37,7 +37,7 @@ import torch
 from .. import _torchrun as torchrun
 from .. import api
 from .._frontend import DEFAULT_MAX_PIXELS, Scorer, ScoringOptions, resolve, resolve_device
-from .._validation import image_size, prepare_pair
+from .._validation import decoded_bytes, image_size, prepare_pair
 from .common import CLIError, shard_path
 from .formats import FIELDS, SHARD_FIELDS, FileWriter, ResultWriter, RunOutput, StdoutWriter, file_writer, writer_class
 from .pairs import Pair, pairs_from_args
@@ -46,8 +46,13 @@ __all__ = ["run_score"]
 
 # At most this many threads decode images (fewer on machines with fewer cores, and never more than a batch).
 _DECODE_THREADS = 4
-# What a failing model call raises: the batch is retried pair by pair, and a pair that still fails is reported.
-_PAIR_ERRORS = (OSError, ValueError, TypeError, RuntimeError)
+# The next batch is decoded while the current one is scored only when the two together hold at most this many bytes
+# of decoded images (estimated from the headers, vtamiq_metric._validation.decoded_bytes); otherwise it is decoded
+# after the current batch is scored, so a batch of very large images never has a second one beside it in memory.
+_DECODE_AHEAD_BYTES = 2 * 2**30
+# What a failing model call raises: the batch is retried pair by pair, and a pair that still fails is reported
+# (torch.OutOfMemoryError is a RuntimeError; NotImplementedError too).
+_PAIR_ERRORS = (OSError, ValueError, TypeError, RuntimeError, MemoryError)
 
 Decoded = tuple[torch.Tensor, torch.Tensor] | str  # a decoded pair (ref, dist), or why it failed
 
@@ -285,46 +290,75 @@ class _StopRequest:
 
 def _decode(pair: Pair, patch_size: int, max_pixels: int | None) -> Decoded:
     """Decode and check one pair (in a decode thread): ``(ref, dist)``, each ``(1, 3, H, W)`` (uint8 for 8-bit
-    files), or the error that makes the pair fail."""
+    files), or the error that makes the pair fail.
+
+    Whatever the decoding raises fails this pair alone (reported, skipped, counted in exit status 3), out-of-memory
+    included: one bad or oversized file never stops a run.
+    """
     if pair.error is not None:
         return f"ValueError: {pair.error}"
     try:
         return prepare_pair(pair.ref, pair.dist, patch_size=patch_size, max_pixels=max_pixels, keep_uint8=True)
-    except (OSError, ValueError, TypeError) as exc:
+    except MemoryError as exc:
+        return f"MemoryError: out of memory decoding the pair{f' ({exc})' if str(exc) else ''}"
+    except Exception as exc:  # noqa: BLE001 - see the docstring: a pair's failure is its row's error
         return f"{type(exc).__name__}: {exc}"
 
 
+def _pair_bytes(pair: Pair) -> int:
+    """The decoded bytes of a pair, from the headers (0 when unknown: such a pair fails to decode)."""
+    if pair.error is not None:
+        return 0
+    sizes = [decoded_bytes(pair.ref), decoded_bytes(pair.dist)]
+    return 0 if None in sizes else 2 * max(sizes)  # type: ignore[type-var] - one float side makes both float
+
+
 class _Prefetcher:
-    """Batches of ``indices`` in order, each pair decoded in a pool of threads; batch k + 1 is submitted when batch
-    k is handed out, so that it decodes while the model scores batch k (at most two batches are held)."""
+    """Batches of ``indices`` in order, each pair decoded in a pool of threads. Batch k + 1 is submitted when batch
+    k is handed out, so that it decodes while the model scores batch k, if the two hold at most ``ahead_bytes`` of
+    decoded images together (else when batch k + 2... is asked for); at most two batches are ever held."""
 
     def __init__(self, pairs: list[Pair], indices: list[int], batch_size: int, *, patch_size: int,
-                 max_pixels: int | None) -> None:
+                 max_pixels: int | None, ahead_bytes: int = _DECODE_AHEAD_BYTES) -> None:
         self._pairs = pairs
         self._batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
         self._options = (patch_size, max_pixels)
+        self._ahead_bytes = ahead_bytes
+        self._sizes: dict[int, int] = {}  # the decoded bytes of the next batch to submit, by its position
         threads = max(1, min(_DECODE_THREADS, os.cpu_count() or 1, batch_size))
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vtamiq-decode")
-        self._pending: list[list[tuple[int, Future]]] = []
+        self._pending: list[tuple[list[tuple[int, Future]], int]] = []  # (the batch's futures, its decoded bytes)
         self._submitted = 0
         self._submit()
 
     def _submit(self) -> None:
         if self._submitted < len(self._batches):
             batch = self._batches[self._submitted]
-            self._pending.append([(k, self._pool.submit(_decode, self._pairs[k], *self._options)) for k in batch])
+            futures = [(k, self._pool.submit(_decode, self._pairs[k], *self._options)) for k in batch]
+            self._pending.append((futures, self._next_size()))
             self._submitted += 1
+
+    def _next_size(self) -> int:
+        """The decoded bytes of the next batch not yet submitted (0 if none is left); read once per batch."""
+        if self._submitted >= len(self._batches):
+            return 0
+        if self._sizes.get(self._submitted) is None:
+            self._sizes = {self._submitted: sum(_pair_bytes(self._pairs[k]) for k in self._batches[self._submitted])}
+        return self._sizes[self._submitted]
 
     def more(self) -> bool:
         """Whether a batch is still to be handed out."""
-        return bool(self._pending)
+        return bool(self._pending) or self._submitted < len(self._batches)
 
     def next_batch(self) -> list[tuple[int, Decoded]]:
         """The next batch, decoded: ``(index, (ref, dist) or error)`` in input order; ``[]`` when none is left."""
         if not self._pending:
+            self._submit()  # a batch held back because it did not fit beside the previous one
+        if not self._pending:
             return []
-        current = self._pending.pop(0)
-        self._submit()  # the next batch decodes while the caller scores this one
+        current, size = self._pending.pop(0)
+        if size + self._next_size() <= self._ahead_bytes:
+            self._submit()  # the next batch decodes while the caller scores this one
         return [(k, future.result()) for k, future in current]
 
     def close(self) -> None:
