@@ -36,10 +36,11 @@ import torch
 
 from .. import _torchrun as torchrun
 from .. import api
-from .._frontend import DEFAULT_MAX_PIXELS, Scorer, ScoringOptions, resolve, resolve_device
+from .._frontend import DEFAULT_MAX_PIXELS, Scorer, ScoringOptions, default_model_name, resolve, resolve_device
 from .._validation import decoded_bytes, image_size, prepare_pair
 from .common import CLIError, shard_path
 from .formats import FIELDS, SHARD_FIELDS, FileWriter, ResultWriter, RunOutput, StdoutWriter, file_writer, writer_class
+from .outfile import OutputLock, changed_options, check_not_an_input, meta_path, read_record, run_record, write_record
 from .pairs import Pair, pairs_from_args
 
 __all__ = ["run_score"]
@@ -81,13 +82,26 @@ def _score_pairs(args: argparse.Namespace, pairs: list[Pair], *, single: bool, o
     selected = [k for k in range(len(pairs)) if k % shard_n == shard_i]
     if output is not None and args.shard is not None:
         output = shard_path(output, shard_i, shard_n)
-    done = _agree_on_resumed(output, pairs, selected, ctx) if args.resume else {}
-    todo = [k for k in selected if k not in done]
-    mine = todo[ctx.rank::ctx.world_size]
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels or None
     options = ScoringOptions(num_patches=args.patches, num_repeats=args.repeats, seed=args.seed,
                              precision=args.precision, batch_size=args.batch_size, max_pixels=max_pixels)
     scorer = resolve(args.model, options, device=ctx.device if ctx.distributed else args.device)
+    lock, done = _claim_output(args, output, pairs, selected, scorer, ctx)
+    try:
+        return _score_selected(args, pairs, selected, done, single=single, output=output, scorer=scorer,
+                               max_pixels=max_pixels, ctx=ctx)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _score_selected(args: argparse.Namespace, pairs: list[Pair], selected: list[int], done: dict[int, dict], *,
+                    single: bool, output: Path | None, scorer: Scorer, max_pixels: int | None,
+                    ctx: torchrun.DistContext) -> int:
+    """Score the ``selected`` pairs that are not ``done``: the loop, the writers, the exit status."""
+    shard_i, shard_n = args.shard or (0, 1)
+    todo = [k for k in selected if k not in done]
+    mine = todo[ctx.rank::ctx.world_size]
 
     results = dict(done)  # every rank holds every row (rows are exchanged after each batch)
     writers = _writers(args, output, done, single=single, total=len(pairs)) if ctx.is_main else []
@@ -130,7 +144,7 @@ def _score_pairs(args: argparse.Namespace, pairs: list[Pair], *, single: bool, o
             finally:
                 stop.defer()
                 for writer in writers:
-                    writer.close(ended)  # a file keeps every finished pair, in input order, even on an error
+                    _close(writer, ended, results, selected)  # a file keeps every finished pair, even on an error
     finally:
         prefetch.close()
         if progress is not None:
@@ -151,6 +165,20 @@ def _score_pairs(args: argparse.Namespace, pairs: list[Pair], *, single: bool, o
     return 0 if failures == 0 else 3
 
 
+def _close(writer: ResultWriter, ended: bool, results: dict[int, dict], selected: list[int]) -> None:
+    """Close ``writer``; a file that cannot be written (a full disk...) is an ``OSError`` that says where the
+    finished rows are and how to complete the file."""
+    try:
+        writer.close(ended)
+    except OSError as exc:
+        if not isinstance(writer, FileWriter):
+            raise
+        scored = sum(1 for k in selected if k in results)
+        raise OSError(exc.errno, f"cannot write {writer.path} ({exc.strerror or exc}): {scored} of {len(selected)} "
+                                 f"pairs were scored and the rows written so far are in {writer.path}; make room "
+                                 f"and run the same command with --resume to complete it") from None
+
+
 def _writers(args: argparse.Namespace, output: Path | None, done: dict[int, dict], *, single: bool,
              total: int) -> list[ResultWriter]:
     """The writers of rank 0: the ``--output`` file's, and standard output's unless a file takes every row."""
@@ -163,44 +191,63 @@ def _writers(args: argparse.Namespace, output: Path | None, done: dict[int, dict
     return writers
 
 
-def _agree_on_resumed(output: Path | None, pairs: list[Pair], selected: list[int],
-                      ctx: torchrun.DistContext) -> dict[int, dict]:
-    """``--resume``: rank 0 reads the rows already scored in ``output`` and tells the other ranks."""
-    found: tuple[str, object] | None = None
-    if ctx.is_main:
-        try:
-            found = ("ok", _resumable(output, pairs, selected))
-        except CLIError as exc:
-            found = ("error", str(exc))
-    status, value = torchrun.all_gather_objects(found)[0]
-    if status == "error":
-        raise CLIError(value)
-    if ctx.is_main and value:
-        print(f"vtamiq: --resume: {len(value)} of {len(selected)} pairs already scored in {output}", file=sys.stderr)
-    return value
-
-
-def _resumable(path: Path, pairs: list[Pair], selected: list[int]) -> dict[int, dict]:
-    """The rows of ``path`` that hold a score, by pair index (matched by the ref and dist paths).
-
-    Rows without a score (failed pairs) are scored again. A missing file means nothing is done yet.
+def _claim_output(args: argparse.Namespace, output: Path | None, pairs: list[Pair], selected: list[int],
+                  scorer: Scorer, ctx: torchrun.DistContext) -> tuple[OutputLock | None, dict[int, dict]]:
+    """Rank 0 claims the results file and tells the other ranks: it checks that the file is none of the inputs,
+    locks it, reads the rows ``--resume`` keeps (checked against the file's record of options) and writes the run's
+    record. Returns rank 0's lock (None elsewhere, and without a file) and the kept rows, by pair index.
 
     Raises:
-        CLIError: the file cannot be read, is not a results table, or holds pairs this input does not have.
+        CLIError: on every rank, when rank 0 refuses the file; OSError when it cannot write the record.
+    """
+    if output is None:
+        return None, {}
+    found: tuple[str, object] | None = None
+    lock: OutputLock | None = None
+    if ctx.is_main:
+        try:
+            check_not_an_input(output, [args.pairs, args.model if args.model is not None else None,
+                                        *(path for pair in pairs for path in (pair.ref, pair.dist) if path)])
+            lock = OutputLock(output).acquire()
+            record = run_record(scorer, args.model if args.model is not None else default_model_name())
+            done = _resumable(output, pairs, selected, record) if args.resume else {}
+            write_record(output, record)
+            found = ("ok", done)
+        except (CLIError, OSError) as exc:
+            if lock is not None:
+                lock.release()
+                lock = None
+            found = ("usage" if isinstance(exc, CLIError) else "os", str(exc))
+    status, value = torchrun.all_gather_objects(found)[0]
+    if status == "usage":
+        raise CLIError(value)
+    if status == "os":
+        raise OSError(value)
+    if ctx.is_main and value:
+        print(f"vtamiq: --resume: {len(value)} of {len(selected)} pairs already scored in {output}", file=sys.stderr)
+    return lock, value
+
+
+def _resumable(path: Path, pairs: list[Pair], selected: list[int], record: dict) -> dict[int, dict]:
+    """The rows of ``path`` that hold a score, by pair index (matched by the ref and dist paths).
+
+    Rows without a score (failed pairs) are scored again. A missing file means nothing is done yet. Kept rows must
+    come from the options of this run: the file's record (:mod:`.outfile`) must equal ``record``'s options.
+
+    Raises:
+        CLIError: the file cannot be read, is not a results table, holds pairs this input does not have, or holds
+            scores made with other options (or without a record of them).
     """
     if not path.exists():
         return {}
-    try:
-        rows = file_writer(path).load(path, partial=True)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise CLIError(f"--resume: cannot read {path}: {exc}") from None
+    rows = file_writer(path).read_rows(path, partial=True)
     where: dict[tuple[str, str], list[int]] = {}
     for k in selected:
         where.setdefault((pairs[k].ref, pairs[k].dist), []).append(k)
     done: dict[int, dict] = {}
     foreign = []
     for row in rows:
-        if not isinstance(row, dict) or not isinstance(row.get("ref"), str) or not isinstance(row.get("dist"), str):
+        if not isinstance(row.get("ref"), str) or not isinstance(row.get("dist"), str):
             raise CLIError(f"--resume: {path} is not a `vtamiq score` results file (expected rows with "
                            f"{', '.join(FIELDS)})")
         key = (row["ref"], row["dist"])
@@ -216,6 +263,17 @@ def _resumable(path: Path, pairs: list[Pair], selected: list[int]) -> dict[int, 
         raise CLIError(f"--resume: {path} holds {len(foreign)} row(s) for pairs that are not in this input (e.g. "
                        f"{foreign[0][0]} / {foreign[0][1]}); resume with the input (and options) of the run that "
                        f"wrote it, or choose another --output")
+    if done:
+        recorded = read_record(path)
+        if recorded is None:
+            raise CLIError(f"--resume: {path} holds scores but no {meta_path(path).name} recording the options they "
+                           f"were made with, so they cannot be continued safely; run without --resume to score "
+                           f"everything again, or choose another --output")
+        changes = changed_options(recorded, record)
+        if changes:
+            raise CLIError(f"--resume: the scores in {path} were made with other options than this run's: "
+                           f"{'; '.join(changes)} (recorded in {meta_path(path).name}); resume with the options of "
+                           f"the run that wrote it, or choose another --output")
     return done
 
 
@@ -409,4 +467,8 @@ def _score_group(members: list[tuple[int, torch.Tensor, torch.Tensor]], pairs: l
             _score_group([member], pairs, scorer, rows)
         return
     for (k, _, _), value, spread in zip(members, mean.tolist(), std.tolist()):
-        rows[k] = _row(pairs[k], value, spread)
+        if math.isfinite(value) and math.isfinite(spread):
+            rows[k] = _row(pairs[k], value, spread)
+        else:  # never written as a bare NaN (not JSON): a failed pair, reported and counted in the exit status
+            rows[k] = _failed(pairs[k], f"ValueError: the model gave a non-finite score ({value}, std {spread}) for "
+                                        f"this pair")
