@@ -159,3 +159,13 @@ def test_json_text_refuses_non_finite_numbers():
     assert formats.json_text([{"score": 0.25}]) == '[\n  {\n    "score": 0.25\n  }\n]\n'
     with pytest.raises(ValueError, match="not JSON compliant"):
         formats.json_text([{"score": float("nan")}])
+
+
+def test_the_help_documents_what_protects_the_output(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["score", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("OUTPUT.lock", "OUTPUT.meta.json", "--resume refuses to add scores made with other ones",
+                  "CSV cells are spreadsheet-safe: text starting with = + - @", "which --resume and merge-scores drop",
+                  "File names that are not UTF-8", "A non-finite score is a failed pair"):
+        assert words in text

@@ -215,8 +215,7 @@ class CsvWriter(FileWriter):
     """
 
     key = ".csv"
-    help = ("a header row, then each batch's rows appended as they finish; a text cell starting with = + - @ gets a "
-            "' in front (spreadsheet-safe; --resume and merge-scores drop it)")
+    help = "a header row, then each batch's rows appended as they finish (spreadsheet-safe, see below)"
 
     def __init__(self, run: RunOutput, known: dict[int, dict]) -> None:
         super().__init__(run, known)

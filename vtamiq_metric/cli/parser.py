@@ -30,9 +30,20 @@ model calls, so mixed sizes work (sort the input by size for the fewest calls). 
 
 --output is kept current while the run goes, in the format its suffix names:
 {formats}
-At the end a file is rewritten in input order. SIGINT (Ctrl-C) or SIGTERM stops after the current batch and saves
-every finished pair (in a single process, a second signal stops at once); rerun the same command with --resume to
-score only what is missing."""
+At the end a file is rewritten in input order (unless it holds that already). SIGINT (Ctrl-C) or SIGTERM stops
+after the current batch and saves every finished pair (in a single process, a second signal stops at once); rerun
+the same command with --resume to score only what is missing.
+
+The output file is protected: it is locked while a run writes it (OUTPUT.lock, removed at the end; a second run
+writing it is refused, a lock left by a killed run is taken over) and it may not be one of the inputs.
+OUTPUT.meta.json records what determines the scores (the model's sha256, patches, repeats, seed, precision, sampling
+and viewing-distance settings): --resume refuses to add scores made with other ones, and merge-scores to join
+shards made with different ones.
+
+CSV cells are spreadsheet-safe: text starting with = + - @, a tab or a CR (a formula to a spreadsheet) or with '
+gets a ' in front, which --resume and merge-scores drop. File names that are not UTF-8 are written as their bytes
+(CSV, standard output) or \\udcXX escapes (JSON) and read back exactly. A non-finite score is a failed pair (no
+score, an error), so the JSON is always valid."""
 
 
 def _score_epilog() -> str:
@@ -41,7 +52,8 @@ exit status:
   0    every pair was scored
   1    every pair failed, or an error stopped the run (e.g. an unreadable model or an unavailable device)
   2    usage error: bad arguments, a missing folder or pairs file, a pairs CSV without its ref,dist header, an
-       --output suffix other than {suffixes_text()}, or a --resume file written for another input
+       --output suffix other than {suffixes_text()}, an --output that another run is writing or that is one of the
+       inputs, or a --resume file written for another input or with other options
   3    some pairs failed: each is reported on stderr and has a row with its error in the output; the rest are scored
   130  interrupted by SIGINT, 143 by SIGTERM: the pairs finished so far are in --output"""
 
@@ -95,7 +107,9 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                              "auto_batch_size: a few on CPU, as many as fit in about half the free memory on CUDA)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the scores already in OUTPUT (matched by ref and dist paths), score only the "
-                             "missing or failed pairs and complete the file; without it OUTPUT is replaced")
+                             "missing or failed pairs and complete the file; refused when OUTPUT.meta.json shows "
+                             "other options (model, patches, repeats, seed, precision, sampling); without it OUTPUT "
+                             "is replaced")
     add_max_pixels_option(parser)
     add_model_options(parser, repeats=1)
     parser.add_argument("--precision", type=choice_type(PRECISIONS), default="auto", metavar="{auto,fp32,bf16}",

@@ -7,10 +7,16 @@ own, so a bad pair fails alone. The pairs of a batch that decoded are scored tog
 depend on the batch, so the scores equal ``score()`` pair by pair (up to float rounding of batched kernels). A failing
 model call is retried pair by pair.
 
-Output: the rows go to the writers of :mod:`.formats` as batches finish; at the end a file is rewritten in input
-order. SIGINT and SIGTERM stop the run after the current batch with every finished pair saved (exit status 130 and
-143); ``--resume`` keeps the scored rows of the file (matched by ref and dist) and scores the others. Exit status: 0
-all scored, 1 all failed, 2 usage error, 3 some failed.
+Whatever decoding a pair raises (a damaged file, a format outside the allow-list, out of memory) fails that pair
+alone. The next batch is decoded during scoring only when the two batches' decoded images fit in
+:data:`_DECODE_AHEAD_BYTES` together.
+
+Output: the file is claimed first (:mod:`.outfile`: locked, checked to be none of the inputs, its record of options
+written); the rows go to the writers of :mod:`.formats` as batches finish; at the end a file is rewritten in input
+order (unless it holds that already). SIGINT and SIGTERM stop the run after the current batch with every finished
+pair saved (exit status 130 and 143); ``--resume`` keeps the scored rows of the file (matched by ref and dist, made
+with the same options) and scores the others. A non-finite score fails its pair. Exit status: 0 all scored, 1 all
+failed, 2 usage error, 3 some failed.
 
 Scaling out: under ``torchrun`` every process (one per GPU, ``cuda:LOCAL_RANK``, or per CPU worker) scores pairs
 ``rank, rank + world, ...`` of the pairs to score, the ranks exchange their rows after every batch (all stop after the
