@@ -158,3 +158,13 @@ def test_a_completed_csv_is_not_rewritten_and_a_resumed_one_is(run, tmp_path, mo
     writes.clear()
     assert run("--output", str(out), "--resume", "--batch-size", "1") == 0
     assert writes == [out, out] and out.read_text() == "".join(lines)  # the start, and the final rewrite in order
+
+
+@pytest.mark.parametrize("precision, expected", [("fp32", "fp32"), ("bf16", "bf16")])
+def test_the_record_names_the_precision_the_model_runs_in(tiny_model, precision, expected):
+    from vtamiq_metric._frontend import ScoringOptions, resolve
+
+    scorer = resolve(tiny_model, ScoringOptions(precision=precision), device="cpu")
+    assert outfile.compute_precision(scorer) == expected
+    auto = resolve(tiny_model, ScoringOptions(precision="auto"), device="cpu")
+    assert outfile.compute_precision(auto) == ("bf16" if auto.half_precision else "fp32")

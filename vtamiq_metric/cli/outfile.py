@@ -33,6 +33,7 @@ import torch
 
 from .._frontend import Scorer
 from .._io import atomic_write_text
+from .._precision import autocast
 from .._version import __version__
 from ..model.vtamiq import VTAMIQ
 from .common import CLIError
@@ -42,8 +43,8 @@ try:  # POSIX
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_SUFFIX", "META_SUFFIX", "OutputLock", "changed_options", "check_not_an_input", "lock_path",
-           "meta_path", "model_fingerprint", "read_record", "run_record", "write_record"]
+__all__ = ["LOCK_SUFFIX", "META_SUFFIX", "OutputLock", "changed_options", "check_not_an_input", "compute_precision",
+           "lock_path", "meta_path", "model_fingerprint", "read_record", "run_record", "write_record"]
 
 LOCK_SUFFIX = ".lock"
 META_SUFFIX = ".meta.json"
@@ -198,12 +199,23 @@ def run_record(scorer: Scorer, model_name: str) -> dict:
         "num_patches": scorer.num_patches,
         "num_repeats": scorer.options.num_repeats,
         "seed": scorer.options.seed,
-        "precision": "bf16" if scorer.half_precision else "fp32",
+        "precision": compute_precision(scorer),
         "sampling": dataclasses.asdict(scorer.sampling),
         "downsample_side": scorer.model.config.downsample_side,
     }
     return {"format": _RECORD_FORMAT, "model": model_name, "vtamiq_metric": __version__,
             "options": json.loads(json.dumps(options))}  # tuples as lists: the record as it reads back
+
+
+def compute_precision(scorer: Scorer) -> str:
+    """The precision the model actually runs in for this scorer (``"fp32"``, ``"bf16"`` or ``"fp16"``): what
+    ``precision="auto"`` resolves to on this device, read from the autocast context the scoring core enters."""
+    device_type = scorer.device.type
+    with autocast(scorer.device, scorer.options.precision):
+        if not torch.is_autocast_enabled(device_type):
+            return "fp32"
+        dtype = torch.get_autocast_dtype(device_type)
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype).removeprefix("torch."))
 
 
 def read_record(output: Path) -> dict | None:
