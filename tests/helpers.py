@@ -199,3 +199,16 @@ def check_sample(sample: PatchSample, batch: int, count: int, height: int, width
     assert bool((sample.top_left >= 0).all())
     assert bool((sample.top_left[..., 0] <= limit_h).all()) and bool((sample.top_left[..., 1] <= limit_w).all())
     assert bool((sample.pos >= 0).all()) and bool((sample.pos < 1).all())
+
+
+def write_png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG file that only declares its size (an 8-bit RGB header and no pixel data): 57 bytes that claim
+    ``width x height`` pixels, for the checks that must refuse an image from its header, before decoding it."""
+    import struct
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    return path

@@ -3,13 +3,16 @@ model on CPU)."""
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 import vtamiq_metric
-from vtamiq_metric import _frontend, api, hub, score
+from vtamiq_metric import VTAMIQ, _frontend, api, hub, score
 from vtamiq_metric._validation import prepare_pair
 
 
@@ -83,6 +86,48 @@ def test_named_models_are_cached_per_device(tmp_path, tiny_model, image_pair, mo
     second = score(*image_pair, model=str(tmp_path / "m"), num_patches=16, device="cpu")
     assert len(calls) == 1 and torch.equal(first, second)
     torch.testing.assert_close(first, score(*image_pair, model=tiny_model, num_patches=16))
+
+
+@pytest.mark.parametrize("layout", ["directory", "file"])
+def test_new_weights_saved_to_a_cached_path_are_loaded_again(tmp_path, image_pair, monkeypatch, layout):
+    # Issue 23 item 12: score(model=path) kept the first model loaded from a path; after new weights were saved there
+    # it still returned the old model's scores.
+    from safetensors.torch import save_file
+
+    from vtamiq_metric.model.serialization import CONFIG_META
+
+    def save(seed):
+        torch.manual_seed(seed)
+        model = VTAMIQ("tiny").eval()
+        if layout == "directory":
+            model.save_pretrained(tmp_path / "m")
+            return model, str(tmp_path / "m")
+        path = tmp_path / "m.safetensors"  # the same size each time: a new file put in place of the old one
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "new"),
+                  metadata={CONFIG_META: json.dumps(model.config.to_dict())})
+        (tmp_path / "new").replace(path)
+        return model, str(path)
+
+    monkeypatch.setattr(_frontend, "_MODEL_CACHE", {})
+    old, path = save(0)
+    before = score(*image_pair, model=path, num_patches=16, device="cpu")
+    torch.testing.assert_close(before, score(*image_pair, model=old, num_patches=16))
+    new, _ = save(1)
+    after = score(*image_pair, model=path, num_patches=16, device="cpu")
+    torch.testing.assert_close(after, score(*image_pair, model=new, num_patches=16))
+    assert not torch.equal(before, after)
+    assert len(_frontend._MODEL_CACHE) == 1  # the stale model is dropped, not kept beside the new one
+
+
+def test_the_identity_of_weights_changes_when_a_file_is_rewritten_in_place(tmp_path):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(b"first")
+    first = _frontend.file_identity(path)
+    with open(path, "r+b") as handle:  # the same inode and size, new content
+        handle.write(b"again")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1))  # however coarse the clock
+    assert _frontend.file_identity(path) != first
+    assert _frontend.file_identity("vtamiq_kadis_tiny") is None and _frontend.file_identity(tmp_path / "no") is None
 
 
 def test_default_model_is_used_when_none_is_named(tmp_path, tiny_model, image_pair, monkeypatch):

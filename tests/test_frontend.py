@@ -62,8 +62,8 @@ FACES: dict[str, set[str]] = {
     "VTAMIQMetric": {"num_patches", "num_repeats", "seed", "precision", "sampling", "batch_size", "reduction",
                      "model"},
     "damage_map": {"num_patches", "num_repeats", "seed", "precision", "sampling", "device", "model", "steps",
-                   "signed"},
-    "plot_damage_map": {"num_patches", "num_repeats", "seed", "device", "model", "steps"},
+                   "signed", "max_pixels"},
+    "plot_damage_map": {"num_patches", "num_repeats", "seed", "device", "model", "steps", "max_pixels"},
 }
 FLAGS: dict[str, dict[str, str]] = {
     "vtamiq score": {"num_patches": "--patches", "num_repeats": "--repeats", "seed": "--seed",

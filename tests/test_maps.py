@@ -187,3 +187,16 @@ def test_cuda_map_matches_the_cpu_map(tiny_model, image_pair):
     gpu = damage_map(ref.cuda(), dist.cuda(), model=tiny_model.cuda(), num_patches=16, num_repeats=2, signed=True)
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-6)  # same positions, float rounding only
+
+
+def test_the_map_refuses_images_over_max_pixels_before_decoding(tiny_model, tmp_path):
+    # Issue 23 item 9: damage_map had no pixel limit (`vtamiq map` died in a 3.2 GiB allocation with a traceback).
+    from tests.helpers import write_png_header
+
+    huge = write_png_header(tmp_path / "huge.png", 16_000, 10_000)  # 160 million pixels claimed in 57 bytes
+    with pytest.raises(ValueError, match="ref: expected at most max_pixels=150,000,000 pixels, got a 16000x10000"):
+        damage_map(huge, huge, model=tiny_model, num_patches=8)
+    image = torch.rand(1, 3, 32, 40, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="expected at most max_pixels=1,000 pixels, got a 40x32 image"):
+        damage_map(image, image.flip(-1), model=tiny_model, num_patches=8, max_pixels=1000)
+    assert damage_map(image, image.flip(-1), model=tiny_model, num_patches=8, max_pixels=None).shape == (1, 32, 40)

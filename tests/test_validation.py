@@ -242,6 +242,25 @@ def test_pil_bilevel():
     assert batch[0, :, 1, 3].tolist() == [1.0, 1.0, 1.0]
 
 
+@pytest.mark.parametrize("mode", ["1", "P", "PA"])
+def test_bilevel_and_palette_files_stay_8_bit_for_scoring(tmp_path: Path, mode: str):
+    # Issue 23 item 9: a 1-bit pair went through float32 (12 bytes a pixel, 4 times an 8-bit pair's memory) in
+    # score() and `vtamiq score`; it is read as 8-bit data now, with the same values as the float path.
+    rng = np.random.default_rng(9)
+    if mode == "1":
+        image = Image.fromarray(rng.integers(0, 2, (20, 24), dtype=np.uint8) * 255).convert("1")
+    else:
+        image = Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).quantize(16).convert(mode)
+    assert image.mode == mode
+    path = tmp_path / ("x.tif" if mode == "PA" else "x.png")
+    image.save(path)
+    with Image.open(path) as reread:
+        assert reread.mode == mode
+    ref, dist = prepare_pair(path, path, keep_uint8=True)
+    assert ref.dtype == dist.dtype == torch.uint8 and ref.shape == (1, 3, 20, 24)
+    torch.testing.assert_close(ref.float() / 255, to_batch(path), rtol=0, atol=0)
+
+
 def test_pil_16_bit_modes():
     data = np.array([[0, 1, 65535], [32768, 1000, 2]], dtype=np.uint16)
     expected = torch.tensor(data / 65535.0, dtype=torch.float32)

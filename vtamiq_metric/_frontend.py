@@ -7,7 +7,8 @@ value gives the same ``TypeError``/``ValueError`` everywhere) and hands it with 
 model's config. What the faces then do differs (average seeded draws, reduce a loss, accumulate a state, attribute
 the score to pixels); what they accept does not.
 
-Also here: :func:`resolve_device` and :func:`resolve_model` (the model cache keyed by (name, device)),
+Also here: :func:`resolve_device` and :func:`resolve_model` (the model cache keyed by (name, device) and, for a local
+path, the identity of its files, so that weights saved again under the same path are loaded again),
 :func:`default_model_name` (the bundled default and its one-time notice), the eval-mode lock of the ``nn.Module``
 faces (:class:`FrozenFace`, :func:`eval_mode`, :func:`freeze`) and the reductions (:data:`REDUCTIONS`,
 :func:`check_reduction`, :func:`reduce`).
@@ -18,9 +19,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +31,7 @@ from torch import nn
 
 from . import hub
 from ._checks import (
+    DEFAULT_MAX_PIXELS,
     check_bool,
     check_choice,
     check_optional_positive_int,
@@ -42,13 +46,13 @@ from .model.vtamiq import VTAMIQ
 from .sampling import SamplingConfig
 
 __all__ = ["DEFAULT_MAX_PIXELS", "REDUCTIONS", "FrozenFace", "Scorer", "ScoringOptions", "check_reduction",
-           "default_model_name", "eval_mode", "freeze", "reduce", "resolve", "resolve_device", "resolve_model"]
+           "default_model_name", "eval_mode", "file_identity", "freeze", "reduce", "resolve", "resolve_device",
+           "resolve_model"]
 
 _logger = logging.getLogger(__name__)
 
-# score()'s default pixel limit per image: about 2.2 GiB of memory for a pair of 8-bit images (see api's "Memory").
-DEFAULT_MAX_PIXELS = 150_000_000
-_MODEL_CACHE: dict[tuple[str, str], VTAMIQ] = {}
+# (name or path, device) -> (the identity of the path's files, or None for a name, and the model loaded from them).
+_MODEL_CACHE: dict[tuple[str, str], tuple[tuple | None, VTAMIQ]] = {}
 _CACHE_LOCK = threading.Lock()
 _DEFAULT_NOTICE_SHOWN = False
 
@@ -169,11 +173,33 @@ def _check_model_spec(model: object) -> None:
         raise TypeError(f"model must be a name, a path or a VTAMIQ instance, got {type(model).__name__}")
 
 
+def file_identity(spec: str | os.PathLike[str]) -> tuple | None:
+    """What identifies the weights behind a local path, read with ``stat`` only (no file is read): for a file, its
+    resolved path, device, inode, size, modification and change times (ns); for a directory, the same for each of
+    its regular files. None when ``spec`` is no existing path (a registered name, ``hf-hub:...``).
+
+    Saving weights again changes it: :func:`vtamiq_metric._io.atomic_path` puts a new file (a new inode) in place, and
+    a file rewritten in place gets a new size or modification time.
+    """
+    path = Path(os.fspath(spec)).expanduser()
+    try:
+        if not path.exists():
+            return None
+        resolved = path.resolve()
+        files = sorted(p for p in resolved.iterdir() if p.is_file()) if resolved.is_dir() else [resolved]
+        stats = [(str(file), file.stat()) for file in files]
+    except OSError:
+        return None  # unreadable: loading it reports why
+    return tuple((name, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for name, st in stats)
+
+
 def resolve_model(model: str | VTAMIQ | None, device: torch.device) -> VTAMIQ:
     """The model to use: a given instance as is, or a name/path loaded once per (name, device) and cached (frozen,
     in eval mode).
 
-    ``None`` means the package default (:data:`vtamiq_metric.hub.DEFAULT_MODEL`).
+    A local path is loaded again when its files changed since (see :func:`file_identity`): new weights saved to the
+    same folder are never answered with the old model. ``None`` means the package default
+    (:data:`vtamiq_metric.hub.DEFAULT_MODEL`).
 
     Raises:
         TypeError: ``model`` is neither None, a name, a path nor a :class:`VTAMIQ`.
@@ -184,12 +210,12 @@ def resolve_model(model: str | VTAMIQ | None, device: torch.device) -> VTAMIQ:
         model = default_model_name()
     _check_model_spec(model)
     key = (str(model), str(device))
+    identity = file_identity(model) if str(model) not in hub.PRETRAINED else None
     with _CACHE_LOCK:
         cached = _MODEL_CACHE.get(key)
-        if cached is None:
-            cached = freeze(hub.load_model(model, device=device))
-            _MODEL_CACHE[key] = cached
-    return cached
+        if cached is None or cached[0] != identity:
+            _MODEL_CACHE[key] = cached = (identity, freeze(hub.load_model(model, device=device)))
+    return cached[1]
 
 
 def resolve(model: str | VTAMIQ | None, options: ScoringOptions, *, device: str | torch.device | None = None,

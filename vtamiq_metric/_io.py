@@ -80,13 +80,15 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8",
-                      newline: str | None = None) -> Path:
+                      newline: str | None = None, errors: str = "strict") -> Path:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_path`); returns ``path`` as a Path.
 
-    ``newline`` is passed to :func:`open`: None translates ``"\\n"`` to the platform's line ending, ``""`` writes the
-    text as it is (for CSV text that already holds its ``"\\r\\n"``).
+    ``newline`` and ``errors`` are passed to :func:`open`: ``newline=None`` translates ``"\\n"`` to the platform's
+    line ending, ``""`` writes the text as it is (for CSV text that already holds its ``"\\r\\n"``);
+    ``errors="surrogateescape"`` writes file names that are not UTF-8 (held as lone surrogates by Python) as their
+    original bytes.
     """
     target = Path(path)
-    with atomic_path(target) as tmp, open(tmp, "w", encoding=encoding, newline=newline) as handle:
+    with atomic_path(target) as tmp, open(tmp, "w", encoding=encoding, newline=newline, errors=errors) as handle:
         handle.write(text)
     return target

@@ -8,18 +8,23 @@ the rules below.
 
 Accepted inputs and the rules applied to each:
 
-* **Paths** (``str`` or ``os.PathLike``) are decoded with Pillow, then follow the PIL rules below. A missing path
-  raises ``FileNotFoundError`` naming it; an empty path, a directory, anything that is not a regular file (or a
-  symlink to one: FIFOs, sockets and devices are refused before opening, so nothing blocks), or a file Pillow cannot
-  decode (unknown format, truncated or corrupt data), raises ``ValueError`` naming the file and the reason. Only the
-  first frame of a multi-frame file is used. EXIF orientation and ICC profiles are ignored: pixels are used as stored.
+* **Paths** (``str`` or ``os.PathLike``) are decoded with Pillow, then follow the PIL rules below. Only the raster
+  formats of :data:`IMAGE_FORMATS` are opened (PNG, JPEG, BMP, TIFF, WebP, PPM/PGM/PBM, TGA, GIF), whatever the file's
+  suffix: a file in any other format Pillow knows (EPS, which would start Ghostscript, PDF, DDS, PSD, ...) is refused
+  from its first bytes, before any of its plugins runs. A missing path raises ``FileNotFoundError`` naming it; an
+  empty path, a directory, anything that is not a regular file (or a symlink to one: FIFOs, sockets and devices are
+  refused before opening, so nothing blocks), a file in another format, or a file Pillow cannot decode (truncated or
+  corrupt data, whatever exception the decoder raises), raises ``ValueError`` naming the file and the reason; only
+  ``MemoryError`` and ``PermissionError`` pass through as they are. Only the first frame of a multi-frame file is
+  used. EXIF orientation and ICC profiles are ignored: pixels are used as stored.
 * **PIL images**, by mode:
 
-  - ``RGB`` and ``L`` (8 bit): divided by 255. ``1`` (bilevel): 0 or 1.
+  - ``RGB`` and ``L`` (8 bit): divided by 255. ``1`` (bilevel): 0 or 1 (read as 8-bit 0 or 255 when 8-bit sources
+    stay 8-bit, below, so a bilevel image costs what an 8-bit one does).
   - ``RGBA``, ``LA``, ``RGBX``: the extra channel is dropped, not composited over a background
     (``RGBa``/``La``, premultiplied, are un-premultiplied first).
-  - ``P`` and ``PA`` (palette): converted to RGBA through the palette, then the alpha is dropped, so palette
-    transparency is ignored.
+  - ``P`` and ``PA`` (palette): converted to 8-bit RGB through the palette (through RGBA, alpha then dropped, for a
+    ``P`` image whose transparency is given per palette entry), so palette transparency is ignored.
   - ``I;16``, ``I;16L``, ``I;16B``, ``I;16N`` (16 bit): divided by 65535. ``I`` (32-bit integer, which Pillow uses
     for some 16-bit files) is read as 16-bit data: values must lie in ``[0, 65535]`` and are divided by 65535.
   - ``F`` (32-bit float): used as is, so values must already lie in ``[0, 1]``.
@@ -67,8 +72,8 @@ subject to Pillow's own limit (``PIL.Image.MAX_IMAGE_PIXELS``: a warning above 8
 twice that).
 
 **8-bit sources stay 8-bit for scoring.** ``prepare_pair(..., keep_uint8=True)`` (used by ``score()``) returns
-``uint8`` ``(B, 3, H, W)`` tensors when both sides come from 8-bit files, 8-bit PIL images or ``uint8`` arrays: 3
-bytes per pixel instead of 12. :func:`vtamiq_metric.sampling.sample_patches` reads them as ``v / 255``, bit-identical
+``uint8`` ``(B, 3, H, W)`` tensors when both sides come from 8-bit files (bilevel and palette files included), 8-bit
+PIL images or ``uint8`` arrays: 3 bytes per pixel instead of 12. :func:`vtamiq_metric.sampling.sample_patches` reads them as ``v / 255``, bit-identical
 to the float32 conversion. Mixed sides (one float, one 8-bit) are both float32.
 """
 
@@ -90,7 +95,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ._checks import check_bool, check_optional_positive_int, check_positive_int
 
-__all__ = ["ImageLike", "image_size", "is_single_image", "load_image", "prepare_pair", "to_batch"]
+__all__ = ["IMAGE_FORMATS", "ImageLike", "decoded_bytes", "image_size", "is_single_image", "load_image", "prepare_pair", "to_batch"]
 
 _logger = logging.getLogger(__name__)
 
@@ -104,10 +109,17 @@ _FLOAT_TENSOR_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.floa
 _ACCEPTED_NUMPY_DTYPES = "uint8 (0-255), uint16 (0-65535), bool (0/1), or float16/float32/float64 in [0, 1]"
 _ACCEPTED_TENSOR_DTYPES = "float16, bfloat16, float32 or float64 with values in [0, 1]"
 
+#: The Pillow formats image files are opened as (``Image.open(path, formats=IMAGE_FORMATS)``): raster formats whose
+#: decoders run inside Pillow and its bundled C libraries. Everything else Pillow can open is refused, among them EPS
+#: and PostScript (Pillow starts Ghostscript on them), PDF, DDS, PSD, ICO and the scientific formats (FITS, GRIB, HDF5).
+#: PPM covers PBM, PGM, PPM, PNM and PFM; JPEG covers camera files with several pictures (MPO).
+IMAGE_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "PPM", "TGA", "GIF")
+
 # PIL modes whose pixels numpy reads directly (np.asarray gives uint8, bool, uint16, int32 or float32).
 _PIL_DIRECT_MODES = frozenset({"1", "L", "LA", "RGB", "RGBA", "RGBX", "I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 # PIL modes converted losslessly by Pillow before reading: palettes keep their colours, premultiplied alpha is undone.
-_PIL_LOSSLESS_CONVERSIONS = {"P": "RGBA", "PA": "RGBA", "RGBa": "RGBA", "La": "LA"}
+# A palette becomes RGB (3 bytes a pixel, no alpha to drop); see _pil_target_mode for palettes with transparency.
+_PIL_LOSSLESS_CONVERSIONS = {"P": "RGB", "PA": "RGB", "RGBa": "RGBA", "La": "LA"}
 # warnings.catch_warnings() swaps process-wide state: threads that decode at once (the decode threads of
 # `vtamiq score`) take this lock around it, so that none restores a filter list another one changed.
 _WARNINGS_LOCK = threading.Lock()
@@ -166,24 +178,47 @@ def image_size(item: object) -> tuple[int, int] | None:
 
     Never raises: an unreadable file or an unsupported input gives None (decoding it reports the problem).
     """
+    header = _header(item)
+    return None if header is None else (header[0], header[1])
+
+
+def decoded_bytes(item: object) -> int | None:
+    """The bytes of one image as :func:`prepare_pair` with ``keep_uint8=True`` holds it, from its header: 3 a pixel
+    for 8-bit sources (bilevel, palette, gray, RGB, RGBA, CMYK... files, 8-bit PIL images, uint8 arrays), 12 (float32
+    RGB) for the others. None if unknown (an unreadable file: decoding it reports the problem). Never raises."""
+    header = _header(item)
+    if header is None:
+        return None
+    height, width, eight_bit = header
+    return height * width * (3 if eight_bit else 12)
+
+
+def _header(item: object) -> tuple[int, int, bool] | None:
+    """``(height, width, 8-bit source)`` of one image without decoding it, or None if unknown; never raises."""
     try:
         if isinstance(item, Image.Image):
-            return item.height, item.width
+            return item.height, item.width, _eight_bit_mode(item.mode)
         if isinstance(item, np.ndarray) and item.ndim >= 2:
-            return (item.shape[0], item.shape[1]) if item.ndim in (2, 3) else (item.shape[1], item.shape[2])
+            size = (item.shape[0], item.shape[1]) if item.ndim in (2, 3) else (item.shape[1], item.shape[2])
+            return int(size[0]), int(size[1]), item.dtype == np.uint8
         if isinstance(item, torch.Tensor) and item.ndim >= 2:
-            return int(item.shape[-2]), int(item.shape[-1])
+            return int(item.shape[-2]), int(item.shape[-1]), False
         if isinstance(item, (str, os.PathLike)):
             file = Path(os.fspath(item))
             if not file.is_file():  # follows symlinks; refuses FIFOs and devices without opening them
                 return None
             with _WARNINGS_LOCK, warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(file) as image:  # reads the header only
-                    return image.height, image.width
+                with Image.open(file, formats=IMAGE_FORMATS) as image:  # reads the header only
+                    return image.height, image.width, _eight_bit_mode(image.mode)
     except Exception:  # noqa: BLE001 - a size we cannot read is "unknown"; decoding reports why
         return None
     return None
+
+
+def _eight_bit_mode(mode: str) -> bool:
+    """Whether a PIL image of this mode is read as 8-bit data (everything but 16-bit, 32-bit integer and float)."""
+    return not (mode in ("I", "F") or mode.startswith(("I;16", "I;32", "F;")))
 
 
 def _as_float(batch: torch.Tensor) -> torch.Tensor:
@@ -469,15 +504,18 @@ def _pil_to_batch(image: Image.Image, name: str, *, keep_uint8: bool = False, cl
     mode = image.mode
     try:
         image.load()
-        if mode in _PIL_LOSSLESS_CONVERSIONS:
-            image = image.convert(_PIL_LOSSLESS_CONVERSIONS[mode])
-        elif mode not in _PIL_DIRECT_MODES:
+        target = _pil_target_mode(image, keep_uint8=keep_uint8)
+        if target is None:
             warnings.warn(f"{name}: converting a PIL image of mode {mode!r} to RGB with Pillow's convert('RGB'), "
                           f"which is not colour-managed", UserWarning, stacklevel=4)
             image = image.convert("RGB")
+        elif target != mode:
+            image = image.convert(target)
         array = np.asarray(image)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{name}: cannot read PIL image of mode {mode!r}: {error}") from error
+    except MemoryError:
+        raise
+    except Exception as error:  # whatever a Pillow plugin raises, the documented error is ValueError
+        raise ValueError(f"{name}: cannot read PIL image of mode {mode!r}: {type(error).__name__}: {error}") from error
 
     if mode == "I":
         low, high = int(array.min()), int(array.max())
@@ -504,7 +542,9 @@ def load_image(path: str | os.PathLike[str], *, name: str = "image") -> torch.Te
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: an empty path, a directory, a FIFO, socket or device (refused without opening it, so nothing
-            blocks), or a file Pillow cannot decode (the decoder's reason is quoted).
+            blocks), a file in a format outside :data:`IMAGE_FORMATS` (refused from its signature, so no plugin of
+            another format runs), or a file Pillow cannot decode (the decoder's reason is quoted, whatever it raised).
+        MemoryError: the machine has no memory for the decoded image.
     """
     return _decode_file(path, name)
 
@@ -530,13 +570,59 @@ def _decode_file(path: str | os.PathLike[str], name: str, *, keep_uint8: bool = 
                 else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
         raise ValueError(f"{name}: expected a regular image file (or a symlink to one), got {kind}: {text!r}")
     try:
-        with Image.open(file) as image:
+        with Image.open(file, formats=IMAGE_FORMATS) as image:
             image.load()
             return _pil_to_batch(image, f"{name} ({text!r})", keep_uint8=keep_uint8)[0]  # (3, H, W)
-    except PermissionError:
+    except (PermissionError, MemoryError):
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
+    except UnidentifiedImageError as error:
+        other = _sniff_format(file)
+        if other is not None:
+            raise ValueError(f"{name}: cannot decode image file {text!r}: it is in the {other} format, which is not "
+                             f"one of the supported formats ({', '.join(IMAGE_FORMATS)}); convert it to PNG "
+                             f"first") from None
+        raise ValueError(f"{name}: cannot decode image file {text!r}: cannot identify it as one of the supported "
+                         f"formats ({', '.join(IMAGE_FORMATS)}): it is damaged or in another format") from error
+    except ValueError as error:
+        if str(error).startswith(f"{name} ("):  # ours, from _pil_to_batch: it names the file already
+            raise
         raise ValueError(f"{name}: cannot decode image file {text!r}: {error}") from error
+    except Exception as error:
+        # A damaged file may make a decoder raise anything (NotImplementedError, struct.error, IndexError,
+        # ZeroDivisionError, ...): one bad file is a ValueError, never a crash of a batch.
+        reason = str(error) if isinstance(error, (OSError, SyntaxError)) else f"{type(error).__name__}: {error}"
+        raise ValueError(f"{name}: cannot decode image file {text!r}: {reason}") from error
+
+
+def _pil_target_mode(image: Image.Image, *, keep_uint8: bool) -> str | None:
+    """The mode to convert ``image`` to before reading its pixels (its own mode for none); None for a mode read
+    through the warned, colour-unmanaged ``convert("RGB")``."""
+    mode = image.mode
+    if mode == "1" and keep_uint8:
+        return "L"  # 0/255 in 1 byte a pixel, read as v / 255: the same 0.0/1.0 as the 4-byte float path
+    if mode == "P" and isinstance(image.info.get("transparency"), bytes):
+        return "RGBA"  # per-entry transparency: Pillow's own route (RGB would warn); alpha is dropped afterwards
+    if mode in _PIL_LOSSLESS_CONVERSIONS:
+        return _PIL_LOSSLESS_CONVERSIONS[mode]
+    return mode if mode in _PIL_DIRECT_MODES else None
+
+
+def _sniff_format(file: Path) -> str | None:
+    """The Pillow format outside :data:`IMAGE_FORMATS` whose signature the file's first bytes match, or None.
+
+    Only the plugins' signature checks run on the first 16 bytes (no plugin opens the file), so naming the format is
+    as safe as refusing it.
+    """
+    try:
+        with open(file, "rb") as handle:
+            prefix = handle.read(16)
+        Image.init()
+        for fmt, (_, accept) in Image.OPEN.items():
+            if fmt not in IMAGE_FORMATS and accept is not None and accept(prefix):
+                return fmt
+    except Exception:  # noqa: BLE001 - naming the format is a courtesy; the file is refused either way
+        return None
+    return None
 
 
 def _check_range(image: torch.Tensor, name: str, *, clamp: bool = False) -> torch.Tensor:

@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_bool, check_positive_int, renamed_keywords
-from ._frontend import ScoringOptions, eval_mode, resolve
+from ._frontend import DEFAULT_MAX_PIXELS, ScoringOptions, eval_mode, resolve
 from ._precision import Precision, autocast
 from ._validation import ImageLike, prepare_pair
 from .api import score
@@ -146,6 +146,7 @@ def damage_map(
     precision: Precision = "fp32",
     sampling: SamplingConfig | None = None,
     signed: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> torch.Tensor:
     """Per-pixel map of where VTAMIQ sees the distortion (integrated gradients, see the module docstring).
 
@@ -179,14 +180,18 @@ def damage_map(
         sampling: CAPS settings (default: the model config's ``sampling``).
         signed: return the signed map (negative where a patch's change lowered the score) instead of its positive
             part.
+        max_pixels: refuse (``ValueError``) any image of more pixels than this, before decoding it (default 150
+            million, as in :func:`vtamiq_metric.score`; the map needs several times the memory of a score); None
+            lifts the limit.
 
     Returns:
         (B, H, W) float32 tensor on the compute device, in score units per pixel; >= 0 unless ``signed``.
 
     Raises:
         TypeError: bad argument types (the same messages as :func:`score`), or images :func:`score` rejects by type.
-        ValueError: bad images (size mismatch, range, channels...), ``num_repeats``, ``steps`` or ``num_patches``
-            below 1, an unknown ``precision``, or a model on another device than ``device``.
+        ValueError: bad images (size mismatch, range, channels, more than ``max_pixels`` pixels...),
+            ``num_repeats``, ``steps`` or ``num_patches`` below 1, an unknown ``precision``, or a model on another
+            device than ``device``.
         FileNotFoundError: a missing image file.
 
     Example:
@@ -200,13 +205,13 @@ def damage_map(
         (torch.Size([1, 64, 64]), True, True)
     """
     options = ScoringOptions(num_patches=num_patches, num_repeats=num_repeats, seed=seed, precision=precision,
-                             sampling=sampling)
+                             sampling=sampling, max_pixels=max_pixels)
     steps = check_positive_int("steps", steps)
     check_bool("signed", signed)
     scorer = resolve(model, options, device=device, like=ref)
     net, target, repeats = scorer.model, scorer.device, scorer.options.num_repeats
     config = net.config
-    ref_t, dist_t = prepare_pair(ref, dist, patch_size=config.patch_size)
+    ref_t, dist_t = prepare_pair(ref, dist, patch_size=config.patch_size, max_pixels=max_pixels)
     # float64 only for float64 models (exactness tests); float32 otherwise, also under bf16 autocast.
     work = torch.float64 if next(net.parameters()).dtype == torch.float64 else torch.float32
     ref_t = ref_t.detach().to(target, work)
@@ -265,6 +270,7 @@ def plot_damage_map(
     device: str | torch.device | None = None,
     show_sampling: bool = False,
     title: str | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Figure:
     """A figure to read at a glance: reference, distorted image, and the damage map over the distorted image.
 
@@ -286,6 +292,7 @@ def plot_damage_map(
         device: as in :func:`damage_map`.
         show_sampling: add the CAPS sampling-density panel.
         title: first title line (default: the score).
+        max_pixels: as in :func:`damage_map`.
 
     Returns:
         A :class:`matplotlib.figure.Figure` (not attached to pyplot); save it with ``fig.savefig("map.png")``.
@@ -297,11 +304,12 @@ def plot_damage_map(
     from ._plotting import new_figure, require_matplotlib
 
     matplotlib = require_matplotlib()
-    options = ScoringOptions(num_patches=num_patches, num_repeats=num_repeats, seed=seed, precision="fp32")
+    options = ScoringOptions(num_patches=num_patches, num_repeats=num_repeats, seed=seed, precision="fp32",
+                             max_pixels=max_pixels)
     check_positive_int("steps", steps)
     scorer = resolve(model, options, device=device, like=ref)
     net = scorer.model
-    ref_t, dist_t = prepare_pair(ref, dist, patch_size=net.config.patch_size)
+    ref_t, dist_t = prepare_pair(ref, dist, patch_size=net.config.patch_size, max_pixels=max_pixels)
     if ref_t.shape[0] != 1:
         raise ValueError(f"expected one image pair to plot, got a batch of {ref_t.shape[0]}")
     common = {"model": net, "num_patches": scorer.num_patches, "num_repeats": num_repeats, "seed": seed}

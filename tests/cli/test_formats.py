@@ -124,3 +124,48 @@ def test_map_draws_is_a_hidden_alias_of_repeats(capsys):
         parser.parse_args(["map", "--help"])
     text = capsys.readouterr().out
     assert "--repeats" in text and "--draws" not in text
+
+
+@pytest.mark.parametrize("name", ["=cmd|' /C calc'!A0", "+1", "-2", "@SUM(A1)", "\tx", "\rx", "'quoted", "''two",
+                                  "plain.png", "a=b.png", ""])
+def test_csv_cells_are_spreadsheet_safe_and_read_back_exactly(tmp_path, name):
+    # Issue 23 item 16: a cell a spreadsheet would run as a formula gets a quote in front; reading drops exactly one.
+    row = {"ref": name, "dist": name, "score": -0.5, "std": 0.0, "error": name or None}
+    formats.CsvWriter.save([row], tmp_path / "s.csv")
+    with open(tmp_path / "s.csv", newline="") as handle:
+        header, raw = csv.reader(handle)
+    assert header == list(formats.FIELDS)
+    dangerous = name.startswith(("=", "+", "-", "@", "\t", "\r", "'"))
+    assert raw[0] == ("'" + name if dangerous else name) and raw[2] == "-0.5"  # numbers are never quoted
+    (back,) = formats.CsvWriter.load(tmp_path / "s.csv")
+    assert (back["ref"], back["dist"], back["score"]) == (name, name, "-0.5")
+
+
+def test_standard_output_writes_names_that_are_not_utf8_as_their_bytes(monkeypatch):
+    # Issue 23 item 6: on a strict UTF-8 standard output the line of a Latin-1 name raised UnicodeEncodeError.
+    import os
+    import sys
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="\n")
+    monkeypatch.setattr(sys, "stdout", stream)
+    formats.print_text(f"{os.fsdecode(b'caf' + bytes([0xE9]) + b'.png')}\t0.5")
+    formats.print_text("next")
+    stream.flush()
+    assert raw.getvalue() == b"caf\xe9.png\t0.5\nnext\n"
+
+
+def test_json_text_refuses_non_finite_numbers():
+    assert formats.json_text([{"score": 0.25}]) == '[\n  {\n    "score": 0.25\n  }\n]\n'
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        formats.json_text([{"score": float("nan")}])
+
+
+def test_the_help_documents_what_protects_the_output(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["score", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("OUTPUT.lock", "OUTPUT.meta.json", "--resume refuses to add scores made with other ones",
+                  "CSV cells are spreadsheet-safe: text starting with = + - @", "which --resume and merge-scores drop",
+                  "File names that are not UTF-8", "A non-finite score is a failed pair"):
+        assert words in text

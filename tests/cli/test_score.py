@@ -244,6 +244,51 @@ def test_a_failing_model_batch_is_retried_pair_by_pair(tmp_path, weights, monkey
     assert [float(row["score"]) for row in _csv_rows(out)] == pytest.approx(clean, abs=1e-5)
 
 
+def test_whatever_a_decode_raises_fails_only_its_pair(tmp_path, weights, monkeypatch, capsys):
+    # Issue 23 item 5: a NotImplementedError (a malformed DDS) or a MemoryError in a decode thread stopped the run with
+    # a traceback and the remaining pairs were never scored.
+    root = write_png_pairs(tmp_path, 4)
+    real = scoring.prepare_pair
+
+    def failing(ref, dist, **kwargs):
+        if ref.endswith("p01.png"):
+            raise NotImplementedError("Unimplemented pixel format 1482184792")
+        if ref.endswith("p02.png"):
+            raise MemoryError
+        return real(ref, dist, **kwargs)
+
+    monkeypatch.setattr(scoring, "prepare_pair", failing)
+    out = tmp_path / "scores.csv"
+    assert cli.main(_folder_args(root, weights, "--batch-size", "2", "--output", str(out))) == 3
+    err = capsys.readouterr().err
+    assert "p01.png: NotImplementedError: Unimplemented pixel format" in err
+    assert "p02.png: MemoryError: out of memory decoding the pair" in err
+    rows = _csv_rows(out)
+    assert [bool(row["score"]) for row in rows] == [True, False, False, True]
+
+
+@pytest.mark.parametrize("ahead_bytes, submitted", [(10**9, 2), (5000, 1)])
+def test_the_decode_ahead_is_bounded_by_bytes(tmp_path, ahead_bytes, submitted):
+    # Issue 23 item 9: the next batch was always decoded while the current one was scored, so two batches of large
+    # images were in memory at once. A pair of 40 x 48 8-bit images decodes to 2 * 40 * 48 * 3 = 11,520 bytes.
+    from vtamiq_metric.cli.pairs import Pair
+
+    root = write_png_pairs(tmp_path, 3)
+    pairs = [Pair(str(root / "refs" / f"p{i:02d}.png"), str(root / "dists" / f"p{i:02d}.png")) for i in range(3)]
+    assert scoring._pair_bytes(pairs[0]) == 11_520
+    prefetch = scoring._Prefetcher(pairs, [0, 1, 2], 1, patch_size=16, max_pixels=None,
+                                   ahead_bytes=11_520 + ahead_bytes)
+    try:
+        handed = []
+        while prefetch.more():
+            batch = prefetch.next_batch()
+            assert prefetch._submitted == len(handed) + submitted or prefetch._submitted == 3
+            handed += [k for k, item in batch if not isinstance(item, str)]
+        assert handed == [0, 1, 2] and prefetch.next_batch() == []
+    finally:
+        prefetch.close()
+
+
 def test_score_help_documents_the_exit_statuses(capsys):
     with pytest.raises(SystemExit):
         cli.main(["score", "--help"])

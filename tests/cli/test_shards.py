@@ -68,6 +68,8 @@ def test_two_process_resume_completes_a_partial_file(score_inputs):
     partial = root / "resumed.csv"
     lines = (root / "single.csv").read_text().splitlines(keepends=True)
     partial.write_text("".join(lines[:3]))  # the header and the first two pairs
+    # the record of the options they were scored with (a resume refuses scores without one)
+    (root / "resumed.csv.meta.json").write_bytes((root / "single.csv.meta.json").read_bytes())
     torchrun("vtamiq_metric.cli", [*args, "--output", str(partial), "--resume", "--batch-size", "1"])
     header, single = _rows(root / "single.csv")
     resumed = _rows(partial)

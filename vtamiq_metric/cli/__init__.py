@@ -17,7 +17,8 @@ Scores are distortions: 0 means identical and higher means worse.
 
 The package: :mod:`.parser` (the arguments), :mod:`.pairs` (the input modes), :mod:`.scoring` (the batch-scoring loop
 of ``vtamiq score``), :mod:`.formats` (the result formats, one registry), :mod:`.commands` (the other commands),
-:mod:`.common` (the usage error, argument types, shard file names).
+:mod:`.outfile` (the lock and the record of options of a results file), :mod:`.common` (the usage error, argument
+types, shard file names).
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             except CLIError as exc:
                 print(f"vtamiq: error: {exc}", file=sys.stderr)
                 return 2
-            except (OSError, ValueError, TypeError, KeyError, ImportError) as exc:
-                print(f"vtamiq: error: {exc}", file=sys.stderr)
+            except (OSError, ValueError, TypeError, KeyError, ImportError, MemoryError) as exc:
+                print(f"vtamiq: error: {exc or type(exc).__name__}", file=sys.stderr)
                 return 1
     except KeyboardInterrupt:
         print("vtamiq: interrupted (Ctrl-C)", file=sys.stderr)

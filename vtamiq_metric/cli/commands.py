@@ -8,17 +8,25 @@ import re
 import sys
 from pathlib import Path
 
-from .common import CLIError, shard_path
-from .formats import FIELDS, file_writer
+from .._frontend import DEFAULT_MAX_PIXELS
+from .common import CLIError, out_of_memory, shard_path
+from .formats import FIELDS, FileWriter, file_writer
+from .outfile import OutputLock, changed_options, meta_path, read_record, write_record
 
 __all__ = ["convert", "draw_map", "merge_scores", "models"]
 
 
 def merge_scores(args: argparse.Namespace) -> int:
     """``vtamiq merge-scores OUTPUT``: join the shard files of ``vtamiq score --shard I/N`` into OUTPUT, in input
-    order, after checking that every pair is there exactly once."""
+    order, after checking that every pair is there exactly once and that every shard was scored with the same options
+    (their records, :mod:`.outfile`); OUTPUT gets that record too. OUTPUT is locked while it is written."""
     output: Path = args.output
     fmt = file_writer(output)
+    with OutputLock(output):
+        return _merge_shards(output, fmt)
+
+
+def _merge_shards(output: Path, fmt: type[FileWriter]) -> int:
     pattern = re.compile(rf"{re.escape(output.stem)}\.shard-(\d+)-of-(\d+){re.escape(output.suffix)}")
     found: dict[tuple[int, int], Path] = {}
     folder = output.parent if str(output.parent) else Path(".")
@@ -39,7 +47,7 @@ def merge_scores(args: argparse.Namespace) -> int:
     indexed: list[tuple[int, dict]] = []
     totals: set[int] = set()
     for (i, _), path in sorted(found.items()):
-        for row in fmt.load(path):
+        for row in fmt.read_rows(path):
             try:
                 k, total = int(row.pop("index")), int(row.pop("total"))
             except (KeyError, TypeError, ValueError):
@@ -58,9 +66,26 @@ def merge_scores(args: argparse.Namespace) -> int:
         absent = [k for k in range(total) if k not in seen][:10]
         raise CLIError(f"expected each of {total} pairs exactly once, got {len(indices)} rows (missing {absent}, "
                        f"repeated {repeated})")
+    write_record(output, _common_record(found))
     fmt.save([row for _, row in sorted(indexed, key=lambda x: x[0])], output, FIELDS)
     print(f"vtamiq: merged {total} pairs from {n} shards into {output}", file=sys.stderr)
     return 0
+
+
+def _common_record(shards: dict[tuple[int, int], Path]) -> dict:
+    """The record of options every shard file carries (:mod:`.outfile`); CLIError when one lacks it or differs."""
+    records: list[tuple[Path, dict]] = []
+    for _, path in sorted(shards.items()):
+        record = read_record(path)
+        if record is None:
+            raise CLIError(f"{path} has no {meta_path(path).name} recording the options its scores were made with; "
+                           f"score that shard again")
+        changes = changed_options(records[0][1], record) if records else []
+        if changes:
+            raise CLIError(f"the shards were scored with different options: {records[0][0].name} -> {path.name}: "
+                           f"{'; '.join(changes)}; score every shard with the same options")
+        records.append((path, record))
+    return records[0][1]
 
 
 def models(args: argparse.Namespace) -> int:
@@ -85,9 +110,16 @@ def draw_map(args: argparse.Namespace) -> int:
     for path in (args.ref, args.dist):
         if not path.is_file():
             raise CLIError(f"image not found: {path}")
-    figure = plot_damage_map(str(args.ref), str(args.dist), model=args.model, num_patches=args.patches,
-                             num_repeats=args.repeats, steps=args.steps, seed=args.seed, device=args.device,
-                             show_sampling=args.show_sampling)
+    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels or None
+    try:
+        figure = plot_damage_map(str(args.ref), str(args.dist), model=args.model, num_patches=args.patches,
+                                 num_repeats=args.repeats, steps=args.steps, seed=args.seed, device=args.device,
+                                 show_sampling=args.show_sampling, max_pixels=max_pixels)
+    except (MemoryError, RuntimeError) as exc:
+        if not out_of_memory(exc):
+            raise
+        raise MemoryError(f"out of memory drawing the damage map of {args.ref} and {args.dist} ({exc}); downscale "
+                          f"the images, or lower --max-pixels to refuse such images before decoding them") from None
     save_figure(figure, args.output)
     print(args.output)
     return 0

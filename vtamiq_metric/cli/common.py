@@ -13,12 +13,21 @@ from pathlib import Path
 
 from .._checks import check_choice, check_int, check_positive_int, check_seed
 
-__all__ = ["CLIError", "choice_type", "int_type", "non_negative_int", "parse_shard", "positive_int", "seed_int",
-           "shard_path"]
+__all__ = ["CLIError", "choice_type", "int_type", "non_negative_int", "out_of_memory", "parse_shard", "positive_int",
+           "seed_int", "shard_path"]
 
 
 class CLIError(Exception):
     """A user error reported as one line on stderr with exit status 2."""
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the machine ran out of memory: a ``MemoryError``, ``torch.OutOfMemoryError`` (CUDA), or
+    the ``RuntimeError`` of torch's CPU allocator (``DefaultCPUAllocator: can't allocate memory``)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text.lower() or "can't allocate memory" in text)
 
 
 def int_type(check: Callable[[str, object], int]) -> Callable[[str], int]:

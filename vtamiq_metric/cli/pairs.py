@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from .common import CLIError
 
@@ -118,13 +120,27 @@ def pairs_from_csv(path: Path) -> list[Pair]:
     """The pairs of a ``--pairs`` CSV, one per data row; a malformed row becomes a pair holding its error.
 
     Paths are relative to the CSV's folder. A row is malformed when it has more or fewer cells than the header, or
-    an empty (or blank) ``ref`` or ``dist`` cell; blank lines are skipped. A file without a ``ref,dist`` header raises
-    :class:`CLIError` (a usage error).
+    an empty (or blank) ``ref`` or ``dist`` cell; blank lines are skipped. A file without a ``ref,dist`` header, one
+    that is not UTF-8 text, or one the CSV reader cannot read (a cell over ``csv.field_size_limit()``, 131,072
+    characters) raises :class:`CLIError` (a usage error) naming the file.
     """
     if not path.is_file():
         raise CLIError(f"pairs file not found: {path}")
+    try:
+        return _read_pairs_csv(path)
+    except UnicodeDecodeError:
+        try:  # the decoder reads in chunks: decode the whole file to name the byte's offset in it
+            path.read_bytes().decode("utf-8-sig")
+            offset = "?"
+        except UnicodeDecodeError as exc:
+            offset = str(exc.start)
+        raise CLIError(f"cannot read the pairs file {path}: expected UTF-8 text, got a byte that is not UTF-8 at "
+                       f"offset {offset}; save it as UTF-8") from None
+
+
+def _read_pairs_csv(path: Path) -> list[Pair]:
     with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
-        reader = csv.reader(handle)
+        reader = _CheckedReader(path, handle)
         header = next(reader, None)
         if not header or not {"ref", "dist"} <= set(header):
             raise CLIError(f"{path} must start with a header row naming the columns 'ref' and 'dist' (e.g. "
@@ -140,6 +156,29 @@ def pairs_from_csv(path: Path) -> list[Pair]:
             ref, dist = (str(path.parent / given[name]) if given[name] else "" for name in ("ref", "dist"))
             pairs.append(Pair(ref, dist, _row_error(path, start, cells, header, given)))
         return pairs
+
+
+class _CheckedReader:
+    """``csv.reader`` over a pairs file whose errors (e.g. a cell over ``csv.field_size_limit()``) are a
+    :class:`CLIError` naming the file and the line."""
+
+    def __init__(self, path: Path, handle: TextIO) -> None:
+        self._path = path
+        self._reader = csv.reader(handle)
+
+    @property
+    def line_num(self) -> int:
+        return self._reader.line_num
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return self
+
+    def __next__(self) -> list[str]:
+        try:
+            return next(self._reader)
+        except csv.Error as exc:
+            raise CLIError(f"cannot read the pairs file {self._path} at line {self._reader.line_num}: "
+                           f"{exc}") from None
 
 
 def _row_error(path: Path, line: int, cells: list[str], header: list[str], given: dict[str, str]) -> str | None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .._checks import DEFAULT_MAX_PIXELS
 from .._links import AUTHORS_REPOSITORY_URL, AUTHORS_WEIGHTS_URL
 from .._precision import PRECISIONS
 from .._version import __version__
 from .common import choice_type, non_negative_int, parse_shard, positive_int, seed_int
 from .formats import WRITERS, suffixes_text
 
-__all__ = ["add_model_options", "build_parser"]
+__all__ = ["add_max_pixels_option", "add_model_options", "build_parser"]
 
 _VARIANTS = ("paper2021", "release2022", "head2024")
 
@@ -31,9 +32,20 @@ model calls, so mixed sizes work (sort the input by size for the fewest calls). 
 
 --output is kept current while the run goes, in the format its suffix names:
 {formats}
-At the end a file is rewritten in input order. SIGINT (Ctrl-C) or SIGTERM stops after the current batch and saves
-every finished pair (in a single process, a second signal stops at once); rerun the same command with --resume to
-score only what is missing."""
+At the end a file is rewritten in input order (unless it holds that already). SIGINT (Ctrl-C) or SIGTERM stops
+after the current batch and saves every finished pair (in a single process, a second signal stops at once); rerun
+the same command with --resume to score only what is missing.
+
+The output file is protected: it is locked while a run writes it (OUTPUT.lock, removed at the end; a second run
+writing it is refused, a lock left by a killed run is taken over) and it may not be one of the inputs.
+OUTPUT.meta.json records what determines the scores (the model's sha256, patches, repeats, seed, precision, sampling
+and viewing-distance settings): --resume refuses to add scores made with other ones, and merge-scores to join
+shards made with different ones.
+
+CSV cells are spreadsheet-safe: text starting with = + - @, a tab or a CR (a formula to a spreadsheet) or with '
+gets a ' in front, which --resume and merge-scores drop. File names that are not UTF-8 are written as their bytes
+(CSV, standard output) or \\udcXX escapes (JSON) and read back exactly. A non-finite score is a failed pair (no
+score, an error), so the JSON is always valid."""
 
 
 def _score_epilog() -> str:
@@ -42,7 +54,8 @@ exit status:
   0    every pair was scored
   1    every pair failed, or an error stopped the run (e.g. an unreadable model or an unavailable device)
   2    usage error: bad arguments, a missing folder or pairs file, a pairs CSV without its ref,dist header, an
-       --output suffix other than {suffixes_text()}, or a --resume file written for another input
+       --output suffix other than {suffixes_text()}, an --output that another run is writing or that is one of the
+       inputs, or a --resume file written for another input or with other options
   3    some pairs failed: each is reported on stderr and has a row with its error in the output; the rest are scored
   130  interrupted by SIGINT, 143 by SIGTERM: the pairs finished so far are in --output"""
 
@@ -51,6 +64,13 @@ def add_output_option(parser: argparse.ArgumentParser, *, required: bool, help: 
     """``--output`` (with its older spelling ``--out`` as an alias), a path."""
     parser.add_argument("--output", "--out", dest="output", type=Path, required=required, metavar="PATH",
                         help=f"{help} (--out is an alias)")
+
+
+def add_max_pixels_option(parser: argparse.ArgumentParser) -> None:
+    """``--max-pixels N`` (``max_pixels``; None = the default, 0 = no limit): ``vtamiq score`` and ``vtamiq map``."""
+    parser.add_argument("--max-pixels", type=non_negative_int, default=None, metavar="N",
+                        help=f"refuse images of more pixels than N before decoding them (default "
+                             f"{DEFAULT_MAX_PIXELS:,}; 0 = no limit)")
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, repeats: int) -> None:
@@ -92,10 +112,10 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                              "auto_batch_size: a few on CPU, as many as fit in about half the free memory on CUDA)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the scores already in OUTPUT (matched by ref and dist paths), score only the "
-                             "missing or failed pairs and complete the file; without it OUTPUT is replaced")
-    parser.add_argument("--max-pixels", type=non_negative_int, default=None, metavar="N",
-                        help="refuse images of more pixels than N before decoding them (default 150,000,000; "
-                             "0 = no limit)")
+                             "missing or failed pairs and complete the file; refused when OUTPUT.meta.json shows "
+                             "other options (model, patches, repeats, seed, precision, sampling); without it OUTPUT "
+                             "is replaced")
+    add_max_pixels_option(parser)
     add_model_options(parser, repeats=1)
     parser.add_argument("--precision", type=choice_type(PRECISIONS), default="auto",
                         metavar="{" + ",".join(PRECISIONS) + "}",
@@ -124,6 +144,7 @@ def _add_map(sub: argparse._SubParsersAction) -> None:
                         help=argparse.SUPPRESS)  # the former name of --repeats
     parser.add_argument("--steps", type=positive_int, default=1, metavar="N",
                         help="path points per draw (default 1)")
+    add_max_pixels_option(parser)
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
