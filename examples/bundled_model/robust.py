@@ -54,7 +54,8 @@ def adversarial(args: argparse.Namespace) -> int:
     model = load_model(str(args.model)).eval()
     refs = sorted(args.refs.glob("*.png"))
     settings = AdversarialSettings(starts=args.starts, crop=args.crop, steps=args.steps,
-                                   snapshots=tuple(args.snapshots), lrs=tuple(args.lrs), seed=args.seed)
+                                   snapshots=tuple(args.snapshots), lrs=tuple(args.lrs), num_patches=args.patches,
+                                   seed=args.seed)
     path = make_adversarial_set(model, refs, args.out, teacher, settings=settings,
                                 log=lambda text: print(text, file=sys.stderr))
     print(path)
@@ -101,11 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--refs", type=Path, required=True, help="training crops (PNG)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--starts", type=int, default=400)
-    p.add_argument("--crop", type=int, default=160)
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--snapshots", type=int, nargs="+", default=[15, 60])
-    p.add_argument("--lrs", type=float, nargs="+", default=[0.05, 0.01])
+    defaults = AdversarialSettings()
+    p.add_argument("--starts", type=int, default=defaults.starts)
+    p.add_argument("--crop", type=int, default=defaults.crop)
+    p.add_argument("--steps", type=int, default=defaults.steps)
+    p.add_argument("--snapshots", type=int, nargs="+", default=list(defaults.snapshots))
+    p.add_argument("--lrs", type=float, nargs="+", default=list(defaults.lrs))
+    p.add_argument("--patches", type=int, default=defaults.num_patches)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=adversarial)
     p = sub.add_parser("merge", help="one training CSV from make-kadis and adversarial folders")
