@@ -87,7 +87,7 @@ def write_pair(folder: Path, index: int, width: int, height: int, seed: int) -> 
         strip = ref[top:top + rows].astype(np.int16)
         dist[top:top + rows] = np.clip(strip + rng.integers(-12, 13, strip.shape, dtype=np.int16), 0, 255)
     paths = (folder / f"ref_{index:02d}.png", folder / f"dist_{index:02d}.png")
-    for array, path in zip((ref, dist), paths):
+    for array, path in zip((ref, dist), paths, strict=True):
         Image.fromarray(array).save(path, compress_level=1)
     return str(paths[0]), str(paths[1])
 

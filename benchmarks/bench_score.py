@@ -144,7 +144,7 @@ def time_interleaved(fns: Sequence[Callable[[], Any]], device: torch.device, ite
                      warmups: Sequence[int]) -> list[list[float]]:
     """Seconds per call of each of ``fns``: ``warmups[i]`` untimed calls of each, then ``iters`` rounds that call
     every function once (reversed order on odd rounds). Returns one list of ``iters`` times per function."""
-    for fn, warmup in zip(fns, warmups):
+    for fn, warmup in zip(fns, warmups, strict=True):
         for _ in range(warmup):
             fn()
     times: list[list[float]] = [[] for _ in fns]
@@ -222,7 +222,7 @@ def measure_cells(cells: Sequence[tuple[str, Variant]], model: VTAMIQ, batch: in
     warmups = [max(args.warmup, 1) if variant.compile else args.warmup for _, variant in cells]
     all_times = time_interleaved(fns, device, args.iters, warmups)
     rows = []
-    for (stage, variant), fn, times in zip(cells, fns, all_times):
+    for (stage, variant), fn, times in zip(cells, fns, all_times, strict=True):
         median = statistics.median(times)
         flops = pair_flops(model.config, num_patches) * batch * (2 if stage == "loss" else 1)
         row: dict[str, Any] = {

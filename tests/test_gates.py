@@ -62,8 +62,8 @@ def _ruff(source: str, filename: str) -> set[str]:
     ruff = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable).parent))
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -e '.[dev]')")
-    done = subprocess.run([ruff, "check", "--no-cache", "--output-format", "concise", "--stdin-filename", filename, "-"],
-                          input=source, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    command = [ruff, "check", "--no-cache", "--output-format", "concise", "--stdin-filename", filename, "-"]
+    done = subprocess.run(command, input=source, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert done.returncode in (0, 1), done.stderr
     return set(re.findall(r":\d+:\d+: ([A-Z]+[0-9]+)", done.stdout))
 

@@ -10,10 +10,10 @@ the loss and the damage map share too.
 
 Performance:
     Attention runs through ``scaled_dot_product_attention`` (timm's fused attention). On CUDA ``score()`` uses bf16
-    autocast by default (``precision="auto"``; fp16 on GPUs older than compute capability 8.0), and ``batch_size=None`` picks the largest chunk of pairs that fits
-    in about half of the free GPU memory (see :func:`auto_batch_size`). ``compile=True`` wraps the model with
-    ``torch.compile`` once per model instance (the first call pays the compilation; a new batch shape may compile
-    once more).
+    autocast by default (``precision="auto"``; fp16 on GPUs older than compute capability 8.0), and ``batch_size=None``
+    picks the largest chunk of pairs that fits in about half of the free GPU memory (see :func:`auto_batch_size`).
+    ``compile=True`` wraps the model with ``torch.compile`` once per model instance (the first call pays the
+    compilation; a new batch shape may compile once more).
 
     On CPU, torch uses one thread per core by default. Nothing here changes global thread settings; when several
     processes score at once, give each a share of the *physical* cores with ``torch.set_num_threads(n)`` (or

@@ -183,7 +183,8 @@ def _parse_hub_name(spec: str) -> tuple[str, str | None]:
 def converted_cache_dir(cache_dir: str | Path | None = None) -> Path:
     """The folder of converted authors' checkpoints: ``CACHE_DIR/vtamiq_converted`` when ``load_model`` gets a
     ``cache_dir``, else the folder ``converted`` in ``$TORCH_HOME``'s ``vtamiq_metric`` folder (``$TORCH_HOME`` is
-    torch's hub cache, by default ``~/.cache/torch``). One sub-folder per checkpoint, named by the checkpoint's sha256."""
+    torch's hub cache, by default ``~/.cache/torch``). One sub-folder per checkpoint, named by the checkpoint's
+    sha256."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser() / "vtamiq_converted"
     return Path(torch.hub.get_dir()).parent / "vtamiq_metric" / "converted"

@@ -20,9 +20,9 @@ path, so ``steps=1`` with a few draws is already close (see the completeness che
 Why this method:
 
 * **Completeness.** Summed over the image, the signed map is IG's total, which approximates
-  ``score(ref, dist) - score(ref, ref)`` averaged over the seeds ``seed .. seed + num_repeats - 1`` (exactly in the limit
-  of many path points). The map therefore splits the score among the pixels, in score units per pixel. Models built
-  with ``zero_identity`` score identical pairs exactly 0, so their map sums to the score itself.
+  ``score(ref, dist) - score(ref, ref)`` averaged over the seeds ``seed .. seed + num_repeats - 1`` (exactly in the
+  limit of many path points). The map therefore splits the score among the pixels, in score units per pixel. Models
+  built with ``zero_identity`` score identical pairs exactly 0, so their map sums to the score itself.
 * **Zero where nothing changed.** Every share carries the factor ``dist - ref`` and is spread only over changed
   pixels: the map is exactly 0 wherever ``dist == ref``, and everywhere for an identical pair, for any model.
 * **The model's own unit and view.** VTAMIQ sees the images as patches drawn by CAPS; the share of a patch is what
@@ -38,9 +38,10 @@ Models with a viewing distance (``config.downsample_side``) see a large image as
 spread over its full-resolution pixels in proportion to their change, by the same rule (rows and columns beyond the
 last whole block are never seen and stay 0).
 
-Only pixels inside drawn patches can receive attribution; with the model's default number of patches a 256 x 256
-image is covered about four times per draw. A changed pixel that no patch of any draw covered stays 0 (use more
-``num_repeats`` or ``num_patches`` on large images; :func:`vtamiq_metric.sampling.sampling_density` shows where patches go).
+Only pixels inside drawn patches can receive attribution; with the model's default number of patches a 256 x 256 image
+is covered about four times per draw. A changed pixel that no patch of any draw covered stays 0 (use more
+``num_repeats`` or ``num_patches`` on large images; :func:`vtamiq_metric.sampling.sampling_density` shows where patches
+go).
 
 Negative shares (patches whose change *lowered* the score, which learned models do for some changes) are dropped by
 the positive part; ``signed=True`` returns the signed map, whose sum is the score difference above.

@@ -136,9 +136,9 @@ class VTAMIQMetric(FrozenFace, Metric):
             ValueError / TypeError / FileNotFoundError: as :func:`vtamiq_metric.score`.
         """
         options = self.options
-        scores = score(target, preds, model=self.model, num_patches=options.num_patches, num_repeats=options.num_repeats,
-                       seed=options.seed, precision=options.precision, sampling=options.sampling,
-                       batch_size=options.batch_size).detach()  # (B,) on the model's device
+        scores = score(target, preds, model=self.model, num_patches=options.num_patches,
+                       num_repeats=options.num_repeats, seed=options.seed, precision=options.precision,
+                       sampling=options.sampling, batch_size=options.batch_size).detach()  # (B,) on the model's device
         self.score_sum += scores.sum(dtype=torch.float64)
         self.num_pairs += scores.numel()
         if self.reduction == "none":

@@ -162,7 +162,8 @@ def test_evaluate_refuses_counts_below_their_minimum_as_a_usage_error(tmp_path, 
     assert f"argument {flag}: expected an integer >=" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [["evaluate", "--dataset", "tid2013", "--data-root", "d"], ["export", "--out", "o"]])
+@pytest.mark.parametrize("command", [["evaluate", "--dataset", "tid2013", "--data-root", "d"],
+                                     ["export", "--out", "o"]])
 def test_model_flag_names_the_model_and_checkpoint_stays_an_alias(command):
     parser = cli._build_parser()
     assert str(parser.parse_args([*command, "--model", "runs/a"]).model) == "runs/a"

@@ -1,4 +1,4 @@
-"""Where the results of ``vtamiq score`` go: one registry of writer classes, :data:`WRITERS`.
+r"""Where the results of ``vtamiq score`` go: one registry of writer classes, :data:`WRITERS`.
 
 A writer receives the rows of a run as batches finish (``start``, ``add`` after every batch, ``close`` at the end)
 and keeps its destination current. ``--output`` chooses the writer by its suffix (``.csv``, ``.json``) or ``-``
@@ -17,7 +17,7 @@ What the formats guarantee, whatever the file names are:
 - **Valid JSON only.** Every JSON document is written with ``allow_nan=False``: a non-finite number is never printed
   as a bare ``NaN`` (``vtamiq score`` turns a non-finite score into a row with ``score: null`` and an ``error``).
 - **Any file name.** Names that are not UTF-8 (Python holds their bytes as lone surrogates) are written as their
-  original bytes in CSV files and on standard output (``errors="surrogateescape"``), as ``\\udcXX`` escapes in JSON,
+  original bytes in CSV files and on standard output (``errors="surrogateescape"``), as ``\udcXX`` escapes in JSON,
   and read back to the same name by ``--resume`` and ``merge-scores``.
 - **Spreadsheet-safe CSV.** A text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (which
   a spreadsheet would run as a formula) is written with a ``'`` in front, as spreadsheet-safe CSV writers do, and so
@@ -99,7 +99,7 @@ class ResultWriter(ABC):
         self.run = run
         self.rows = dict(known)
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - an optional hook: most formats write nothing before the first batch
         """Called once before the first batch."""
 
     def add(self, items: list[tuple[int, dict]]) -> None:

@@ -472,7 +472,7 @@ def _score_group(members: list[tuple[int, torch.Tensor, torch.Tensor]], pairs: l
         for member in members:
             _score_group([member], pairs, scorer, rows)
         return
-    for (k, _, _), value, spread in zip(members, mean.tolist(), std.tolist()):
+    for (k, _, _), value, spread in zip(members, mean.tolist(), std.tolist(), strict=True):
         if math.isfinite(value) and math.isfinite(spread):
             rows[k] = _row(pairs[k], value, spread)
         else:  # never written as a bare NaN (not JSON): a failed pair, reported and counted in the exit status

@@ -309,7 +309,7 @@ def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: torch
 
     results: dict[str, dict[str, Any]] = {}
     predictions: dict[str, dict[str, Any]] = {}
-    for name, root in zip(args.dataset, args.data_root):
+    for name, root in zip(args.dataset, args.data_root, strict=True):
         dataset = get_dataset(name, root)
         if args.split_file:
             dataset = split_dataset(dataset, Split.load(args.split_file))[2]

@@ -26,7 +26,7 @@ __all__ = ["PairPatches", "TripletPatches", "collate", "derive_seed", "load_imag
 
 def _check_same_size(paths: Sequence[Path], images: Sequence[torch.Tensor]) -> None:
     if any(img.shape != images[0].shape for img in images[1:]):
-        sizes = ", ".join(f"{p.name} {tuple(i.shape[1:])}" for p, i in zip(paths, images))
+        sizes = ", ".join(f"{p.name} {tuple(i.shape[1:])}" for p, i in zip(paths, images, strict=True))
         raise ValueError(f"images of one pair must have the same size, got {sizes}")
 
 
