@@ -49,7 +49,6 @@ the positive part; ``signed=True`` returns the signed map, whose sum is the scor
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,7 +71,6 @@ if TYPE_CHECKING:
 
 __all__ = ["damage_map", "plot_damage_map"]
 
-_logger = logging.getLogger(__name__)
 
 # Path points (steps x pairs) per model call: bounds the activations kept for the backward pass.
 _MAX_POINTS_PER_CALL = 16

@@ -28,6 +28,7 @@ import os
 import socket
 from collections.abc import Iterable
 from pathlib import Path
+from typing import final
 
 import torch
 
@@ -62,6 +63,7 @@ def meta_path(output: Path) -> Path:
     return output.with_name(output.name + META_SUFFIX)
 
 
+@final
 class OutputLock:
     """An exclusive lock on a results file, held by this process from :meth:`acquire` to :meth:`release` (also as a
     context manager). See the module docstring.
@@ -75,7 +77,7 @@ class OutputLock:
         self.path = lock_path(output)
         self._fd: int | None = None
 
-    def __enter__(self) -> OutputLock:  # noqa: PYI034 - a final class in all but name
+    def __enter__(self) -> OutputLock:
         return self.acquire()
 
     def __exit__(self, *exc_info: object) -> None:

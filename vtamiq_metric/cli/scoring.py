@@ -37,6 +37,7 @@ import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import final
 
 import torch
 
@@ -311,6 +312,7 @@ class _Interrupted(BaseException):
         self.signum = signum
 
 
+@final
 class _StopRequest:
     """SIGINT and SIGTERM handlers for the scoring loop (installed only in the main thread, restored on exit).
 
@@ -325,7 +327,7 @@ class _StopRequest:
         self._immediate, self._announce = immediate, announce
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> _StopRequest:  # noqa: PYI034 - a final class in all but name
+    def __enter__(self) -> _StopRequest:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)

@@ -32,7 +32,6 @@ __all__ = ["STAGES", "STAGE_INIT", "DatasetOptions", "TrainConfig", "load_config
 Loss = Literal["l1", "l2"]
 #: The trainer's precisions: those of the package without "fp16", whose gradients need loss scaling (not done here).
 TrainPrecision = Literal["auto", "fp32", "bf16"]
-_LOSSES = typing.get_args(Loss)
 
 
 @dataclass(frozen=True)
