@@ -79,6 +79,7 @@ twice that).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -87,7 +88,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import TypeAlias, TypeGuard
 
 import numpy as np
 import torch
@@ -162,7 +163,7 @@ def to_batch(images: ImageLike | Sequence[ImageLike], *, name: str = "ref", max_
     return batch
 
 
-def is_single_image(item: object) -> bool:
+def is_single_image(item: object) -> TypeGuard[ImageLike]:
     """Whether ``item`` is one image (not a batch): a path, a PIL image, an (H, W[, C]) array, a (C, H, W) or
     (1, C, H, W) tensor. ``score()`` decodes lists of such items lazily, batch by batch."""
     if isinstance(item, (str, os.PathLike, Image.Image)):
@@ -290,10 +291,10 @@ def prepare_pair(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequenc
     check_positive_int("patch_size", patch_size)
     check_optional_positive_int("max_pixels", max_pixels)
     check_bool("clamp", clamp)
-    options = {"max_pixels": max_pixels, "keep_uint8": keep_uint8, "start": start, "indices": indices,
-               "clamp": clamp}
-    ref_batch, ref_from_tensor = _to_batch(ref, "ref", **options)
-    dist_batch, dist_from_tensor = _to_batch(dist, "dist", **options)
+    coerce = functools.partial(_to_batch, max_pixels=max_pixels, keep_uint8=keep_uint8, start=start, indices=indices,
+                               clamp=clamp)
+    ref_batch, ref_from_tensor = coerce(ref, "ref")
+    dist_batch, dist_from_tensor = coerce(dist, "dist")
     if (ref_batch.dtype == torch.uint8) != (dist_batch.dtype == torch.uint8):  # one side is float: both float
         ref_batch, dist_batch = _as_float(ref_batch), _as_float(dist_batch)
 

@@ -26,6 +26,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -151,8 +152,8 @@ def _hub_download(repo_id: str, filename: str, revision: str | None, cache_dir: 
 
     where = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
     cache = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
-    options = {"revision": revision, "cache_dir": cache_dir, "library_name": "vtamiq-metric",
-               "library_version": __version__}
+    options: dict[str, Any] = {"revision": revision, "cache_dir": cache_dir, "library_name": "vtamiq-metric",
+                               "library_version": __version__}
     offline = constants.HF_HUB_OFFLINE
     if not offline and not _hub_reachable(repo_id, filename, revision):
         try:  # no network: what the cache holds, as huggingface_hub would fall back to it

@@ -311,7 +311,8 @@ def plot_damage_map(
     ref_t, dist_t = prepare_pair(ref, dist, patch_size=net.config.patch_size, max_pixels=max_pixels)
     if ref_t.shape[0] != 1:
         raise ValueError(f"expected one image pair to plot, got a batch of {ref_t.shape[0]}")
-    common = {"model": net, "num_patches": scorer.num_patches, "num_repeats": num_repeats, "seed": seed}
+    common: dict[str, Any] = {"model": net, "num_patches": scorer.num_patches, "num_repeats": num_repeats,
+                              "seed": seed}
     heat = damage_map(ref_t, dist_t, steps=steps, **common)[0]
     value = float(score(ref_t, dist_t, precision="fp32", **common)[0])
     heat_np = heat.cpu().double().numpy()
@@ -345,8 +346,8 @@ def plot_damage_map(
                                                             side=config.downsample_side)
         density = sampling_density(small_ref, small_dist, scorer.num_patches, patch_size=config.patch_size,
                                    config=scorer.sampling)
-        density = _to_full_resolution(density, factor, height, width)[0].cpu().double().numpy()
-        _overlay(axes[3], ref_np, density, cmap="viridis", vmax=float(density.max()), matplotlib=matplotlib,
+        density_np = _to_full_resolution(density, factor, height, width)[0].cpu().double().numpy()
+        _overlay(axes[3], ref_np, density_np, cmap="viridis", vmax=float(density_np.max()), matplotlib=matplotlib,
                  label="patches covering the pixel, per draw")
         axes[3].set_title("where CAPS samples patches")
     name = _model_label(model, net)

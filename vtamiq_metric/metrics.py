@@ -101,6 +101,7 @@ class VTAMIQMetric(FrozenFace, Metric):
 
     score_sum: torch.Tensor
     num_pairs: torch.Tensor
+    scores: list[torch.Tensor]  # with reduction="none" only; torchmetrics concatenates it while synced
 
     def __init__(self, model: str | VTAMIQ | None = None, *, num_patches: int | None = None, num_repeats: int = 1,
                  seed: int = 0, precision: Precision = "auto", sampling: SamplingConfig | None = None,

@@ -107,11 +107,11 @@ class OutputLock:
                 break
             os.close(fd)
         self._fd = fd
-        holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
         with contextlib.suppress(OSError):  # who holds it is a courtesy for the message; on a full disk it is empty
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, holder)
+            os.write(fd, me)
         return self
 
     def release(self) -> None:

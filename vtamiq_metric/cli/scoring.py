@@ -35,9 +35,11 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import final
+from types import FrameType
+from typing import Any, final
 
 import torch
 
@@ -325,7 +327,7 @@ class _StopRequest:
     def __init__(self, *, immediate: bool, announce: bool) -> None:
         self.signum: int | None = None
         self._immediate, self._announce = immediate, announce
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
 
     def __enter__(self) -> _StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -375,8 +377,10 @@ def _pair_bytes(pair: Pair) -> int:
     """The decoded bytes of a pair, from the headers (0 when unknown: such a pair fails to decode)."""
     if pair.error is not None:
         return 0
-    sizes = [decoded_bytes(pair.ref), decoded_bytes(pair.dist)]
-    return 0 if None in sizes else 2 * max(sizes)  # type: ignore[type-var] - one float side makes both float
+    ref_bytes, dist_bytes = decoded_bytes(pair.ref), decoded_bytes(pair.dist)
+    if ref_bytes is None or dist_bytes is None:
+        return 0
+    return 2 * max(ref_bytes, dist_bytes)  # one float side makes both float
 
 
 class _Prefetcher:

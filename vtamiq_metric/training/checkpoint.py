@@ -37,7 +37,7 @@ import zipfile
 from dataclasses import dataclass
 from glob import escape as glob_escape
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -110,7 +110,8 @@ class Progress:
 
 def _numpy_state() -> dict[str, Any]:
     """The global RNG state of NumPy, as plain values and a tensor (loadable with ``weights_only=True``)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    # The legacy global generator is always MT19937, whose state is this 5-tuple.
+    name, keys, pos, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     return {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
             "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
 

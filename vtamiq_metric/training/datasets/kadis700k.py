@@ -115,7 +115,7 @@ class KADIS700kDataset(IQADataset):
             type_cell = row[col["dist_type"]]
             if type_cell.isdigit():
                 type_id: int | None = int(type_cell)
-                dist_type = f"{type_id:02d}"
+                dist_type: str | None = f"{type_id:02d}"
             else:
                 type_id, dist_type = None, type_cell or None
             if type_id in self.exclude_types:
