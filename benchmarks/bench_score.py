@@ -79,6 +79,8 @@ from vtamiq_metric._precision import autocast, uses_bf16
 from vtamiq_metric.api import compiled_forward, pair_flops
 from vtamiq_metric.sampling import sample_patches
 
+from _report import report
+
 STAGES = ("forward", "score", "files", "loss")
 BASELINE = "naive-fp32"
 DEFAULT = "default"
@@ -513,14 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bench_score: {args.preset} on {args.device}, batches {args.batch_sizes}, patches {args.patches}, "
           f"{args.iters} runs after {args.warmup} warm-up", flush=True)
     result = run(args, command)
-    text = to_markdown(result)
-    print(text, flush=True)
-    if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}", flush=True)
-    if args.markdown is not None:
-        args.markdown.write_text(text)
-        print(f"wrote {args.markdown}", flush=True)
+    report(result, to_markdown(result), json_path=args.out, markdown_path=args.markdown)
     return 0
 
 
