@@ -102,7 +102,7 @@ def read_scores(path: Path) -> list[float]:
 
 
 def variants(args: argparse.Namespace, folder: Path) -> dict[str, tuple[Callable[[], None], Path]]:
-    """name -> (a call that scores the whole folder, the CSV it writes)."""
+    """Each variant by name: (a call that scores the whole folder, the CSV it writes)."""
     common = {"model": args.model, "patches": args.patches, "repeats": 1, "seed": 0, "device": args.device,
               "precision": args.precision}
     out: dict[str, tuple[Callable[[], None], Path]] = {}
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         calls = variants(args, folder)
         times = measure(calls, args.iters)
         baseline_scores = read_scores(calls["old-per-pair"][1])
-        diffs = {name: max(abs(a - b) for a, b in zip(read_scores(path), baseline_scores))
+        diffs = {name: max(abs(a - b) for a, b in zip(read_scores(path), baseline_scores, strict=True))
                  for name, (_, path) in calls.items()}
     device = torch.device(args.device)
     model = resolve_model(args.model, device)
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                      "median_s": median, "min_s": min(values), "times_s": values,
                      "pairs_per_s": args.pairs / median, "best_pairs_per_s": args.pairs / min(values),
                      "speedup_vs_old": base / median,
-                     "round_speedups": [old / new for old, new in zip(times["old-per-pair"], values)],
+                     "round_speedups": [old / new for old, new in zip(times["old-per-pair"], values, strict=True)],
                      "max_abs_diff": diffs[name]})
         rows[-1]["round_speedup_median"] = statistics.median(rows[-1]["round_speedups"])
     return {"benchmark": "bench_cli", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

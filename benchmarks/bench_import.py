@@ -16,7 +16,8 @@ whole process, as a user waits for it (interpreter start-up included):
 
 It prints medians, the fastest round, the ratio to ``torch`` (the median over rounds of the case's time over
 ``import torch``'s time in the same round, which a machine whose load changes disturbs least; and the ratio of the
-fastest rounds) and which heavy modules each case imported (``torch``, ``timm``, ``torchvision``, ``torch._dynamo``), and writes them as JSON with ``--json``::
+fastest rounds) and which heavy modules each case imported (``torch``, ``timm``, ``torchvision``, ``torch._dynamo``),
+and writes them as JSON with ``--json``::
 
     python benchmarks/bench_import.py --rounds 7 --json import.json
     python benchmarks/bench_import.py --rounds 3 --model-load
@@ -105,7 +106,7 @@ def measure(cases: dict[str, str], rounds: int) -> dict[str, Any]:
     base_best = min(times["torch"])
     result: dict[str, Any] = {}
     for name in names:
-        round_ratios = [t / b for t, b in zip(times[name], times["torch"])]
+        round_ratios = [t / b for t, b in zip(times[name], times["torch"], strict=True)]
         result[name] = {"median_s": statistics.median(times[name]), "best_s": min(times[name]),
                         "rounds_s": times[name], "ratio_to_torch": statistics.median(round_ratios),
                         "round_ratios": round_ratios, "best_ratio_to_torch": min(times[name]) / base_best,

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from _report import report
+
 SCHEMA_VERSION = 1
 TARGET_PAIRS_RATIO = 1.5
 TARGET_BYTES_PER_PIXEL = 20.0
@@ -87,7 +89,7 @@ def write_pair(folder: Path, index: int, width: int, height: int, seed: int) -> 
         strip = ref[top:top + rows].astype(np.int16)
         dist[top:top + rows] = np.clip(strip + rng.integers(-12, 13, strip.shape, dtype=np.int16), 0, 255)
     paths = (folder / f"ref_{index:02d}.png", folder / f"dist_{index:02d}.png")
-    for array, path in zip((ref, dist), paths):
+    for array, path in zip((ref, dist), paths, strict=True):
         Image.fromarray(array).save(path, compress_level=1)
     return str(paths[0]), str(paths[1])
 
@@ -218,14 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python_version": platform.python_version(), "model": args.model or "default",
         "max_pixels": args.max_pixels, "cases": rows, "summary": summarise(rows, few, many),
     }
-    text = to_markdown(result)
-    print(text, flush=True)
-    if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}", flush=True)
-    if args.markdown is not None:
-        args.markdown.write_text(text)
-        print(f"wrote {args.markdown}", flush=True)
+    report(result, to_markdown(result), json_path=args.out, markdown_path=args.markdown)
     return 0
 
 

@@ -79,6 +79,8 @@ from vtamiq_metric._precision import autocast, uses_bf16
 from vtamiq_metric.api import compiled_forward, pair_flops
 from vtamiq_metric.sampling import sample_patches
 
+from _report import report
+
 STAGES = ("forward", "score", "files", "loss")
 BASELINE = "naive-fp32"
 DEFAULT = "default"
@@ -144,7 +146,7 @@ def time_interleaved(fns: Sequence[Callable[[], Any]], device: torch.device, ite
                      warmups: Sequence[int]) -> list[list[float]]:
     """Seconds per call of each of ``fns``: ``warmups[i]`` untimed calls of each, then ``iters`` rounds that call
     every function once (reversed order on odd rounds). Returns one list of ``iters`` times per function."""
-    for fn, warmup in zip(fns, warmups):
+    for fn, warmup in zip(fns, warmups, strict=True):
         for _ in range(warmup):
             fn()
     times: list[list[float]] = [[] for _ in fns]
@@ -222,7 +224,7 @@ def measure_cells(cells: Sequence[tuple[str, Variant]], model: VTAMIQ, batch: in
     warmups = [max(args.warmup, 1) if variant.compile else args.warmup for _, variant in cells]
     all_times = time_interleaved(fns, device, args.iters, warmups)
     rows = []
-    for (stage, variant), fn, times in zip(cells, fns, all_times):
+    for (stage, variant), fn, times in zip(cells, fns, all_times, strict=True):
         median = statistics.median(times)
         flops = pair_flops(model.config, num_patches) * batch * (2 if stage == "loss" else 1)
         row: dict[str, Any] = {
@@ -513,14 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bench_score: {args.preset} on {args.device}, batches {args.batch_sizes}, patches {args.patches}, "
           f"{args.iters} runs after {args.warmup} warm-up", flush=True)
     result = run(args, command)
-    text = to_markdown(result)
-    print(text, flush=True)
-    if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}", flush=True)
-    if args.markdown is not None:
-        args.markdown.write_text(text)
-        print(f"wrote {args.markdown}", flush=True)
+    report(result, to_markdown(result), json_path=args.out, markdown_path=args.markdown)
     return 0
 
 

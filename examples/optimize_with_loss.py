@@ -67,7 +67,8 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / torch.mean((a - b) ** 2)))
 
 
-def train(clean: torch.Tensor, blurred: torch.Tensor, loss_fn: VTAMIQLoss | None, args: argparse.Namespace) -> nn.Module:
+def train(clean: torch.Tensor, blurred: torch.Tensor, loss_fn: VTAMIQLoss | None,
+          args: argparse.Namespace) -> nn.Module:
     """Train on random aligned crops; ``loss_fn`` None means L1 alone."""
     torch.manual_seed(args.seed)
     net = Deblur()
@@ -75,11 +76,11 @@ def train(clean: torch.Tensor, blurred: torch.Tensor, loss_fn: VTAMIQLoss | None
     gen = torch.Generator().manual_seed(args.seed)
     weight = None
     _, _, height, width = clean.shape
-    for step in range(args.steps):
+    for _ in range(args.steps):
         tops = torch.randint(height - args.crop + 1, (args.batch,), generator=gen).tolist()
         lefts = torch.randint(width - args.crop + 1, (args.batch,), generator=gen).tolist()
-        crop = lambda x: torch.cat([x[..., t:t + args.crop, l:l + args.crop] for t, l in zip(tops, lefts)])
-        target, inputs = crop(clean), crop(blurred)
+        target, inputs = (torch.cat([x[..., top:top + args.crop, left:left + args.crop]
+                                     for top, left in zip(tops, lefts, strict=True)]) for x in (clean, blurred))
         out = net(inputs)
         loss = F.l1_loss(out, target)
         if loss_fn is not None:

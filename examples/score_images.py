@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if len(args.images) % 2:
         parser.error("give images in REF DIST pairs")
-    pairs = list(zip(args.images[::2], args.images[1::2])) or [(IMAGES / r, IMAGES / d) for r, d in DEFAULT_PAIRS]
+    pairs = (list(zip(args.images[::2], args.images[1::2], strict=True))
+             or [(IMAGES / r, IMAGES / d) for r, d in DEFAULT_PAIRS])
     model = vtamiq_metric.load_model(args.model) if args.model else None
     print("distortion score (0 = identical, higher = worse)")
     for ref, dist in pairs:

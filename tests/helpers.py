@@ -91,8 +91,8 @@ def golden_inputs(dtype):
     p_dist = p_ref + np.random.RandomState(2).normal(0, 0.3, p_ref.shape)
     pos01 = np.random.RandomState(3).uniform(0, 1, (2, 32, 2))
     sc = np.random.RandomState(4).randint(0, 5, (2, 32))
-    as_t = lambda a: torch.from_numpy(a).to(dtype)
-    return as_t(p_ref), as_t(p_dist), as_t(pos01), torch.from_numpy(sc).long()
+    p_ref, p_dist, pos01 = (torch.from_numpy(a).to(dtype) for a in (p_ref, p_dist, pos01))
+    return p_ref, p_dist, pos01, torch.from_numpy(sc).long()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def test_global_rng_is_untouched(tiny_model, image_pair):
     state, np_state = torch.get_rng_state(), np.random.get_state()
     score(*image_pair, model=tiny_model, num_patches=16, num_repeats=2)
     assert torch.equal(state, torch.get_rng_state())
-    assert all(np.array_equal(a, b) for a, b in zip(np_state[1:2], np.random.get_state()[1:2]))
+    assert all(np.array_equal(a, b) for a, b in zip(np_state[1:2], np.random.get_state()[1:2], strict=True))
 
 
 def test_repeats_average_seeded_draws_and_report_std(tiny_model, image_pair):

@@ -186,7 +186,7 @@ def test_prepare_data_crops_are_deterministic_and_inside_the_image():
     again = prepare["make_crops"](image, "x", 6, (64, 96), 0.4, seed=0)
     other = prepare["make_crops"](image, "x", 6, (64, 96), 0.4, seed=1)
     assert [info for _, info in first] == [info for _, info in again]
-    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(first, again))
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(first, again, strict=True))
     assert [info for _, info in first] != [info for _, info in other]
     for crop, info in first:
         assert crop.shape == (info["side"], info["side"], 3) and info["side"] in (64, 96)
@@ -212,8 +212,10 @@ def test_prepare_data_reads_licences_and_authors_of_a_photograph_folder(tmp_path
     photo.save(tmp_path / "camera-traps" / "dog.jpg")
     (tmp_path / "camera-traps" / "README.md").write_text(
         "| File | Original or Modified? | Source | License |\n| --- | --- | --- | --- |\n"
-        "| [dog.jpg](dog.jpg) | Original | [NACTI](https://lila.science/x) | [CDLA-Permissive-1.0](https://cdla.dev) |\n"
-        "| [dog_bw.jpg](dog_bw.jpg) | Modified | [NACTI](https://lila.science/x) | [CDLA-Permissive-1.0](https://c) |\n")
+        "| [dog.jpg](dog.jpg) | Original | [NACTI](https://lila.science/x) "
+        "| [CDLA-Permissive-1.0](https://cdla.dev) |\n"
+        "| [dog_bw.jpg](dog_bw.jpg) | Modified | [NACTI](https://lila.science/x) "
+        "| [CDLA-Permissive-1.0](https://c) |\n")
     sources = {s.name: s for s in prepare["folder_sources"](tmp_path)}
     assert set(sources) == {"cq100-buggy", "lomiri-sunset_by_A", "camera-traps-dog"}
     assert (sources["cq100-buggy"].licence, sources["cq100-buggy"].attribution) == ("CC BY-SA 4.0", "Jane Doe")

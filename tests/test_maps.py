@@ -82,7 +82,8 @@ def test_the_map_weighs_a_strong_distortion_above_a_weak_one(bundled):
 
 def test_identical_pairs_give_an_all_zero_map(bundled, tiny_model):
     ref = _photo(64)
-    assert torch.equal(damage_map(ref, ref.clone(), model=bundled, num_patches=64, num_repeats=1), torch.zeros(1, 64, 64))
+    assert torch.equal(damage_map(ref, ref.clone(), model=bundled, num_patches=64, num_repeats=1),
+                       torch.zeros(1, 64, 64))
     assert not damage_map(ref, ref, model=tiny_model, num_patches=16, signed=True).any()
 
 
@@ -143,7 +144,8 @@ def test_model_mode_rng_and_parameters_are_left_alone(image_pair):
     assert model.training  # restored
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(torch.get_rng_state(), state)
-    torch.testing.assert_close(damage_map(ref, dist, model=model.eval(), num_patches=16, num_repeats=2), first)  # dropout off
+    # dropout off
+    torch.testing.assert_close(damage_map(ref, dist, model=model.eval(), num_patches=16, num_repeats=2), first)
 
 
 def test_inputs_accepted_as_score_accepts_them(tiny_model, tmp_path):

@@ -69,6 +69,17 @@ class _Denoiser(nn.Module):
         return (x - self.net(x)).clamp(0, 1)
 
 
+def _train_step(model: _Denoiser, optimizer: torch.optim.Optimizer, noisy: torch.Tensor,
+                clean: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """One MSE step on a batch: the restored batch (still attached to the graph) and the loss."""
+    restored = model(noisy)
+    loss = nn.functional.mse_loss(restored, clean)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return restored, loss.item()
+
+
 def test_metric_inside_a_training_loop(tiny_model):
     """Update on every batch of an epoch, compute and reset at its end, as a Lightning validation loop does."""
     torch.manual_seed(0)
@@ -82,12 +93,8 @@ def test_metric_inside_a_training_loop(tiny_model):
         restorer.train()
         losses = []
         for i in range(0, 8, 4):
-            restored = restorer(noisy[i:i + 4])
-            loss = nn.functional.mse_loss(restored, clean[i:i + 4])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+            restored, loss = _train_step(restorer, optimizer, noisy[i:i + 4], clean[i:i + 4])
+            losses.append(loss)
             # preds first: a tensor that requires grad, scored but not differentiated
             restorer.metric.update(restored, clean[i:i + 4])
         epoch_values.append(restorer.metric.compute())
@@ -103,11 +110,7 @@ def test_metric_inside_a_training_loop(tiny_model):
     outputs = []
     for epoch in range(3):
         for i in range(0, 8, 4):
-            restored = replay(noisy[i:i + 4])
-            loss = nn.functional.mse_loss(restored, clean[i:i + 4])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            restored, _ = _train_step(replay, optimizer, noisy[i:i + 4], clean[i:i + 4])
             if epoch == 2:
                 outputs.append(restored.detach())
     expected = score(clean, torch.cat(outputs), model=tiny_model, num_patches=12).mean()

@@ -103,7 +103,8 @@ def _distributions(tmp_path: Path) -> tuple[Path, Path]:
                               text=True, timeout=280, check=False)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     sdists, wheels = sorted(out.glob("vtamiq_metric-*.tar.gz")), sorted(out.glob("vtamiq_metric-*.whl"))
-    assert len(sdists) == 1 and len(wheels) == 1, f"expected one sdist and one wheel in {out}, got {sorted(out.iterdir())}"
+    assert len(sdists) == 1 and len(wheels) == 1, (
+        f"expected one sdist and one wheel in {out}, got {sorted(out.iterdir())}")
     return sdists[0], wheels[0]
 
 

@@ -31,8 +31,9 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
-__all__ = ["API", "CLI", "DEFAULT_MAX_PIXELS", "Vocabulary", "check_bool", "check_choice", "check_int", "check_optional_positive_int",
-           "check_positive_int", "check_seed", "renamed_keywords", "speaking", "vocabulary"]
+__all__ = ["API", "CLI", "DEFAULT_MAX_PIXELS", "Vocabulary", "check_bool", "check_choice", "check_int",
+           "check_optional_positive_int", "check_positive_int", "check_seed", "renamed_keywords", "speaking",
+           "vocabulary"]
 
 #: The default pixel limit per image of every face: about 2.2 GiB of memory for a pair of 8-bit images (see api's
 #: "Memory"). Here, in a torch-free module, so that the command line's help can quote it without importing torch.

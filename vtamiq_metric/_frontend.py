@@ -243,7 +243,7 @@ def resolve(model: str | VTAMIQ | None, options: ScoringOptions, *, device: str 
         raise TypeError(f"options must be a ScoringOptions, got {type(options).__name__}")
     _check_model_spec(model if model is not None else "")
     instance = model if isinstance(model, VTAMIQ) else None
-    if instance is None and not shared:
+    if not isinstance(model, VTAMIQ) and not shared:
         net = freeze(hub.load_model(default_model_name() if model is None else model))
         return Scorer(net, next(net.parameters()).device, options.complete(net.config))
     probe = like if isinstance(like, torch.Tensor) else torch.empty(0)

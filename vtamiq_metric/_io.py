@@ -81,10 +81,10 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8",
                       newline: str | None = None, errors: str = "strict") -> Path:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`); returns ``path`` as a Path.
+    r"""Write ``text`` to ``path`` atomically (see :func:`atomic_path`); returns ``path`` as a Path.
 
-    ``newline`` and ``errors`` are passed to :func:`open`: ``newline=None`` translates ``"\\n"`` to the platform's
-    line ending, ``""`` writes the text as it is (for CSV text that already holds its ``"\\r\\n"``);
+    ``newline`` and ``errors`` are passed to :func:`open`: ``newline=None`` translates ``"\n"`` to the platform's
+    line ending, ``""`` writes the text as it is (for CSV text that already holds its ``"\r\n"``);
     ``errors="surrogateescape"`` writes file names that are not UTF-8 (held as lone surrogates by Python) as their
     original bytes.
     """

@@ -30,7 +30,7 @@ def require_matplotlib() -> Any:
     """
     try:
         import matplotlib
-        import matplotlib.figure  # noqa: F401  (loads the submodule the callers use)
+        import matplotlib.figure  # loads the submodule the callers use
     except ImportError as exc:
         raise ImportError(f"drawing figures needs matplotlib, which is an optional dependency: {INSTALL_HINT}") from exc
     return matplotlib

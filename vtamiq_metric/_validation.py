@@ -53,16 +53,16 @@ Everything that is not a tensor (paths, PIL images, numpy arrays) becomes ``floa
 Grayscale becomes RGB by replicating the channel. Values may exceed ``[0, 1]`` by at most
 ``max(1e-6, torch.finfo(dtype).eps)`` (rounding slack: 1e-6 for float32 and float64, 2**-10 for float16, 2**-7 for
 bfloat16); such values are clamped to ``[0, 1]``. Anything further out raises ``ValueError`` reporting the observed
-minimum and maximum, with a hint only when one fits: 0-255 data (maximum above 1.1 up to 255, minimum >= 0), 16-bit data (maximum up to 65535), [-1, 1]
-data (minimum below 0 down to -1, maximum <= 1) or resampling overshoot (within 0.1 of [0, 1]).
-NaN or infinite values raise ``ValueError``. The loss's mode (``prepare_pair(..., clamp=True)``, used by
+minimum and maximum, with a hint only when one fits: 0-255 data (maximum above 1.1 up to 255, minimum >= 0), 16-bit data
+(maximum up to 65535), [-1, 1] data (minimum below 0 down to -1, maximum <= 1) or resampling overshoot (within 0.1 of
+[0, 1]). NaN or infinite values raise ``ValueError``. The loss's mode (``prepare_pair(..., clamp=True)``, used by
 :class:`vtamiq_metric.VTAMIQLoss`) accepts any finite float value and clamps it to ``[0, 1]`` with a straight-through
 gradient, since a network's output is rarely inside ``[0, 1]``.
 
-:func:`prepare_pair` then checks the pair: the same number of images, the same height and width (no resizing
-is ever done), both sides at least ``patch_size`` pixels high and wide, and one device. One reference image against
-``B`` distorted images is broadcast (expanded to ``B``, as lpips broadcasts); any other count mismatch raises. A side that came from
-paths, PIL images or numpy arrays moves to the device of the other side when that side is made of tensors; two
+:func:`prepare_pair` then checks the pair: the same number of images, the same height and width (no resizing is ever
+done), both sides at least ``patch_size`` pixels high and wide, and one device. One reference image against ``B``
+distorted images is broadcast (expanded to ``B``, as lpips broadcasts); any other count mismatch raises. A side that
+came from paths, PIL images or numpy arrays moves to the device of the other side when that side is made of tensors; two
 tensors on different devices raise ``ValueError``. If the two sides' dtypes differ, both take the common dtype.
 
 **Pixel limit.** ``prepare_pair(..., max_pixels=M)`` refuses (``ValueError``) any image of more than ``M`` pixels
@@ -71,14 +71,15 @@ before decoding it (a file's size is read from its header), the way Pillow's dec
 subject to Pillow's own limit (``PIL.Image.MAX_IMAGE_PIXELS``: a warning above 89.5 million pixels, an error above
 twice that).
 
-**8-bit sources stay 8-bit for scoring.** ``prepare_pair(..., keep_uint8=True)`` (used by ``score()``) returns
-``uint8`` ``(B, 3, H, W)`` tensors when both sides come from 8-bit files (bilevel and palette files included), 8-bit
-PIL images or ``uint8`` arrays: 3 bytes per pixel instead of 12. :func:`vtamiq_metric.sampling.sample_patches` reads them as ``v / 255``, bit-identical
-to the float32 conversion. Mixed sides (one float, one 8-bit) are both float32.
+**8-bit sources stay 8-bit for scoring.** ``prepare_pair(..., keep_uint8=True)`` (used by ``score()``) returns ``uint8``
+``(B, 3, H, W)`` tensors when both sides come from 8-bit files (bilevel and palette files included), 8-bit PIL images or
+``uint8`` arrays: 3 bytes per pixel instead of 12. :func:`vtamiq_metric.sampling.sample_patches` reads them as
+``v / 255``, bit-identical to the float32 conversion. Mixed sides (one float, one 8-bit) are both float32.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -87,7 +88,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import TypeAlias, TypeGuard
 
 import numpy as np
 import torch
@@ -95,7 +96,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ._checks import check_bool, check_optional_positive_int, check_positive_int
 
-__all__ = ["IMAGE_FORMATS", "ImageLike", "decoded_bytes", "image_size", "is_single_image", "load_image", "prepare_pair", "to_batch"]
+__all__ = ["IMAGE_FORMATS", "ImageLike", "decoded_bytes", "image_size", "is_single_image", "load_image", "prepare_pair",
+           "to_batch"]
 
 _logger = logging.getLogger(__name__)
 
@@ -161,7 +163,7 @@ def to_batch(images: ImageLike | Sequence[ImageLike], *, name: str = "ref", max_
     return batch
 
 
-def is_single_image(item: object) -> bool:
+def is_single_image(item: object) -> TypeGuard[ImageLike]:
     """Whether ``item`` is one image (not a batch): a path, a PIL image, an (H, W[, C]) array, a (C, H, W) or
     (1, C, H, W) tensor. ``score()`` decodes lists of such items lazily, batch by batch."""
     if isinstance(item, (str, os.PathLike, Image.Image)):
@@ -250,10 +252,10 @@ def prepare_pair(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequenc
                  clamp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Coerce and check a (reference, distorted) pair of image batches.
 
-    Both sides go through :func:`to_batch`. Then the pair must hold the same number of images with the same height
-    and width (nothing is resized), at least ``patch_size`` pixels in each direction; one reference image against
-    ``B`` distorted images is broadcast (the reference is expanded to ``B``, a view, as lpips broadcasts). A side built from paths, PIL
-    images or numpy arrays moves to the other side's device when the other side is made of tensors; differing
+    Both sides go through :func:`to_batch`. Then the pair must hold the same number of images with the same height and
+    width (nothing is resized), at least ``patch_size`` pixels in each direction; one reference image against ``B``
+    distorted images is broadcast (the reference is expanded to ``B``, a view, as lpips broadcasts). A side built from
+    paths, PIL images or numpy arrays moves to the other side's device when the other side is made of tensors; differing
     dtypes are promoted to the common one (``torch.promote_types``), keeping autograd.
 
     Args:
@@ -289,10 +291,10 @@ def prepare_pair(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequenc
     check_positive_int("patch_size", patch_size)
     check_optional_positive_int("max_pixels", max_pixels)
     check_bool("clamp", clamp)
-    options = {"max_pixels": max_pixels, "keep_uint8": keep_uint8, "start": start, "indices": indices,
-               "clamp": clamp}
-    ref_batch, ref_from_tensor = _to_batch(ref, "ref", **options)
-    dist_batch, dist_from_tensor = _to_batch(dist, "dist", **options)
+    coerce = functools.partial(_to_batch, max_pixels=max_pixels, keep_uint8=keep_uint8, start=start, indices=indices,
+                               clamp=clamp)
+    ref_batch, ref_from_tensor = coerce(ref, "ref")
+    dist_batch, dist_from_tensor = coerce(dist, "dist")
     if (ref_batch.dtype == torch.uint8) != (dist_batch.dtype == torch.uint8):  # one side is float: both float
         ref_batch, dist_batch = _as_float(ref_batch), _as_float(dist_batch)
 

@@ -10,10 +10,10 @@ the loss and the damage map share too.
 
 Performance:
     Attention runs through ``scaled_dot_product_attention`` (timm's fused attention). On CUDA ``score()`` uses bf16
-    autocast by default (``precision="auto"``; fp16 on GPUs older than compute capability 8.0), and ``batch_size=None`` picks the largest chunk of pairs that fits
-    in about half of the free GPU memory (see :func:`auto_batch_size`). ``compile=True`` wraps the model with
-    ``torch.compile`` once per model instance (the first call pays the compilation; a new batch shape may compile
-    once more).
+    autocast by default (``precision="auto"``; fp16 on GPUs older than compute capability 8.0), and ``batch_size=None``
+    picks the largest chunk of pairs that fits in about half of the free GPU memory (see :func:`auto_batch_size`).
+    ``compile=True`` wraps the model with ``torch.compile`` once per model instance (the first call pays the
+    compilation; a new batch shape may compile once more).
 
     On CPU, torch uses one thread per core by default. Nothing here changes global thread settings; when several
     processes score at once, give each a share of the *physical* cores with ``torch.set_num_threads(n)`` (or
@@ -37,6 +37,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Sequence
+from typing import Any, Literal, overload
 
 import torch
 
@@ -103,7 +104,8 @@ def compiled_forward(model: VTAMIQ) -> Callable[..., torch.Tensor]:
 
             def run(ref_patches: torch.Tensor, dist_patches: torch.Tensor, pos: torch.Tensor,
                     scale: torch.Tensor | None) -> torch.Tensor:
-                return model_ref()(ref_patches, dist_patches, pos, scale)
+                # The runner is a value of the WeakKeyDictionary keyed by the model: it never outlives it.
+                return model_ref()(ref_patches, dist_patches, pos, scale)  # type: ignore[misc]
 
             runner = torch.compile(run)
             _COMPILED[model] = runner
@@ -265,6 +267,64 @@ def auto_batch_size(config: VTAMIQConfig, num_patches: int, height: int, width: 
     return chunk
 
 
+# The return type follows ``return_std`` (the implementation's docstring is below).
+@overload
+def score(
+    ref: ImageLike | Sequence[ImageLike],
+    dist: ImageLike | Sequence[ImageLike],
+    *,
+    model: str | VTAMIQ | None = None,
+    num_patches: int | None = None,
+    num_repeats: int = 1,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    precision: Precision = "auto",
+    batch_size: int | None = None,
+    sampling: SamplingConfig | None = None,
+    return_std: Literal[False] = False,
+    compile: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> torch.Tensor: ...
+
+
+@overload
+def score(
+    ref: ImageLike | Sequence[ImageLike],
+    dist: ImageLike | Sequence[ImageLike],
+    *,
+    model: str | VTAMIQ | None = None,
+    num_patches: int | None = None,
+    num_repeats: int = 1,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    precision: Precision = "auto",
+    batch_size: int | None = None,
+    sampling: SamplingConfig | None = None,
+    return_std: Literal[True],
+    compile: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def score(
+    ref: ImageLike | Sequence[ImageLike],
+    dist: ImageLike | Sequence[ImageLike],
+    *,
+    model: str | VTAMIQ | None = None,
+    num_patches: int | None = None,
+    num_repeats: int = 1,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    precision: Precision = "auto",
+    batch_size: int | None = None,
+    sampling: SamplingConfig | None = None,
+    return_std: bool,
+    compile: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+
+
 def score(
     ref: ImageLike | Sequence[ImageLike],
     dist: ImageLike | Sequence[ImageLike],
@@ -339,7 +399,8 @@ def score(
                              batch_size=batch_size, sampling=sampling, compile=compile, max_pixels=max_pixels)
     check_bool("return_std", return_std)
     scorer = resolve(model, options, device=device, like=ref)
-    prepare = {"patch_size": scorer.model.config.patch_size, "max_pixels": max_pixels, "keep_uint8": True}
+    prepare: dict[str, Any] = {"patch_size": scorer.model.config.patch_size, "max_pixels": max_pixels,
+                               "keep_uint8": True}
 
     pairs = _lazy_pairs(ref, dist)
     if pairs is not None:  # decode and validate one batch at a time: peak memory is one batch, whatever the length
@@ -357,7 +418,7 @@ def score(
     return mean
 
 
-def _lazy_pairs(ref: object, dist: object) -> tuple[list[object], list[object]] | None:
+def _lazy_pairs(ref: object, dist: object) -> tuple[list[ImageLike], list[ImageLike]] | None:
     """``(refs, dists)``, two lists of single images of one length, when ``score()`` can decode the input lazily:
     two lists of single images (one per pair), or one reference image (alone or in a list of one) against a list of
     distorted images (the reference repeated). None for anything else (batched arrays or tensors: decoded at once)."""
@@ -372,8 +433,8 @@ def _lazy_pairs(ref: object, dist: object) -> tuple[list[object], list[object]] 
     return None
 
 
-def _score_lazily(scorer: Scorer, refs: list[object], dists: list[object],
-                  prepare: dict[str, object]) -> tuple[torch.Tensor, torch.Tensor]:
+def _score_lazily(scorer: Scorer, refs: list[ImageLike], dists: list[ImageLike],
+                  prepare: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """Score pairs ``refs[i], dists[i]`` of single images: grouped by image size (read from file headers, nothing
     decoded), each group decoded and scored ``batch_size`` pairs at a time, the scores put back in input order.
 
@@ -398,8 +459,11 @@ def _score_lazily(scorer: Scorer, refs: list[object], dists: list[object],
     mean = torch.empty(count, device=scorer.device)
     std = torch.empty(count, device=scorer.device)
     for key, members in groups.items():
-        known = isinstance(key[0], int)
-        chunk = batch_size_for(scorer, *key, len(members)) if known else scorer.options.batch_size or 1
+        height, width = key
+        if isinstance(height, int):
+            chunk = batch_size_for(scorer, height, width, len(members))
+        else:
+            chunk = scorer.options.batch_size or 1
         for start in range(0, len(members), chunk):
             index = members[start:start + chunk]
             ref_side = refs[index[0]] if shared else [refs[i] for i in index]

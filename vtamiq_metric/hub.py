@@ -26,6 +26,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -151,8 +152,8 @@ def _hub_download(repo_id: str, filename: str, revision: str | None, cache_dir: 
 
     where = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
     cache = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
-    options = {"revision": revision, "cache_dir": cache_dir, "library_name": "vtamiq-metric",
-               "library_version": __version__}
+    options: dict[str, Any] = {"revision": revision, "cache_dir": cache_dir, "library_name": "vtamiq-metric",
+                               "library_version": __version__}
     offline = constants.HF_HUB_OFFLINE
     if not offline and not _hub_reachable(repo_id, filename, revision):
         try:  # no network: what the cache holds, as huggingface_hub would fall back to it
@@ -183,7 +184,8 @@ def _parse_hub_name(spec: str) -> tuple[str, str | None]:
 def converted_cache_dir(cache_dir: str | Path | None = None) -> Path:
     """The folder of converted authors' checkpoints: ``CACHE_DIR/vtamiq_converted`` when ``load_model`` gets a
     ``cache_dir``, else the folder ``converted`` in ``$TORCH_HOME``'s ``vtamiq_metric`` folder (``$TORCH_HOME`` is
-    torch's hub cache, by default ``~/.cache/torch``). One sub-folder per checkpoint, named by the checkpoint's sha256."""
+    torch's hub cache, by default ``~/.cache/torch``). One sub-folder per checkpoint, named by the checkpoint's
+    sha256."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser() / "vtamiq_converted"
     return Path(torch.hub.get_dir()).parent / "vtamiq_metric" / "converted"
@@ -260,11 +262,13 @@ def load_model(name_or_path: str | Path, device: str | torch.device | None = Non
         The model, in eval mode. Its scores are distortions: 0 = identical, higher = worse.
 
     Raises:
-        ValueError: unknown name or malformed hub spec, or a ``device`` this machine does not have.
-        FileNotFoundError: missing local path. OSError: the Hub and the cache could not provide the file (at once
-        when the Hub does not answer: no retries for half a minute). WeightsError: checksum mismatch, corrupt file,
-        wrong keys or shapes. ValueError: an authors' checkpoint that cannot be read, or whose keys fit no era (or
-        two).
+        ValueError: unknown name or malformed hub spec, a ``device`` this machine does not have, or an authors'
+            checkpoint that cannot be read or whose keys fit no era (or two).
+        TypeError: a :class:`VTAMIQ` instance instead of a name or a path.
+        FileNotFoundError: missing local path.
+        OSError: the Hub and the cache could not provide the file (at once when the Hub does not answer: no retries
+            for half a minute).
+        WeightsError: checksum mismatch, corrupt file, wrong keys or shapes.
     """
     if isinstance(name_or_path, VTAMIQ):
         raise TypeError("load_model expects a name or a path; you passed a VTAMIQ model, use it directly")

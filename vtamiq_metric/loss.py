@@ -118,6 +118,7 @@ class VTAMIQLoss(FrozenFace, nn.Module):
         return reduce(out, self.reduction)
 
     def extra_repr(self) -> str:
+        """The settings shown in ``repr(loss)``."""
         return f"num_patches={self.num_patches}, reduction={self.reduction!r}, resample={self.resample}"
 
 

@@ -20,9 +20,9 @@ path, so ``steps=1`` with a few draws is already close (see the completeness che
 Why this method:
 
 * **Completeness.** Summed over the image, the signed map is IG's total, which approximates
-  ``score(ref, dist) - score(ref, ref)`` averaged over the seeds ``seed .. seed + num_repeats - 1`` (exactly in the limit
-  of many path points). The map therefore splits the score among the pixels, in score units per pixel. Models built
-  with ``zero_identity`` score identical pairs exactly 0, so their map sums to the score itself.
+  ``score(ref, dist) - score(ref, ref)`` averaged over the seeds ``seed .. seed + num_repeats - 1`` (exactly in the
+  limit of many path points). The map therefore splits the score among the pixels, in score units per pixel. Models
+  built with ``zero_identity`` score identical pairs exactly 0, so their map sums to the score itself.
 * **Zero where nothing changed.** Every share carries the factor ``dist - ref`` and is spread only over changed
   pixels: the map is exactly 0 wherever ``dist == ref``, and everywhere for an identical pair, for any model.
 * **The model's own unit and view.** VTAMIQ sees the images as patches drawn by CAPS; the share of a patch is what
@@ -38,9 +38,10 @@ Models with a viewing distance (``config.downsample_side``) see a large image as
 spread over its full-resolution pixels in proportion to their change, by the same rule (rows and columns beyond the
 last whole block are never seen and stay 0).
 
-Only pixels inside drawn patches can receive attribution; with the model's default number of patches a 256 x 256
-image is covered about four times per draw. A changed pixel that no patch of any draw covered stays 0 (use more
-``num_repeats`` or ``num_patches`` on large images; :func:`vtamiq_metric.sampling.sampling_density` shows where patches go).
+Only pixels inside drawn patches can receive attribution; with the model's default number of patches a 256 x 256 image
+is covered about four times per draw. A changed pixel that no patch of any draw covered stays 0 (use more
+``num_repeats`` or ``num_patches`` on large images; :func:`vtamiq_metric.sampling.sampling_density` shows where patches
+go).
 
 Negative shares (patches whose change *lowered* the score, which learned models do for some changes) are dropped by
 the positive part; ``signed=True`` returns the signed map, whose sum is the score difference above.
@@ -48,7 +49,6 @@ the positive part; ``signed=True`` returns the signed map, whose sum is the scor
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,7 +71,6 @@ if TYPE_CHECKING:
 
 __all__ = ["damage_map", "plot_damage_map"]
 
-_logger = logging.getLogger(__name__)
 
 # Path points (steps x pairs) per model call: bounds the activations kept for the backward pass.
 _MAX_POINTS_PER_CALL = 16
@@ -312,7 +311,8 @@ def plot_damage_map(
     ref_t, dist_t = prepare_pair(ref, dist, patch_size=net.config.patch_size, max_pixels=max_pixels)
     if ref_t.shape[0] != 1:
         raise ValueError(f"expected one image pair to plot, got a batch of {ref_t.shape[0]}")
-    common = {"model": net, "num_patches": scorer.num_patches, "num_repeats": num_repeats, "seed": seed}
+    common: dict[str, Any] = {"model": net, "num_patches": scorer.num_patches, "num_repeats": num_repeats,
+                              "seed": seed}
     heat = damage_map(ref_t, dist_t, steps=steps, **common)[0]
     value = float(score(ref_t, dist_t, precision="fp32", **common)[0])
     heat_np = heat.cpu().double().numpy()
@@ -346,8 +346,8 @@ def plot_damage_map(
                                                             side=config.downsample_side)
         density = sampling_density(small_ref, small_dist, scorer.num_patches, patch_size=config.patch_size,
                                    config=scorer.sampling)
-        density = _to_full_resolution(density, factor, height, width)[0].cpu().double().numpy()
-        _overlay(axes[3], ref_np, density, cmap="viridis", vmax=float(density.max()), matplotlib=matplotlib,
+        density_np = _to_full_resolution(density, factor, height, width)[0].cpu().double().numpy()
+        _overlay(axes[3], ref_np, density_np, cmap="viridis", vmax=float(density_np.max()), matplotlib=matplotlib,
                  label="patches covering the pixel, per draw")
         axes[3].set_title("where CAPS samples patches")
     name = _model_label(model, net)

@@ -101,6 +101,7 @@ class VTAMIQMetric(FrozenFace, Metric):
 
     score_sum: torch.Tensor
     num_pairs: torch.Tensor
+    scores: list[torch.Tensor]  # with reduction="none" only; torchmetrics concatenates it while synced
 
     def __init__(self, model: str | VTAMIQ | None = None, *, num_patches: int | None = None, num_repeats: int = 1,
                  seed: int = 0, precision: Precision = "auto", sampling: SamplingConfig | None = None,
@@ -136,9 +137,9 @@ class VTAMIQMetric(FrozenFace, Metric):
             ValueError / TypeError / FileNotFoundError: as :func:`vtamiq_metric.score`.
         """
         options = self.options
-        scores = score(target, preds, model=self.model, num_patches=options.num_patches, num_repeats=options.num_repeats,
-                       seed=options.seed, precision=options.precision, sampling=options.sampling,
-                       batch_size=options.batch_size).detach()  # (B,) on the model's device
+        scores = score(target, preds, model=self.model, num_patches=options.num_patches,
+                       num_repeats=options.num_repeats, seed=options.seed, precision=options.precision,
+                       sampling=options.sampling, batch_size=options.batch_size).detach()  # (B,) on the model's device
         self.score_sum += scores.sum(dtype=torch.float64)
         self.num_pairs += scores.numel()
         if self.reduction == "none":

@@ -1,9 +1,9 @@
 """Measure the spreads of the teacher's three measures (``vtamiq_metric.training.labels.teacher.SPREADS``).
 
-Draws ``--pairs`` KADIS-style pairs from the training crops (a seeded reference, one of the 24 types the bundled
-model uses, a level 1-5), computes ``1 - VSI``, the mean S-CIELAB difference and ``1 - MS-SSIM`` of each, and prints their standard
-deviations as JSON. The teacher divides each measure by its spread so that the three carry the same weight over the
-data the model learns from; the values were measured once with this script and frozen in ``SPREADS``::
+Draws ``--pairs`` KADIS-style pairs from the training crops (a seeded reference, one of the 24 types the bundled model
+uses, a level 1-5), computes ``1 - VSI``, the mean S-CIELAB difference and ``1 - MS-SSIM`` of each, and prints their
+standard deviations as JSON. The teacher divides each measure by its spread so that the three carry the same weight over
+the data the model learns from; the values were measured once with this script and frozen in ``SPREADS``::
 
     python examples/bundled_model/teacher_spreads.py --refs DATA/ref_imgs --pairs 1200 --seed 0
 """

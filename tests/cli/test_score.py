@@ -73,7 +73,7 @@ def test_csv_mode_writes_json(images, weights):
     assert cli.main(["score", "--pairs", str(pairs), "--model", weights, "--patches", "16", "--output",
                      str(out), "--no-progress"]) == 0
     rows = json.loads(out.read_text())
-    assert [r["dist"].endswith(n) for r, n in zip(rows, ("a.png", "b.png"))] == [True, True]
+    assert [r["dist"].endswith(n) for r, n in zip(rows, ("a.png", "b.png"), strict=True)] == [True, True]
     assert all(isinstance(r["score"], float) for r in rows)
 
 

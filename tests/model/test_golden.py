@@ -14,6 +14,7 @@ import torch
 from tests.helpers import GOLDEN, VARIANTS, drop_keys, generated_state_dict, golden_inputs, golden_state_dict
 from vtamiq_metric.model.convert import convert_reference_state_dict, from_reference_state_dict
 
+
 def test_key_counts_match_the_spec():
     assert len(VARIANTS["head"][1]) == 243
     assert len(VARIANTS["head_min"][1]) == 229

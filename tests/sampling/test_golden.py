@@ -124,11 +124,11 @@ def compute(case: dict) -> tuple[dict, PatchSample]:
 
 def _moved(expected: list[int], got: list[int], limit: int = 8) -> str:
     """What moved between two flat ``[r0, c0, ...]`` lists: the count and the first ``limit`` patches."""
-    pairs = list(zip(expected[0::2], expected[1::2]))
-    new = list(zip(got[0::2], got[1::2]))
+    pairs = list(zip(expected[0::2], expected[1::2], strict=True))
+    new = list(zip(got[0::2], got[1::2], strict=True))
     if len(pairs) != len(new):
         return f"{len(new)} patches instead of {len(pairs)}"
-    moved = [(k, old, now) for k, (old, now) in enumerate(zip(pairs, new)) if old != now]
+    moved = [(k, old, now) for k, (old, now) in enumerate(zip(pairs, new, strict=True)) if old != now]
     shown = ", ".join(f"patch {k}: {old} -> {now}" for k, old, now in moved[:limit])
     return f"{len(moved)} of {len(pairs)} patches moved (top, left): {shown}"
 
@@ -146,7 +146,7 @@ def test_the_golden_file_holds_every_case(golden):
 def test_caps_draws_match_the_golden_values(name, golden):
     case, expected = CASES[name], golden["cases"][name]
     got, sample = compute(case)
-    for b, (want, have) in enumerate(zip(expected["top_left"], got["top_left"])):
+    for b, (want, have) in enumerate(zip(expected["top_left"], got["top_left"], strict=True)):
         assert have == want, f"{name}, image {b}: {_moved(want, have)}"
     assert got["scale"] == expected["scale"], f"{name}: the pyramid levels of the patches changed"
     # pos follows from top_left by the documented rule, computed here in float64 and rounded to float32.
@@ -157,7 +157,7 @@ def test_caps_draws_match_the_golden_values(name, golden):
     pos = ((sample.top_left.double() + patch_size / 2) / sizes).float().clamp(max=1.0 - 2.0**-24)
     assert torch.equal(sample.pos, pos), f"{name}: pos is not ((top + P/2) / H_s, (left + P/2) / W_s)"
     if "density" in expected:
-        for b, (want, have) in enumerate(zip(expected["density"], got["density"])):
+        for b, (want, have) in enumerate(zip(expected["density"], got["density"], strict=True)):
             assert have.keys() == want.keys()
             for key in want:
                 assert have[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), (

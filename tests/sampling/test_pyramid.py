@@ -34,7 +34,7 @@ def test_scale_counts_rule() -> None:
         weights = [2.0 ** (-ratio * s) for s in range(levels)]
         expected = [total * w / sum(weights) for w in weights]
         assert sum(counts) == total
-        assert all(abs(c - e) < 1 for c, e in zip(counts, expected))
+        assert all(abs(c - e) < 1 for c, e in zip(counts, expected, strict=True))
         assert counts == sorted(counts, reverse=True)
     assert scale_counts(256, 5, 1.5) == [166, 59, 21, 7, 3]
     assert scale_counts(10, 3, 0.0) == [4, 3, 3]

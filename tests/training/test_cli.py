@@ -151,6 +151,20 @@ def test_stages_print_what_init_expects(capsys):
     assert "# --init: ImageNet ViT-B/16 weights for the backbone: npz:PATH" in capsys.readouterr().out
 
 
+def test_evaluate_refuses_a_pairwise_dataset_with_a_message(tmp_path, tiny_model, capsys, monkeypatch):
+    # Found by mypy (issue 22 item 8): `evaluate --dataset pieapp` drew (ref, dist) patches from (ref, A, B) records
+    # and crashed with "AttributeError: 'PairwiseRecord' object has no attribute 'dist'".
+    from vtamiq_metric.training import datasets
+    from vtamiq_metric.training.datasets import PieAPPPairwiseDataset
+
+    monkeypatch.setattr(datasets, "get_dataset", lambda name, root: object.__new__(PieAPPPairwiseDataset))
+    tiny_model.save_pretrained(tmp_path / "m")
+    assert cli.main(["evaluate", "--model", str(tmp_path / "m"), "--dataset", "pieapp", "--data-root",
+                     str(tmp_path), "--patches", "8", "--workers", "0"]) == 1
+    assert "pieapp: evaluate reports the correlations of scored (reference, distorted) pairs, but this dataset holds " \
+           "pairwise preferences" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("flag", "value"), [("--repeats", "0"), ("--patches", "0"), ("--batch-size", "-1"),
                                              ("--workers", "-1"), ("--repeats", "two")])
 def test_evaluate_refuses_counts_below_their_minimum_as_a_usage_error(tmp_path, capsys, flag, value):
@@ -162,7 +176,8 @@ def test_evaluate_refuses_counts_below_their_minimum_as_a_usage_error(tmp_path, 
     assert f"argument {flag}: expected an integer >=" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [["evaluate", "--dataset", "tid2013", "--data-root", "d"], ["export", "--out", "o"]])
+@pytest.mark.parametrize("command", [["evaluate", "--dataset", "tid2013", "--data-root", "d"],
+                                     ["export", "--out", "o"]])
 def test_model_flag_names_the_model_and_checkpoint_stays_an_alias(command):
     parser = cli._build_parser()
     assert str(parser.parse_args([*command, "--model", "runs/a"]).model) == "runs/a"

@@ -11,8 +11,8 @@ from vtamiq_metric.training.seeds import derive_seed
 
 
 def test_fresh_positions_each_epoch_and_reproducible(kadid):
-    from vtamiq_metric.training.datasets import get_dataset
     from vtamiq_metric.sampling import SamplingConfig
+    from vtamiq_metric.training.datasets import get_dataset
 
     records = get_dataset("kadid10k", kadid).records
     items = PairPatches(records, 8, 16, SamplingConfig(), seed=0)
@@ -26,8 +26,8 @@ def test_fresh_positions_each_epoch_and_reproducible(kadid):
 
 
 def test_triplets_share_positions(tmp_path):
-    from vtamiq_metric.training.datasets.base import PairwiseRecord
     from vtamiq_metric.sampling import SamplingConfig
+    from vtamiq_metric.training.datasets.base import PairwiseRecord
 
     rng = np.random.default_rng(0)
     paths = []

@@ -1,4 +1,5 @@
-"""Seed derivation (``vtamiq_metric.training.seeds``): values pinned, because the bundled model's recipe depends on them.
+"""Seed derivation (``vtamiq_metric.training.seeds``): values pinned, because the bundled model's recipe depends on
+them.
 
 The bundled default model was trained on ``make-kadis`` output (images seeded by :func:`kadis_image_seed`, types drawn
 with :func:`kadis_type_rng`) in the data order and with the CAPS draws of :func:`derive_seed`. If one of these tests

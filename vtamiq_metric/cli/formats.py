@@ -1,4 +1,4 @@
-"""Where the results of ``vtamiq score`` go: one registry of writer classes, :data:`WRITERS`.
+r"""Where the results of ``vtamiq score`` go: one registry of writer classes, :data:`WRITERS`.
 
 A writer receives the rows of a run as batches finish (``start``, ``add`` after every batch, ``close`` at the end)
 and keeps its destination current. ``--output`` chooses the writer by its suffix (``.csv``, ``.json``) or ``-``
@@ -17,7 +17,7 @@ What the formats guarantee, whatever the file names are:
 - **Valid JSON only.** Every JSON document is written with ``allow_nan=False``: a non-finite number is never printed
   as a bare ``NaN`` (``vtamiq score`` turns a non-finite score into a row with ``score: null`` and an ``error``).
 - **Any file name.** Names that are not UTF-8 (Python holds their bytes as lone surrogates) are written as their
-  original bytes in CSV files and on standard output (``errors="surrogateescape"``), as ``\\udcXX`` escapes in JSON,
+  original bytes in CSV files and on standard output (``errors="surrogateescape"``), as ``\udcXX`` escapes in JSON,
   and read back to the same name by ``--resume`` and ``merge-scores``.
 - **Spreadsheet-safe CSV.** A text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (which
   a spreadsheet would run as a formula) is written with a ``'`` in front, as spreadsheet-safe CSV writers do, and so
@@ -99,7 +99,7 @@ class ResultWriter(ABC):
         self.run = run
         self.rows = dict(known)
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - an optional hook: most formats write nothing before the first batch
         """Called once before the first batch."""
 
     def add(self, items: list[tuple[int, dict]]) -> None:
@@ -194,15 +194,18 @@ class FileWriter(ResultWriter):
             return False
 
     def start(self) -> None:
+        """Write the file at once, with the rows already done (none unless ``--resume``)."""
         self.rewrite()
 
     def add(self, items: list[tuple[int, dict]]) -> None:
+        """Keep the rows; rewrite the file if the last write is :data:`REWRITE_SECONDS` old."""
         super().add(items)
         self._current = False
         if time.monotonic() - self._written >= REWRITE_SECONDS:
             self.rewrite()
 
     def close(self, finished: bool) -> None:
+        """Write every row in input order, unless the file holds them already (finished or not)."""
         if not self._current:
             self.rewrite()
 
@@ -224,14 +227,17 @@ class CsvWriter(FileWriter):
 
     @classmethod
     def dump(cls, rows: list[dict], path: Path, fields: tuple[str, ...]) -> None:
+        """Write the header and ``rows`` to ``path`` atomically, spreadsheet-safe."""
         atomic_write_text(path, cls._format(rows, fields, header=True), newline="", encoding=ENCODING, errors=ERRORS)
 
     @classmethod
     def render(cls, rows: list[dict], fields: tuple[str, ...]) -> bytes:
+        """The bytes :meth:`dump` writes (non-UTF-8 names as their original bytes)."""
         return cls._format(rows, fields, header=True).encode(ENCODING, ERRORS)
 
     @classmethod
     def load(cls, path: Path, *, partial: bool = False) -> list[dict]:
+        """The rows of a CSV file, cells unquoted; with ``partial``, a last line cut short is dropped."""
         # newline="": line ends reach the parser as written; surrogateescape: the bytes of non-UTF-8 names come back
         with open(path, newline="", encoding=ENCODING, errors=ERRORS) as handle:
             text = handle.read()
@@ -253,14 +259,17 @@ class CsvWriter(FileWriter):
         return table.getvalue()
 
     def rewrite(self) -> None:
+        """As :meth:`FileWriter.rewrite`; appending then goes on after the largest index written."""
         super().rewrite()
         self._last = max(self.rows, default=-1)
 
     def start(self) -> None:
+        """Write the file, then keep it open for appending."""
         super().start()
         self._handle = open(self.path, "a", newline="", encoding=ENCODING, errors=ERRORS)  # noqa: SIM115 - closed in close()
 
     def add(self, items: list[tuple[int, dict]]) -> None:
+        """Append the batch's rows and flush; the file stays final while they come in input order."""
         ResultWriter.add(self, items)
         if self._handle is not None and items:
             self._handle.write(self._format(self.table(items), self.run.fields, header=False))  # one write a batch
@@ -270,6 +279,7 @@ class CsvWriter(FileWriter):
             self._last = max(self._last, items[-1][0])
 
     def close(self, finished: bool) -> None:
+        """Close the file, then rewrite it in input order if appending left it out of order."""
         if self._handle is not None:
             self._handle.close()
             self._handle = None
@@ -284,14 +294,17 @@ class JsonWriter(FileWriter):
 
     @classmethod
     def dump(cls, rows: list[dict], path: Path, fields: tuple[str, ...]) -> None:
+        """Write ``rows`` as a JSON list to ``path`` atomically."""
         atomic_write_text(path, json_text(rows))
 
     @classmethod
     def render(cls, rows: list[dict], fields: tuple[str, ...]) -> bytes:
+        """The bytes :meth:`dump` writes."""
         return json_text(rows).encode("utf-8")
 
     @classmethod
     def load(cls, path: Path, *, partial: bool = False) -> list[dict]:
+        """The rows of a JSON file (always whole: it is replaced atomically, never appended to)."""
         rows = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(rows, list):
             raise CLIError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
@@ -306,6 +319,7 @@ class StdoutWriter(ResultWriter):
     help = "standard output (the default): a line per pair as batches finish; --json prints JSON at the end"
 
     def add(self, items: list[tuple[int, dict]]) -> None:
+        """Print a line per pair of the batch (nothing with ``--json`` or for a single pair)."""
         super().add(items)
         if self.run.json or self.run.single:
             return
@@ -314,6 +328,7 @@ class StdoutWriter(ResultWriter):
             print_text(f"{row['ref']}\t{row['dist']}\t{shown}")
 
     def close(self, finished: bool) -> None:
+        """Print the JSON document, or the single pair's score; nothing when the run did not finish."""
         if not finished:
             return
         rows = self.ordered()

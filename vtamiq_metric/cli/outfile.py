@@ -28,6 +28,7 @@ import os
 import socket
 from collections.abc import Iterable
 from pathlib import Path
+from typing import final
 
 import torch
 
@@ -62,6 +63,7 @@ def meta_path(output: Path) -> Path:
     return output.with_name(output.name + META_SUFFIX)
 
 
+@final
 class OutputLock:
     """An exclusive lock on a results file, held by this process from :meth:`acquire` to :meth:`release` (also as a
     context manager). See the module docstring.
@@ -75,7 +77,7 @@ class OutputLock:
         self.path = lock_path(output)
         self._fd: int | None = None
 
-    def __enter__(self) -> OutputLock:  # noqa: PYI034 - a final class in all but name
+    def __enter__(self) -> OutputLock:
         return self.acquire()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -105,11 +107,11 @@ class OutputLock:
                 break
             os.close(fd)
         self._fd = fd
-        holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
         with contextlib.suppress(OSError):  # who holds it is a courtesy for the message; on a full disk it is empty
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, holder)
+            os.write(fd, me)
         return self
 
     def release(self) -> None:

@@ -100,8 +100,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--dist-dir", type=Path, help="folder of distorted images")
     parser.add_argument("--pairs", type=Path, help="CSV with columns ref,dist (paths relative to the CSV)")
     add_output_option(parser, required=False,
-                      help=f"where the results go: a {suffixes_text()} file (the suffix chooses the format; any other suffix "
-                           f"is refused) or - for standard output (the default)")
+                      help=f"where the results go: a {suffixes_text()} file (the suffix chooses the format; any "
+                           f"other suffix is refused) or - for standard output (the default)")
     parser.add_argument("--json", action="store_true", help="print JSON on standard output instead of plain text")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--shard", type=parse_shard, metavar="I/N",

@@ -35,8 +35,11 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import FrameType
+from typing import Any, final
 
 import torch
 
@@ -311,6 +314,7 @@ class _Interrupted(BaseException):
         self.signum = signum
 
 
+@final
 class _StopRequest:
     """SIGINT and SIGTERM handlers for the scoring loop (installed only in the main thread, restored on exit).
 
@@ -323,9 +327,9 @@ class _StopRequest:
     def __init__(self, *, immediate: bool, announce: bool) -> None:
         self.signum: int | None = None
         self._immediate, self._announce = immediate, announce
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
 
-    def __enter__(self) -> _StopRequest:  # noqa: PYI034 - a final class in all but name
+    def __enter__(self) -> _StopRequest:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -373,8 +377,10 @@ def _pair_bytes(pair: Pair) -> int:
     """The decoded bytes of a pair, from the headers (0 when unknown: such a pair fails to decode)."""
     if pair.error is not None:
         return 0
-    sizes = [decoded_bytes(pair.ref), decoded_bytes(pair.dist)]
-    return 0 if None in sizes else 2 * max(sizes)  # type: ignore[type-var] - one float side makes both float
+    ref_bytes, dist_bytes = decoded_bytes(pair.ref), decoded_bytes(pair.dist)
+    if ref_bytes is None or dist_bytes is None:
+        return 0
+    return 2 * max(ref_bytes, dist_bytes)  # one float side makes both float
 
 
 class _Prefetcher:
@@ -472,7 +478,7 @@ def _score_group(members: list[tuple[int, torch.Tensor, torch.Tensor]], pairs: l
         for member in members:
             _score_group([member], pairs, scorer, rows)
         return
-    for (k, _, _), value, spread in zip(members, mean.tolist(), std.tolist()):
+    for (k, _, _), value, spread in zip(members, mean.tolist(), std.tolist(), strict=True):
         if math.isfinite(value) and math.isfinite(spread):
             rows[k] = _row(pairs[k], value, spread)
         else:  # never written as a bare NaN (not JSON): a failed pair, reported and counted in the exit status

@@ -444,7 +444,8 @@ def backbone_from_npz(npz: str | Path | Mapping[str, np.ndarray], config: VTAMIQ
         out[f"{dst}.norm2.bias"] = get(f"{src}/LayerNorm_2/bias")
         out[f"{dst}.attn.qkv.weight"] = torch.cat(
             [get(f"{att}/{n}/kernel").reshape(dim, dim).T for n in ("query", "key", "value")])  # (3D, D)
-        out[f"{dst}.attn.qkv.bias"] = torch.cat([get(f"{att}/{n}/bias").reshape(dim) for n in ("query", "key", "value")])
+        out[f"{dst}.attn.qkv.bias"] = torch.cat(
+            [get(f"{att}/{n}/bias").reshape(dim) for n in ("query", "key", "value")])  # (3D,)
         out[f"{dst}.attn.proj.weight"] = get(f"{att}/out/kernel").reshape(dim, dim).T
         out[f"{dst}.attn.proj.bias"] = get(f"{att}/out/bias")
         out[f"{dst}.mlp.fc1.weight"] = get(f"{src}/MlpBlock_3/Dense_0/kernel").T

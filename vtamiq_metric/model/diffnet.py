@@ -38,6 +38,7 @@ class ChannelAttention(nn.Module):
         self.fc2 = nn.Linear(dim // reduction, dim)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """(B, D) features -> the same, each channel scaled by its gate in (0, 1)."""
         return u * torch.sigmoid(self.fc2(self.act(self.fc1(u))))  # (B, D)
 
 
@@ -51,6 +52,7 @@ class ResidualChannelAttentionBlock(nn.Module):
         self.ca = ChannelAttention(dim, reduction, ca_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D) features -> (B, D)."""
         return x + self.ca(self.conv(self.act(x)))  # (B, D)
 
 
@@ -69,6 +71,7 @@ class ResidualGroup(nn.Module):
             self.drop_path = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D) features -> (B, D)."""
         return x + self.drop_path(self.conv(self.blocks(x)))  # (B, D)
 
 

@@ -57,7 +57,7 @@ class TokenDistance(nn.Module):
         weights = F.softplus(self.weight.float())  # (L, D)
         with torch.autocast(device_type=weights.device.type, enabled=False):
             total = weights.new_zeros(ref_layers[0].shape[0])
-            for layer, (ref, dist) in enumerate(zip(ref_layers, dist_layers)):
+            for layer, (ref, dist) in enumerate(zip(ref_layers, dist_layers, strict=True)):
                 ref_n = F.normalize(ref.float(), dim=-1, eps=_EPS)  # (B, N, D)
                 dist_n = F.normalize(dist.float(), dim=-1, eps=_EPS)
                 total = total + ((ref_n - dist_n).square() * weights[layer]).sum(-1).mean(-1)  # (B,)

@@ -70,16 +70,18 @@ class SparseViT(nn.Module):
         self.scale_embed = nn.Parameter(torch.zeros(1, config.num_scales + 1, dim)) if config.num_scales > 1 else None
         self.pos_drop = nn.Dropout(config.embed_dropout)
         norm_layer = partial(nn.LayerNorm, eps=config.norm_eps)
-        self.blocks = nn.Sequential(*[
+        blocks = [
             Block(
                 dim=dim, num_heads=config.num_heads, mlp_ratio=config.mlp_dim / dim, qkv_bias=True,
-                proj_drop=config.mlp_dropout, init_values=1.0 if config.layer_scale else None, norm_layer=norm_layer,
+                proj_drop=config.mlp_dropout, init_values=1.0 if config.layer_scale else None,
+                norm_layer=norm_layer,  # type: ignore[arg-type]  # timm annotates a class; it calls any factory
             )
             for _ in range(config.depth)
-        ])
-        for block in self.blocks:
+        ]
+        for block in blocks:
             # The authors' blocks drop after the MLP only; attention output dropout is 0 in every era.
             block.attn.proj_drop = nn.Identity()
+        self.blocks = nn.Sequential(*blocks)
         self.norm = norm_layer(dim)
         self.init_weights()
 
@@ -87,7 +89,7 @@ class SparseViT(nn.Module):
         """Run attention through ``scaled_dot_product_attention`` (True, the default) or as a materialised softmax
         (False: the authors' computation, the baseline of ``benchmarks/bench_score.py``). The weights do not change."""
         for block in self.blocks:
-            block.attn.fused_attn = enabled
+            block.attn.fused_attn = enabled  # type: ignore[union-attr]  # nn.Sequential yields Modules: timm Blocks
 
     def init_weights(self) -> None:
         """Random initialisation for training from scratch (ViT conventions: truncated normal 0.02)."""
@@ -117,7 +119,7 @@ class SparseViT(nn.Module):
         tokens = self.patch_embed(patches.reshape(batch, num, -1))  # (B, N, D)
         rows = position_index(pos, cfg.pos_grid, cfg.pos_index)  # (B, N)
         tokens = tokens + self.pos_embed[0, rows]  # (B, N, D)
-        cls = self.cls_token
+        cls: torch.Tensor = self.cls_token
         if cfg.cls_pos_embed:
             cls = cls + self.pos_embed[:, :1]
         if self.scale_embed is not None:

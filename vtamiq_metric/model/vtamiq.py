@@ -42,6 +42,7 @@ class QualityHead(nn.Module):
         self.fc2 = nn.Linear(config.head_hidden, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D) features -> (B,) scores."""
         return self.fc2(self.drop2(self.act(self.fc1(self.drop1(x))))).flatten()  # (B,)
 
 

@@ -40,24 +40,30 @@ def check_fits_a_patch(height: int, width: int, patch_size: int) -> None:
         )
 
 
+def _checked_batch(name: str, x: object, allow_uint8: bool) -> Tensor:
+    """``x`` if it is a (B, 3, H, W) floating-point (or, with ``allow_uint8``, uint8) tensor; else raise."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if not (x.is_floating_point() or (allow_uint8 and x.dtype == torch.uint8)):
+        kinds = "a floating-point or uint8 tensor" if allow_uint8 else "a floating-point tensor"
+        raise TypeError(f"{name}: expected {kinds}, got dtype {x.dtype}")
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"{name}: expected shape (B, 3, H, W), got {tuple(x.shape)}")
+    return x
+
+
 def check_pair(ref: object, dist: object, *, allow_uint8: bool = False) -> None:
     """Raise unless ``ref`` and ``dist`` are (B >= 1, 3, H, W) tensors of one shape, dtype family and device."""
-    for name, x in (("ref", ref), ("dist", dist)):
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-        if not (x.is_floating_point() or (allow_uint8 and x.dtype == torch.uint8)):
-            kinds = "a floating-point or uint8 tensor" if allow_uint8 else "a floating-point tensor"
-            raise TypeError(f"{name}: expected {kinds}, got dtype {x.dtype}")
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"{name}: expected shape (B, 3, H, W), got {tuple(x.shape)}")
-    if ref.dtype != dist.dtype and torch.uint8 in (ref.dtype, dist.dtype):
-        raise TypeError(f"ref and dist: expected both uint8 or both floating point, got {ref.dtype} and {dist.dtype}")
-    if ref.shape != dist.shape:
-        raise ValueError(f"ref and dist: expected the same shape, got {tuple(ref.shape)} and {tuple(dist.shape)}")
-    if ref.device != dist.device:
-        raise ValueError(f"ref and dist: expected the same device, got {ref.device} and {dist.device}")
-    if ref.shape[0] < 1:
-        raise ValueError(f"ref and dist: expected a batch of at least 1 image, got shape {tuple(ref.shape)}")
+    ref_t, dist_t = _checked_batch("ref", ref, allow_uint8), _checked_batch("dist", dist, allow_uint8)
+    if ref_t.dtype != dist_t.dtype and torch.uint8 in (ref_t.dtype, dist_t.dtype):
+        raise TypeError(f"ref and dist: expected both uint8 or both floating point, got {ref_t.dtype} and "
+                        f"{dist_t.dtype}")
+    if ref_t.shape != dist_t.shape:
+        raise ValueError(f"ref and dist: expected the same shape, got {tuple(ref_t.shape)} and {tuple(dist_t.shape)}")
+    if ref_t.device != dist_t.device:
+        raise ValueError(f"ref and dist: expected the same device, got {ref_t.device} and {dist_t.device}")
+    if ref_t.shape[0] < 1:
+        raise ValueError(f"ref and dist: expected a batch of at least 1 image, got shape {tuple(ref_t.shape)}")
 
 
 def ceil_div(numerator: Tensor, denominator: int | Tensor) -> Tensor:

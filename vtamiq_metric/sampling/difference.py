@@ -136,7 +136,7 @@ def diff_cell_masses(ref: Tensor, dist: Tensor, levels: list[Level], kind: str) 
     dtype = work_dtype(ref.device)
     reducers = [CellMasses(level, ref.device) for level in levels]
     if kind != "mse":
-        for level, reducer in zip(levels, reducers):
+        for level, reducer in zip(levels, reducers, strict=True):
             for top, bottom, first, last in ssim_strips(ref.shape[-1], level):
                 x, y = (_level_rows(image, level.index, first, last, dtype) for image in (ref, dist))
                 # The image's edge rows repeated: the replicate padding a whole-image blur would see.
@@ -151,7 +151,7 @@ def diff_cell_masses(ref: Tensor, dist: Tensor, levels: list[Level], kind: str) 
             # A copy of the ref strip becomes the difference in place (the inputs themselves are never written).
             delta = as_float(ref[..., top : top + step, :].detach()).to(dtype, copy=True)  # (B, 3, h, W)
             delta -= as_float(dist[..., top : top + step, :].detach()).to(dtype)
-            for level, reducer in zip(levels, reducers):
+            for level, reducer in zip(levels, reducers, strict=True):
                 if level.index > 0:
                     delta = F.avg_pool2d(delta, 2)  # (B, 3, h_s, W_s)
                 reducer.add_rows(delta.square().mean(dim=1))  # (B, h_s, W_s)

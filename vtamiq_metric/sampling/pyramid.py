@@ -60,7 +60,7 @@ class Level:
 
     @property
     def cells(self) -> int:
-        """gh * gw."""
+        """The number of cells, ``gh * gw``."""
         return self.grid[0] * self.grid[1]
 
     @functools.cached_property

@@ -37,13 +37,13 @@ import zipfile
 from dataclasses import dataclass
 from glob import escape as glob_escape
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
-from .._torchrun import DistContext
 from .._io import TMP_SUFFIX, atomic_path, atomic_write_text
+from .._torchrun import DistContext
 from ..model.serialization import CONFIG_NAME, WEIGHTS_NAME
 from ..model.vtamiq import VTAMIQ
 from ..model.weights import check_state_dict, save_pretrained
@@ -109,8 +109,9 @@ class Progress:
 
 
 def _numpy_state() -> dict[str, Any]:
-    """numpy's global RNG state as plain values and a tensor (loadable with ``weights_only=True``)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    """The global RNG state of NumPy, as plain values and a tensor (loadable with ``weights_only=True``)."""
+    # The legacy global generator is always MT19937, whose state is this 5-tuple.
+    name, keys, pos, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     return {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
             "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
 
@@ -320,13 +321,13 @@ def _check_optimizer_state(saved: Any, optimizer: torch.optim.Optimizer, fail: A
     if len(saved["param_groups"]) != len(groups):
         raise fail(f"its optimiser has {len(saved['param_groups'])} parameter group(s), this run has {len(groups)}")
     params: dict[Any, torch.Tensor] = {}
-    for number, (old, new) in enumerate(zip(saved["param_groups"], groups)):
+    for number, (old, new) in enumerate(zip(saved["param_groups"], groups, strict=True)):
         ids = old.get("params") if isinstance(old, dict) else None
         if not isinstance(ids, list) or len(ids) != len(new["params"]):
             count = len(ids) if isinstance(ids, list) else "no"
             raise fail(f"its optimiser group {number} has {count} parameters, this run trains {len(new['params'])} "
                        f"(another --freeze?)")
-        params.update(zip(ids, new["params"]))
+        params.update(zip(ids, new["params"], strict=True))
     for index, values in saved["state"].items():
         if index not in params or not isinstance(values, dict):
             raise fail(f"its optimiser holds state for an unknown parameter {index!r}")

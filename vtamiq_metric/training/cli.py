@@ -33,12 +33,15 @@ import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _torchrun as torchrun
 from .._io import atomic_path, atomic_write_text
 from ..cli import parse_shard
 from .config import STAGE_INIT, STAGES, DatasetOptions, TrainConfig, load_config_file
+
+if TYPE_CHECKING:
+    from ..model.vtamiq import VTAMIQ
 
 __all__ = ["TRAIN_EXTRA_MODULES", "main", "make_kadis_main", "make_kadis_parser"]
 
@@ -297,20 +300,25 @@ def _evaluate(args: argparse.Namespace) -> int:
         torchrun.shutdown()
 
 
-def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: torchrun.DistContext, model) -> int:
+def _evaluate_datasets(args: argparse.Namespace, config: TrainConfig, ctx: torchrun.DistContext,
+                       model: VTAMIQ) -> int:
     """Evaluate on every dataset; under torchrun the items are sharded over the ranks and rank 0 reports."""
     import numpy as np
 
     from .data import PairPatches
-    from .datasets import get_dataset
+    from .datasets import PairwiseDataset, get_dataset
     from .datasets.splits import Split, split_dataset
     from .evaluate import correlations, cross_dataset_table
     from .train import predict
 
     results: dict[str, dict[str, Any]] = {}
     predictions: dict[str, dict[str, Any]] = {}
-    for name, root in zip(args.dataset, args.data_root):
+    for name, root in zip(args.dataset, args.data_root, strict=True):
         dataset = get_dataset(name, root)
+        if isinstance(dataset, PairwiseDataset):
+            raise ValueError(f"{name}: evaluate reports the correlations of scored (reference, distorted) pairs, but "
+                             f"this dataset holds pairwise preferences (training on it reports the preference "
+                             f"accuracy of its validation part)")
         if args.split_file:
             dataset = split_dataset(dataset, Split.load(args.split_file))[2]
         items = PairPatches(dataset.records, args.patches, model.config.patch_size, model.config.sampling, args.seed,
@@ -348,7 +356,7 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_card(model, source: Path) -> str:
+def _model_card(model: VTAMIQ, source: Path) -> str:
     provenance = json.dumps(model.provenance, indent=2, sort_keys=True, default=str)
     config = json.dumps(model.config.to_dict(), indent=2, sort_keys=True)
     return (f"# VTAMIQ model\n\nExported from `{source}` by `vtamiq-train export`.\n\n"
@@ -507,7 +515,7 @@ def _make_kadis(args: argparse.Namespace) -> int:
         settings = KadisSettings(ref_csv=args.ref_csv, seed=args.seed, types_per_ref=args.types_per_ref,
                                  levels=args.levels, labels=args.label, skip_types=args.skip_types, limit=args.limit,
                                  png_compress_level=args.png_compress_level,
-                                 extra_types=[t for group in args.extra_types for t in group],
+                                 extra_types=tuple(t for group in args.extra_types for t in group),
                                  extra_types_per_ref=args.extra_types_per_ref)
         if args.merge:
             path = merge_kadis(args.refs, args.out, settings)

@@ -20,6 +20,7 @@ import json
 import math
 import numbers
 import os
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -32,7 +33,6 @@ __all__ = ["STAGES", "STAGE_INIT", "DatasetOptions", "TrainConfig", "load_config
 Loss = Literal["l1", "l2"]
 #: The trainer's precisions: those of the package without "fp16", whose gradients need loss scaling (not done here).
 TrainPrecision = Literal["auto", "fp32", "bf16"]
-_LOSSES = typing.get_args(Loss)
 
 
 @dataclass(frozen=True)
@@ -194,8 +194,10 @@ class TrainConfig:
             TypeError: a value of the wrong type (e.g. ``lr = "1e-3"`` in a config file).
             ValueError: a value out of range, or NaN or infinite.
         """
-        _require("precision", self.precision != "fp16", "'auto', 'fp32' or 'bf16' (fp16 training needs loss "
-                 "scaling, which the trainer does not do)", self.precision)
+        # A config file or a caller may still say "fp16" (outside the annotation): refused with the reason first.
+        _require("precision", self.precision != "fp16",  # type: ignore[comparison-overlap]
+                 "'auto', 'fp32' or 'bf16' (fp16 training needs loss scaling, which the trainer does not do)",
+                 self.precision)
         hints = typing.get_type_hints(TrainConfig)
         for item in dataclasses.fields(self):
             if item.name != "dataset_options":
@@ -394,10 +396,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
-            try:
+            if sys.version_info >= (3, 11):
                 import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
+            else:
+                import tomli as tomllib
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):
             import yaml

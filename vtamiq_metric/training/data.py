@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import torch
 from torch.utils.data import Dataset
@@ -23,20 +24,22 @@ from .seeds import derive_seed
 # (:mod:`.seeds`, :mod:`vtamiq_metric._validation`).
 __all__ = ["PairPatches", "TripletPatches", "collate", "derive_seed", "load_image"]
 
+R = TypeVar("R", IQARecord, PairwiseRecord)
+
 
 def _check_same_size(paths: Sequence[Path], images: Sequence[torch.Tensor]) -> None:
     if any(img.shape != images[0].shape for img in images[1:]):
-        sizes = ", ".join(f"{p.name} {tuple(i.shape[1:])}" for p, i in zip(paths, images))
+        sizes = ", ".join(f"{p.name} {tuple(i.shape[1:])}" for p, i in zip(paths, images, strict=True))
         raise ValueError(f"images of one pair must have the same size, got {sizes}")
 
 
-class _Epoched(Dataset):
+class _Epoched(Dataset[dict[str, torch.Tensor]], Generic[R]):
     """Items of ``records`` with CAPS patches; ``downsample_side`` is the model config's viewing distance (images are
     averaged over ``F x F`` blocks before sampling, as :func:`vtamiq_metric.score` does for that model)."""
 
-    def __init__(self, records: Sequence[IQARecord] | Sequence[PairwiseRecord], num_patches: int, patch_size: int,
+    def __init__(self, records: Sequence[R], num_patches: int, patch_size: int,
                  sampling: SamplingConfig, seed: int, *, downsample_side: int | None = None) -> None:
-        self.records = list(records)
+        self.records: list[R] = list(records)
         self.num_patches = num_patches
         self.patch_size = patch_size
         self.sampling = sampling
@@ -67,7 +70,7 @@ class _Epoched(Dataset):
         return item, images, sample
 
 
-class PairPatches(_Epoched):
+class PairPatches(_Epoched[IQARecord]):
     """(ref, dist, target) items with aligned CAPS patches.
 
     Items are dicts: ``ref``/``dist`` (N, 3, P, P) float in [0, 1] (un-normalised), ``pos`` (N, 2), ``scale`` (N,)
@@ -81,7 +84,7 @@ class PairPatches(_Epoched):
         return item
 
 
-class TripletPatches(_Epoched):
+class TripletPatches(_Epoched[PairwiseRecord]):
     """PieAPP (ref, A, B, P(A preferred)) items; B is read at the positions drawn for (ref, A) (key ``dist_b``)."""
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ Without ``torchrun`` (one process) every function here degrades to its single-pr
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ class EpochShardSampler(DistributedSampler):
     def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(derive_seed(self.seed, "order", self.epoch))
         # A shuffling DataLoader draws its workers' base seed from the generator before the permutation; drawing it
         # here too makes the order identical to the single-process loader's (tests check this against DataLoader).

@@ -71,7 +71,7 @@ def plot_predictions(results: Mapping[str, Mapping[str, Any]], *, title: str | N
         title = "\n".join(textwrap.wrap(title, width=40 * columns, break_long_words=True))
     fig = new_figure(4.0 * columns, 3.6 * rows + (0.25 + 0.25 * title.count("\n") if title else 0.0))
     axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
-    for ax, (name, data) in zip(axes, results.items()):
+    for ax, (name, data) in zip(axes, results.items(), strict=False):
         if "pred" not in data or "target" not in data:
             raise ValueError(f"expected 'pred' and 'target' for dataset {name!r}, got keys {sorted(data)}")
         pred = np.asarray(data["pred"], dtype=np.float64).ravel()
@@ -165,7 +165,7 @@ def _series(rows: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarra
     pairs = [(r["epoch"], r[key]) for r in rows if _drawable(r.get(key))]
     if not pairs:
         return np.zeros(0), np.zeros(0)
-    epochs, values = zip(*pairs)
+    epochs, values = zip(*pairs, strict=True)
     return np.asarray(epochs, dtype=np.float64), np.asarray(values, dtype=np.float64)
 
 
@@ -205,7 +205,7 @@ def plot_training_curves(run: str | os.PathLike[str], *, title: str | None = Non
         losses.append(loss)
         loss_ax.plot(epochs, loss, marker="o", markersize=3, color=colours(index % 10), label=f"{prefix}train loss")
         drawn = [(key, name) for key, name in _VAL_METRICS if _series(rows, key)[0].size]
-        for style, (key, name) in zip(styles, drawn):
+        for style, (key, name) in zip(styles, drawn, strict=False):
             x, y = _series(rows, key)
             val_ax.plot(x, y, style, marker="o", markersize=3, color=colours(index % 10), label=f"{prefix}{name}")
         selection_x, selection_y = _series(rows, "val_selection")

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from .. import _torchrun
 from .._io import atomic_path, atomic_write_text
@@ -131,7 +131,8 @@ def _split(config: TrainConfig, dataset: IQADataset | PairwiseDataset, split_see
                       test_fraction=config.test_fraction)
 
 
-def _loader(items, config: TrainConfig, *, shuffle_seed: int | None, sampler: Sampler | None = None) -> DataLoader:
+def _loader(items: Dataset, config: TrainConfig, *, shuffle_seed: int | None,
+            sampler: Sampler | None = None) -> DataLoader:
     generator = None if shuffle_seed is None else torch.Generator().manual_seed(shuffle_seed)
     return DataLoader(items, batch_size=config.batch_size, shuffle=shuffle_seed is not None, generator=generator,
                       sampler=sampler, num_workers=config.workers, collate_fn=collate,
@@ -230,7 +231,7 @@ def predict(model: VTAMIQ, items: PairPatches | TripletPatches, config: TrainCon
         for key, chunks in parts.items():
             if chunks:
                 totals[key] = totals.get(key, 0) + np.concatenate(chunks).astype(np.float64)
-    out = {key: value / repeats for key, value in totals.items()}
+    out: dict[str, np.ndarray] = {key: value / repeats for key, value in totals.items()}
     if world > 1:
         if not out:  # an empty shard (fewer items than ranks) still has to take part in the gather
             out = {key: np.zeros(0) for key in (("pred", "pred_b", "target") if pairwise else ("pred", "target"))}
@@ -242,7 +243,7 @@ def predict(model: VTAMIQ, items: PairPatches | TripletPatches, config: TrainCon
     return out
 
 
-def _validate(model: VTAMIQ, items, config: TrainConfig, device: torch.device, *,
+def _validate(model: VTAMIQ, items: PairPatches | TripletPatches, config: TrainConfig, device: torch.device, *,
               shard: bool = False) -> dict[str, Any]:
     if len(items) == 0:
         return {"selection": float("nan")}
@@ -277,7 +278,7 @@ def _split_dataset(config: TrainConfig, split_seed: int, ctx: _torchrun.DistCont
 def _optimizer(model: VTAMIQ, config: TrainConfig) -> tuple[list[torch.Tensor], torch.optim.Optimizer,
                                                               torch.optim.lr_scheduler.LRScheduler]:
     """AdamW over the trainable parameters with the step decay of ``lr_milestones``/``lr_gamma``."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.lr_milestones,
                                                      gamma=config.lr_gamma)
@@ -423,7 +424,7 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
             improved = progress.update(epoch, val["selection"], keep_last=keep_last)
             rng = checkpoint.rng_state(ctx.device if ctx.distributed else None)
             rng_ranks = _torchrun.all_gather_objects(rng) if ctx.distributed else None
-            if ctx.is_main:
+            if log is not None:  # rank 0
                 if improved:
                     checkpoint.save_best(model, output, {"dataset": config.dataset, "epoch": epoch, "val": val,
                                                          "seed": config.seed, "split_seed": split_seed})

@@ -212,7 +212,8 @@ def test_bad_arguments_raise_with_messages(tmp_path):
     refs = _make_refs(tmp_path / "refs", ["x.one.png", "x.two.png"])
     with pytest.raises(ValueError, match=r"differ before their first '\.'.*x\.one\.png, x\.two\.png"):
         generate_kadis(refs, tmp_path / "out", workers=1, progress=False)
-    with pytest.raises(ValueError, match=r"unknown label\(s\) \['fsim'\]; expected names among \['ms_ssim', 'teacher', 'vsi'\]"):
+    unknown = r"unknown label\(s\) \['fsim'\]; expected names among \['ms_ssim', 'teacher', 'vsi'\]"
+    with pytest.raises(ValueError, match=unknown):
         generate_kadis(refs, tmp_path / "out", labels=["fsim"], workers=1)
     with pytest.raises(ValueError, match=r"expected levels in 1\.\.5, got 6"):
         generate_kadis(refs, tmp_path / "out", levels=[1, 6], workers=1)
@@ -307,7 +308,8 @@ def test_extra_type_settings_are_checked(tmp_path):
         KadisSettings(extra_types=26)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="expected extra_types .the pool to draw from. with extra_types_per_ref"):
         KadisSettings(extra_types_per_ref=1)
-    with pytest.raises(ValueError, match=r"expected extra_types_per_ref in 1\.\.2 \(the number of extra_types\), got 3"):
+    with pytest.raises(ValueError,
+                       match=r"expected extra_types_per_ref in 1\.\.2 \(the number of extra_types\), got 3"):
         KadisSettings(extra_types=[26, 27], extra_types_per_ref=3)
     with pytest.raises(ValueError, match=r"expected extra_types_per_ref in 1\.\.1 \(extra_types not skipped\), got 2"):
         plan(refs, tmp_path / "out", KadisSettings(extra_types=[26, 27], extra_types_per_ref=2, skip_types=[26]))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import importlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,8 +13,8 @@ from vtamiq_metric._validation import load_image
 from vtamiq_metric.training.labels import LABELS, compute_label, ms_ssim
 from vtamiq_metric.training.labels.teacher import (
     SPREADS,
-    scielab,
     ms_ssim_distortion,
+    scielab,
     teacher,
     teacher_components,
     teacher_distortion,

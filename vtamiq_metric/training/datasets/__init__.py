@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,4 +104,5 @@ def get_dataset(name: str, root: str | Path, **kwargs: Any) -> IQADataset | Pair
     key = name.strip().lower().replace("-", "")
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}: expected one of {sorted(DATASETS)}")
-    return DATASETS[key](root, **kwargs)
+    reader: Callable[..., IQADataset | PairwiseDataset] = DATASETS[key]  # each reader checks its own options
+    return reader(root, **kwargs)

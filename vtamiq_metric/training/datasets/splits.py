@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .base import IQADataset, PairwiseDataset, natural_key
+from .base import _RecordDataset, natural_key
 
 __all__ = ["Split", "make_split", "split_dataset"]
 
@@ -215,7 +215,8 @@ def make_split(ref_ids: Sequence[str], *, seed: int, val_fraction: float = 0.2, 
     return Split(train, val, test, seed=int(seed))
 
 
-D = TypeVar("D", IQADataset, PairwiseDataset)
+# Any dataset of records with reference ids: IQADataset, PairwiseDataset.
+D = TypeVar("D", bound=_RecordDataset[Any])
 
 
 def split_dataset(dataset: D, split: Split) -> tuple[D, D, D]:

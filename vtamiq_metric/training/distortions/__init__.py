@@ -57,7 +57,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -79,7 +78,6 @@ __all__ = [
     "load_dncnn",
 ]
 
-_logger = logging.getLogger(__name__)
 
 _Apply = Callable[[np.ndarray, float, np.random.Generator, "PlaneDenoiser | None"], np.ndarray]
 """A type's function: ``(image (H, W, 3) float64 in [0, 1], level value, rng, denoiser) -> image`` of the same shape."""

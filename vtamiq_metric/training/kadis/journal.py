@@ -102,11 +102,13 @@ class Journal:
             self._handle.write("\n")
 
     def append(self, record: dict) -> None:
+        """Append ``record`` as one JSON line and sync it to disk (a killed run keeps every line it wrote)."""
         self._handle.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
     def close(self) -> None:
+        """Close the journal file."""
         self._handle.close()
 
 

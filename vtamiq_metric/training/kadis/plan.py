@@ -152,6 +152,7 @@ class RefTask:
 
     @property
     def stem(self) -> str:
+        """The reference's name up to its first ``.`` (the prefix of its distorted images' names)."""
         return self.name.split(".", 1)[0]
 
     def key(self) -> dict:
@@ -171,6 +172,7 @@ class RefTask:
         }
 
     def dist_name(self, type_id: int, level: int) -> str:
+        """The file name of the reference's image of ``type_id`` at ``level``: ``<stem>_TT_LL.png``."""
         return f"{self.stem}_{type_id:02d}_{level:02d}.png"
 
 

@@ -21,6 +21,7 @@ differ, not one number per image.
 from __future__ import annotations
 
 import logging
+from types import ModuleType
 
 import torch
 
@@ -39,7 +40,7 @@ MS_SSIM_MIN_SIZE = (_WINDOW_SIZE - 1) * 2 ** (_NUM_SCALES - 1) + 1
 """Smallest image side (161 pixels) for which :func:`ms_ssim` uses all five scales."""
 
 
-def _piq():
+def _piq() -> ModuleType:
     try:
         import piq
     except ImportError as exc:  # piq is a dependency of the train extra
