@@ -1,4 +1,4 @@
-"""Steps of the bundled model's robust recipe that are not ``vtamiq-train`` commands (see ``train.sh``).
+r"""Steps of the bundled model's robust recipe that are not ``vtamiq-train`` commands (see ``train.sh``).
 
 ``grow``: a model directory with ``patch_fidelity`` (and any other switch) added to a trained model; the new
 parameters start at their initial values and every existing tensor is copied unchanged::
@@ -70,7 +70,7 @@ def merge(args: argparse.Namespace) -> int:
             for row in csv.DictReader(handle):
                 ref = Path(row["ref_img"])
                 ref = ref if ref.is_absolute() else folder / ref
-                dist = folder / "dist_imgs" / row["dist_img"] if "/" not in row["dist_img"] else folder / row["dist_img"]
+                dist = folder / row["dist_img"] if "/" in row["dist_img"] else folder / "dist_imgs" / row["dist_img"]
                 rows.append([str(ref.resolve()), str(dist.resolve()), row["teacher"], ref.stem,
                              f"kadis{int(row['dist_type']):02d}", row["dist_level"]])
     for folder in args.adversarial:

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from .._io import atomic_path
+from .._precision import Precision
 from .._validation import load_image
 from ..loss import VTAMIQLoss
 from ..model.vtamiq import VTAMIQ
@@ -71,7 +72,7 @@ class AdversarialSettings:
     snapshots: tuple[int, ...] = (10, 25, 40)
     lrs: tuple[float, ...] = (0.05,)
     num_patches: int = 128
-    precision: str = "auto"
+    precision: Precision = "auto"
     batch_size: int = 8
     seed: int = 0
 
@@ -139,23 +140,23 @@ def _start(ref: torch.Tensor, rng: np.random.Generator, seed: int) -> tuple[torc
 
 def make_adversarial_set(model: VTAMIQ, refs: Sequence[Path], out: str | os.PathLike,
                          label: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
-                         settings: AdversarialSettings = AdversarialSettings(),
+                         settings: AdversarialSettings | None = None,
                          log: Callable[[str], None] | None = None) -> Path:
     """Optimise degraded crops of ``refs`` against ``model``, label every snapshot, write PNGs and a CSV.
 
     Every starting point is also written as a pair of its own (``level`` 0), so the set holds the degraded image and
     what the optimiser made of it (``level`` = the step of the snapshot, ``dist_type`` = the degradation and the
     learning rate). ``ref_id`` is the reference file's stem, so a split by reference keeps every crop of a training
-    image (and its KADIS pairs) on the same side. The CSV's ``score`` is ``label(ref, dist)`` as returned (for the teacher's
-    distortion: 0 = identical, higher = worse; read it with ``higher_is_better=False``). Written atomically at the
-    end; the PNGs first, under ``out/images/`` and ``out/refs/``.
+    image (and its KADIS pairs) on the same side. The CSV's ``score`` is ``label(ref, dist)`` as returned: with the
+    teacher's similarity (``LABELS["teacher"]``), read the CSV with ``higher_is_better=True``. Written atomically at
+    the end; the PNGs first, under ``out/images/`` and ``out/refs/``.
 
     Args:
         model: the current model (frozen inside a :class:`VTAMIQLoss`).
         refs: reference image files (training crops; never held-out images), at least ``settings.crop`` on a side.
         out: output folder (created).
         label: ``(ref, dist) -> (B,)`` label of each pair, e.g. the teacher's distortion.
-        settings: what to generate.
+        settings: what to generate (None: :class:`AdversarialSettings` defaults).
         log: optional progress callback.
 
     Returns:
@@ -166,6 +167,7 @@ def make_adversarial_set(model: VTAMIQ, refs: Sequence[Path], out: str | os.Path
     """
     if not refs:
         raise ValueError("make_adversarial_set: expected reference image files, got none")
+    settings = AdversarialSettings() if settings is None else settings
     out_dir = Path(out)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "refs").mkdir(parents=True, exist_ok=True)
@@ -197,17 +199,19 @@ def make_adversarial_set(model: VTAMIQ, refs: Sequence[Path], out: str | os.Path
             snaps = optimise_towards_reference(loss_fn, ref, start, steps=settings.steps, lr=lr,
                                                snapshots=settings.snapshots)
             images.update({(lr, step): image for step, image in snaps.items()})
-        for (lr, step), batch in images.items():
+        for (snapshot_lr, step), batch in images.items():
             quantised = torch.stack([torch.from_numpy(_to_uint8(x)).permute(2, 0, 1).float() / 255 for x in batch])
             scores = label(ref, quantised)
-            for offset, ((stem, ref_image, _, how), image, value) in enumerate(zip(chunk, quantised, scores.tolist())):
+            rows_of_batch = zip(chunk, quantised, scores.tolist(), strict=True)
+            for offset, ((stem, ref_image, _, how), image, value) in enumerate(rows_of_batch):
                 name = f"{stem}_{first + offset:05d}"
                 ref_file = Path("refs") / f"{name}.png"
                 if not (out_dir / ref_file).exists():
                     Image.fromarray(_to_uint8(ref_image)).save(out_dir / ref_file)
-                dist_file = Path("images") / (f"{name}_start.png" if lr is None else f"{name}_lr{lr:g}_s{step}.png")
+                dist_file = Path("images") / (f"{name}_start.png" if snapshot_lr is None
+                                              else f"{name}_lr{snapshot_lr:g}_s{step}.png")
                 Image.fromarray(_to_uint8(image)).save(out_dir / dist_file)
-                kind = how if lr is None else f"{how} adam lr={lr:g}"
+                kind = how if snapshot_lr is None else f"{how} adam lr={snapshot_lr:g}"
                 rows.append([ref_file.as_posix(), dist_file.as_posix(), repr(float(value)), stem, kind, str(step)])
         if log is not None:
             log(f"adversarial: {min(first + settings.batch_size, len(items))}/{len(items)} starting points")

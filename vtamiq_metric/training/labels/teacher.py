@@ -32,6 +32,7 @@ weights of the scales used renormalised to sum to 1. scikit-image and scipy are 
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ _MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli 
 _VIEWING_SIDE = 256  # the side of SSIM's and VSI's reference code (and of the bundled model's downsample_side)
 
 
-def _skimage_color():
+def _skimage_color() -> types.ModuleType:
     try:
         from skimage import color
     except ImportError as exc:  # scikit-image is a dependency of the train extra
@@ -92,9 +93,9 @@ def _scielab_lab(rgb: np.ndarray) -> np.ndarray:
     filtered = np.empty_like(opponent)
     for channel, gaussians in enumerate(_SCIELAB_FILTERS):
         total = sum(weight for weight, _ in gaussians)
-        filtered[..., channel] = sum(weight / total * gaussian_filter(opponent[..., channel], spread * SAMPLES_PER_DEGREE,
-                                                                      mode="reflect")
-                                     for weight, spread in gaussians)
+        plane = opponent[..., channel]
+        filtered[..., channel] = sum(weight / total * gaussian_filter(plane, spread * SAMPLES_PER_DEGREE,
+                                                                      mode="reflect") for weight, spread in gaussians)
     xyz = filtered @ np.linalg.inv(_SCIELAB_OPPONENT).T
     return color.xyz2lab(np.clip(xyz, 0.0, None))
 
