@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vtamiq_metric.training import acceptance as acc
+from vtamiq_metric.training.acceptance import restoration
 
 
 def test_colour_cast_levels_reads_a_known_offset(textured):
@@ -42,7 +43,7 @@ def test_loss_alone_restoration_starts_from_the_identity(textured, distance_mode
     assert untrained["restored"] == untrained["degraded"]  # a zero-initialised residual net returns its input
     assert untrained["psnr_change"] == 0 and untrained["improved_psnr"] == 0
     degraded = untrained["degraded"]
-    noisy = acc._restoration_setup([textured], [textured], "denoise", 32, 0)[2][0]
+    noisy = restoration._restoration_setup([textured], [textured], "denoise", 32, 0)[2][0]
     assert degraded["psnr"] == pytest.approx(float(acc.psnr(textured[None], noisy[None])))
     assert degraded["cast"] == pytest.approx(float(acc.colour_cast_levels(textured[None], noisy[None])[0]))
     trained = acc.loss_alone_restoration(distance_model, [textured], [textured], "deblur", steps=2, batch_size=2,

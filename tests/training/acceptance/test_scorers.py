@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vtamiq_metric.training import acceptance as acc
+from vtamiq_metric.training.acceptance import scorers
 from vtamiq_metric.training.labels.teacher import teacher_distortion
 from vtamiq_metric.training.labels.vsi import vsi
 
@@ -14,8 +15,8 @@ from vtamiq_metric.training.labels.vsi import vsi
 def test_teacher_scorers_match_the_teacher_and_cost_one_computation(textured, monkeypatch):
     dists = [acc.degrade(textured, "white_noise", s, seed=0) for s in (0.02, 0.08)]
     calls = []
-    original = acc.teacher_components
-    monkeypatch.setattr(acc, "teacher_components", lambda r, d: calls.append(len(d)) or original(r, d))
+    original = scorers.teacher_components
+    monkeypatch.setattr(scorers, "teacher_components", lambda r, d: calls.append(len(d)) or original(r, d))
     table = acc.score_table(acc.teacher_scorers(), [textured] * 2, dists)
     assert calls == [2]  # one batch, four measures, one computation
     expected = teacher_distortion(textured[None].expand(2, -1, -1, -1), torch.stack(dists)).numpy()
