@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -138,6 +139,11 @@ def test_eval_model_runs_every_check_and_the_card_renders_them(tmp_path, tiny_mo
                    "**4. With L1", "| 5. level pairs", "| 6. SROCC with the teacher", "| 7. SROCC with MOS",
                    "| 8. weights (MiB)"):
         assert needle in card
+    card_dir = tmp_path / "card"  # the whole card, from the bundled weights' provenance and this evaluation
+    card_dir.mkdir()
+    shutil.copyfile(ROOT / "vtamiq_metric" / "weights" / finalize["FILE_NAME"], card_dir / finalize["FILE_NAME"])
+    assert finalize["main"](["--card-only", "--eval", str(out), "--out-dir", str(card_dir)]) == 0
+    assert "| 2. a second distortion raises the score" in (card_dir / "MODEL_CARD.md").read_text()
     quick = tmp_path / "quick.json"
     assert eval_model.main(["--quick", "--model", str(tmp_path / "m"), "--heldout", str(data["heldout"]),
                             "--train-refs", str(data["train"]), "--output", str(quick), "--patches", "16",
