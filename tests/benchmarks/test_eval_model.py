@@ -125,7 +125,7 @@ def test_eval_model_runs_every_check_and_the_card_renders_them(tmp_path, tiny_mo
     assert result["complete"] and not result["quick"]
     assert set(result) >= {"loss", "stacking", "restoration_alone", "partners", "severity", "teacher_label",
                            "weak_label", "identity", "stability", "weak_label_full_size", "teacher_label_full_size",
-                           "tid2013", "seconds_per_pair", "weights_mib"}
+                           "tid2013", "seconds_per_pair", "weights_mib", "weights_file_mib"}
     assert result["loss"]["pixel_optimisation"]["0.05"]["pairs"] == 3
     assert set(result["stacking"]["per_scorer"]) == {"model", "teacher", "vsi", "psnr", "ms_ssim", "scielab", "gmsd",
                                                      "fsimc", "ciede2000"}
@@ -137,7 +137,7 @@ def test_eval_model_runs_every_check_and_the_card_renders_them(tmp_path, tiny_mo
     card = finalize["_evaluation_section"](result)
     for needle in ("| 1. pixels optimised", "| 2. a second distortion raises the score", "| 3. denoise CNN",
                    "**4. With L1", "| 5. level pairs", "| 6. SROCC with the teacher", "| 7. SROCC with MOS",
-                   "| 8. weights (MiB)"):
+                   "| 8. weights (file, MiB)"):
         assert needle in card
     card_dir = tmp_path / "card"  # the whole card, from the bundled weights' provenance and this evaluation
     card_dir.mkdir()
