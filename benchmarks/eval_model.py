@@ -15,7 +15,8 @@ crops, used only to train the restoration networks of checks 3 and 4). The numbe
 
 1. **Pixel optimisation with the loss alone**: Adam on the sigmoid logits of blurred, noisy and JPEG centre crops
    (``--loss-crop``) of ``--pixel-photos`` held-out photographs, ``--pixel-steps`` steps at each ``--pixel-lr``;
-   PSNR, VSI and the teacher before and after. Also the cosine of d score / d dist with ``dist - ref``.
+   PSNR, VSI and the teacher before and after. Also the cosine of d score / d dist with ``dist - ref``
+   (``--skip-pixel``).
 2. **Stacked distortions**: noise, blur or JPEG, then a colour cast, a contrast cut or another of the three, on
    ``--stack-crop`` crops of ``--stack-photos`` photographs; the share of stacks costing at least 1 dB that score
    worse than their first part (``--skip-stacking``).
@@ -91,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--patches", type=int, default=None, help="patches per image (default: the model's)")
     parser.add_argument("--photo-side", type=int, default=512, help="held-out photographs downscaled to this side")
     group = parser.add_argument_group("check 1: pixel optimisation")
+    group.add_argument("--skip-pixel", action="store_true", help="leave check 1 out (and the gradient cosines)")
     group.add_argument("--loss-crop", type=int, default=160, help="crop side of checks 1, 3 and 4's test images")
     group.add_argument("--pixel-photos", type=int, default=2,
                        help="photographs of the pixel optimisation, 3 degradations each (default 2: 6 cases; 0 = all)")
@@ -155,17 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     scorers = acc.reference_scorers(model, num_patches=args.patches)  # model, teacher, vsi, psnr
 
     # 1. pixel optimisation with the loss alone
-    log("check 1: pixel optimisation with the loss alone")
     loss_refs = [acc.centre_crop(p, args.loss_crop) for p in photos]
-    pixel_refs = spread(loss_refs, args.pixel_photos)
-    pairs = [(r, acc.degrade(r, family, value, seed=i)) for i, r in enumerate(pixel_refs)
-             for family, value in LOSS_CASES]
-    result["loss"] = {"pixel_optimisation": {}}
-    for lr in args.pixel_lr:
-        result["loss"]["pixel_optimisation"][str(lr)] = acc.pixel_optimisation(
-            model, [r for r, _ in pairs], [d for _, d in pairs], lr=lr, steps=args.pixel_steps, log=log)
-        save()
-    if not args.quick:
+    if not args.skip_pixel:
+        log("check 1: pixel optimisation with the loss alone")
+        pixel_refs = spread(loss_refs, args.pixel_photos)
+        pairs = [(r, acc.degrade(r, family, value, seed=i)) for i, r in enumerate(pixel_refs)
+                 for family, value in LOSS_CASES]
+        result["loss"] = {"pixel_optimisation": {}}
+        for lr in args.pixel_lr:
+            result["loss"]["pixel_optimisation"][str(lr)] = acc.pixel_optimisation(
+                model, [r for r, _ in pairs], [d for _, d in pairs], lr=lr, steps=args.pixel_steps, log=log)
+            save()
+    if not (args.quick or args.skip_pixel):
         cos_pairs = [(r, acc.degrade(r, family, value, seed=i)) for i, r in enumerate(loss_refs)
                      for family, value in LOSS_CASES]
         log(f"check 1: gradient cosines of {len(cos_pairs)} pairs")

@@ -84,7 +84,7 @@ def _textured(height: int, width: int, seed: int) -> np.ndarray:
     return (np.clip(image + 0.05 * rng.standard_normal(image.shape), 0, 1) * 255).astype(np.uint8)
 
 
-def _data(root: Path) -> dict[str, Path]:
+def _data(root: Path, teacher_column: bool = True) -> dict[str, Path]:
     """Held-out photographs and KADIS-style crops, training crops and a TID2013-like fragment, all synthetic."""
     for folder in ("heldout/photos", "heldout/ref_imgs", "heldout/dist_imgs", "train", "tid/reference_images",
                    "tid/distorted_images"):
@@ -104,6 +104,8 @@ def _data(root: Path) -> dict[str, Path]:
             Image.fromarray(noisy.astype(np.uint8)).save(root / "tid" / "distorted_images" / tid_name)
             rows.append(f"dist_imgs/{name},ref_imgs/r{i}.png,11,{level},{1 - 0.01 * level - 0.001 * i},"
                         f"{1 / (1 + level + 0.1 * i)}")
+    if not teacher_column:
+        rows = [row.rsplit(",", 1)[0] for row in rows]
     (root / "heldout" / "kadis700k_scores.csv").write_text("\n".join(rows) + "\n")
     (root / "tid" / "mos_with_names.txt").write_text("6.1 i01_01_1.bmp\n4.2 i01_01_3.bmp\n5.9 i02_01_1.bmp\n"
                                                       "3.8 i02_01_3.bmp\n5.0 i03_01_1.bmp\n")
@@ -152,3 +154,25 @@ def test_eval_model_runs_every_check_and_the_card_renders_them(tmp_path, tiny_mo
     quick_result = json.loads(quick.read_text())
     assert quick_result["quick"] and set(quick_result["stacking"]["per_scorer"]) == {"model", "teacher", "vsi", "psnr"}
     assert "severity" not in quick_result and "restoration_alone" not in quick_result
+
+
+def test_the_teacher_is_computed_where_the_csv_has_no_teacher_column(tmp_path, tiny_model, eval_model):
+    from scipy import stats
+
+    from vtamiq_metric.training import acceptance as acc
+    from vtamiq_metric.training.labels.teacher import teacher_distortion
+
+    tiny_model.save_pretrained(tmp_path / "m")
+    data = _data(tmp_path / "data", teacher_column=False)
+    out = tmp_path / "eval.json"
+    assert eval_model.main(["--model", str(tmp_path / "m"), "--heldout", str(data["heldout"]), "--output", str(out),
+                            "--patches", "16", "--photo-side", "128", "--loss-crop", "48", "--skip-pixel",
+                            "--skip-stacking", "--skip-restoration", "--skip-partners", "--skip-severity",
+                            "--skip-full-size", "--stability-pairs", "2"]) == 0
+    result = json.loads(out.read_text())
+    assert result["teacher_label"]["source"] == "computed" and "loss" not in result
+    rows = acc.read_kadis_pairs(data["heldout"])
+    refs, dists = acc.load_images([r["ref"] for r in rows]), acc.load_images([r["dist"] for r in rows])
+    teacher = [float(teacher_distortion(r[None], d[None])) for r, d in zip(refs, dists)]
+    psnr = [float(acc.psnr(r[None], d[None])) for r, d in zip(refs, dists)]
+    assert result["teacher_label"]["psnr"]["srocc"] == pytest.approx(stats.spearmanr(psnr, teacher)[0] * -1)
