@@ -1,10 +1,10 @@
-"""Acceptance figures of a VTAMIQ model next to its teacher, VSI and PSNR: one JSON object and a Markdown summary.
+r"""Acceptance figures of a VTAMIQ model next to its teacher, VSI and PSNR: one JSON object and a Markdown summary.
 
 Works for any model (``--model``: a registered name, a model directory or a ``.safetensors`` file; default: the
 bundled one). The checks are library functions in :mod:`vtamiq_metric.training.acceptance`; this script only finds the
 data and collects the figures::
 
-    python benchmarks/eval_model.py --heldout DATA/heldout --train-refs DATA/ref_imgs \\
+    python benchmarks/eval_model.py --heldout DATA/heldout --train-refs DATA/ref_imgs \
         --tid2013 ../shared/data/tid2013_fragment --output eval.json
     python benchmarks/eval_model.py --quick --heldout DATA/heldout --train-refs DATA/ref_imgs --output round1.json
 
@@ -205,8 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_partners:
         log("check 4: partners")
         result["partners"] = {}
+        large = [im for im in train_images if min(im.shape[1:]) >= args.partner_crop]
+        if len(large) < len(train_images):
+            log(f"check 4: {len(large)} of {len(train_images)} training crops are at least {args.partner_crop} px")
         for task in args.partner_tasks:
-            result["partners"][task] = acc.partner_comparison(model, train_images, loss_refs, task,
+            result["partners"][task] = acc.partner_comparison(model, large, loss_refs, task,
                                                               steps=args.restoration_steps, crop=args.partner_crop,
                                                               log=log)
             save()
@@ -246,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         result["tid2013"] = acc.mos_check(acc.load_images(t_refs), t_dist_images, np.array(mos),
                                           acc.reference_scorers(model, extended=True, num_patches=args.patches))
         groups: dict[Path, list[torch.Tensor]] = {}
-        for ref, dist in zip(t_refs, t_dist_images):
+        for ref, dist in zip(t_refs, t_dist_images, strict=True):
             groups.setdefault(ref, []).append(dist)
         result["tid2013"]["identity"] = acc.identity_check(scorers["model"], acc.load_images(list(groups)),
                                                            list(groups.values()))

@@ -173,6 +173,6 @@ def test_the_teacher_is_computed_where_the_csv_has_no_teacher_column(tmp_path, t
     assert result["teacher_label"]["source"] == "computed" and "loss" not in result
     rows = acc.read_kadis_pairs(data["heldout"])
     refs, dists = acc.load_images([r["ref"] for r in rows]), acc.load_images([r["dist"] for r in rows])
-    teacher = [float(teacher_distortion(r[None], d[None])) for r, d in zip(refs, dists)]
-    psnr = [float(acc.psnr(r[None], d[None])) for r, d in zip(refs, dists)]
+    teacher = [float(teacher_distortion(r[None], d[None])) for r, d in zip(refs, dists, strict=True)]
+    psnr = [float(acc.psnr(r[None], d[None])) for r, d in zip(refs, dists, strict=True)]
     assert result["teacher_label"]["psnr"]["srocc"] == pytest.approx(stats.spearmanr(psnr, teacher)[0] * -1)

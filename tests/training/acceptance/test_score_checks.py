@@ -49,14 +49,14 @@ def test_full_size_pairs_label_every_type_with_vsi_at_its_viewing_distance(textu
     types = (1, 10, 11, 16)  # blur, JPEG, white noise, brighten: fast, and each worse at level 5 than at level 1
     refs, dists, label, kinds = acc.full_size_pairs([photo], types=types, levels=(1, 5))
     assert kinds == [1, 1, 10, 10, 11, 11, 16, 16]
-    assert all(r.shape == d.shape == photo.shape for r, d in zip(refs, dists))
+    assert all(r.shape == d.shape == photo.shape for r, d in zip(refs, dists, strict=True))
     assert all(r is refs[0] for r in refs)  # one reference tensor per photograph, not one copy per pair
     from vtamiq_metric.training.labels.vsi import vsi
 
     assert label[2] == pytest.approx(1 - float(vsi(refs[2][None], dists[2][None])[0]))
     assert np.all(label[1::2] > label[0::2]), label
     again = acc.full_size_pairs([photo], types=types, levels=(1, 5))
-    assert all(torch.equal(a, b) for a, b in zip(dists, again[1]))  # seeded
+    assert all(torch.equal(a, b) for a, b in zip(dists, again[1], strict=True))  # seeded
 
 
 def test_correlations_score_once_and_name_length_mismatches():

@@ -40,7 +40,7 @@ def test_classical_scorers_are_distortions(textured):
 def test_score_table_batches_by_size_and_keeps_the_order(textured):
     small = textured[:, :32, :32]
     refs = [textured, small, textured, small]
-    dists = [acc.degrade(r, "white_noise", s, seed=0) for r, s in zip(refs, (0.01, 0.02, 0.04, 0.08))]
+    dists = [acc.degrade(r, "white_noise", s, seed=0) for r, s in zip(refs, (0.01, 0.02, 0.04, 0.08), strict=True)]
     seen = []
 
     def recording(ref, dist):
@@ -49,7 +49,7 @@ def test_score_table_batches_by_size_and_keeps_the_order(textured):
 
     table = acc.score_table({"psnr": recording}, refs, dists, batch=8)
     assert sorted(seen) == [(2, 3, 32, 32), (2, 3, 64, 80)]
-    expected = [float(-acc.psnr(r[None], d[None])) for r, d in zip(refs, dists)]
+    expected = [float(-acc.psnr(r[None], d[None])) for r, d in zip(refs, dists, strict=True)]
     np.testing.assert_allclose(table["psnr"], expected, rtol=1e-6)
     np.testing.assert_allclose(acc.score_pairs(acc.psnr_scorer, refs, dists), expected, rtol=1e-6)
     with pytest.raises(ValueError, match="one distorted image per reference"):

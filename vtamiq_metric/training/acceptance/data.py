@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..datasets.base import iter_csv_rows
 from ..datasets.kadis700k import KADIS_SCORES_FILE, KADIS700kDataset
@@ -30,7 +31,7 @@ def _kadis_csv(root: Path) -> Path:
                             "file")
 
 
-def read_kadis_pairs(root: Path, labels: Sequence[str] = KADIS_LABELS) -> list[dict]:
+def read_kadis_pairs(root: Path, labels: Sequence[str] = KADIS_LABELS) -> list[dict[str, Any]]:
     """The pairs of a ``make-kadis`` folder, read by :class:`~.datasets.kadis700k.KADIS700kDataset`.
 
     Args:
@@ -47,9 +48,7 @@ def read_kadis_pairs(root: Path, labels: Sequence[str] = KADIS_LABELS) -> list[d
         reader's messages name the file, line and column), a label outside [0, 1], or none of ``labels`` in it.
     """
     path = _kadis_csv(root)
-    lines = iter_csv_rows(path)
-    header = {cell.strip().lower() for cell in next(lines, [])}
-    lines.close()
+    header = {cell.strip().lower() for cell in next(iter_csv_rows(path), [])}
     present = [label for label in labels if label in header]
     if not present:
         raise ValueError(f"{path}: expected one of the label columns {list(labels)}, got columns {sorted(header)}")
@@ -59,7 +58,7 @@ def read_kadis_pairs(root: Path, labels: Sequence[str] = KADIS_LABELS) -> list[d
     rows = []
     for i, record in enumerate(first.records):
         kind = record.dist_type
-        row = {"ref": record.ref, "dist": record.dist,
+        row: dict[str, object] = {"ref": record.ref, "dist": record.dist,
                "type": int(kind) if kind is not None and kind.isdigit() else kind, "level": record.level}
         for label, dataset in datasets.items():
             row[label] = dataset.records[i].score

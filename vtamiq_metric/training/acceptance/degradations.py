@@ -102,7 +102,8 @@ def degrade(image: Tensor, family: str, value: float, *, seed: int = 0) -> Tenso
     elif family == "resample":
         height, width = image.shape[1:]
         small = (max(1, round(width / value)), max(1, round(height / value)))
-        return _from_pil(_to_pil(image).resize(small, Image.BICUBIC).resize((width, height), Image.BICUBIC))
+        bicubic = Image.Resampling.BICUBIC
+        return _from_pil(_to_pil(image).resize(small, bicubic).resize((width, height), bicubic))
     elif family == "contrast":
         mean = image.mean(dim=(1, 2), keepdim=True)
         out = mean + float(value) * (image - mean)
@@ -172,6 +173,6 @@ def load_images(paths: Sequence[Path], *, max_side: int | None = None) -> list[T
             pil = _to_pil(image)
             factor = max_side / max(pil.size)
             image = _from_pil(pil.resize((max(1, round(pil.width * factor)), max(1, round(pil.height * factor))),
-                                         Image.LANCZOS))
+                                         Image.Resampling.LANCZOS))
         out.append(image)
     return out

@@ -28,7 +28,7 @@ def gradient_cosines(model: VTAMIQ, refs: Sequence[Tensor], dists: Sequence[Tens
     """
     loss_fn = VTAMIQLoss(model, num_patches=num_patches, seed=seed, reduction="sum")
     out = []
-    for ref, dist in zip(refs, dists):
+    for ref, dist in zip(refs, dists, strict=True):
         image = dist[None].clone().requires_grad_(True)
         grad = torch.zeros_like(image)
         for _ in range(draws):
@@ -66,7 +66,7 @@ def pixel_optimisation(model: VTAMIQ, refs: Sequence[Tensor], dists: Sequence[Te
     """
     loss_fn = VTAMIQLoss(model, num_patches=num_patches, seed=seed)
     rows: dict[str, list[float]] = {f"{m}_{w}": [] for m in ("psnr", "vsi", "teacher") for w in ("before", "after")}
-    for i, (ref, dist) in enumerate(zip(refs, dists)):
+    for i, (ref, dist) in enumerate(zip(refs, dists, strict=True)):
         logits = torch.logit(dist[None].clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
         optimizer = torch.optim.Adam([logits], lr=lr)
         for _ in range(steps):

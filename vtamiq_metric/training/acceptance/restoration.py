@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -62,12 +63,13 @@ class RestorationNet(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.ReLU()]
         for _ in range(depth - 2):
             layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
-        layers.append(nn.Conv2d(width, 3, 3, padding=1))
-        self.body = nn.Sequential(*layers)
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.zeros_(self.body[-1].bias)
+        last = nn.Conv2d(width, 3, 3, padding=1)
+        nn.init.zeros_(last.weight)  # the network starts as the identity
+        nn.init.zeros_(cast(Tensor, last.bias))  # a Conv2d with bias=True has one
+        self.body = nn.Sequential(*layers, last)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) degraded images in [0, 1] -> restored images, the same shape, clamped to [0, 1]."""
         return (x + self.body(x)).clamp(0, 1)
 
 
@@ -186,16 +188,15 @@ def _train_restorer(terms: Sequence[str], loss_terms: Mapping[str, Callable[[Ten
 def _measure(refs: Sequence[Tensor], images: Sequence[Tensor], names: Sequence[str]) -> dict[str, np.ndarray]:
     """Per image: ``psnr`` (dB), ``vsi`` (similarity), ``teacher`` (D), ``cast`` (8-bit levels) or piq's ``fsim``,
     ``gmsd`` and ``haarpsi``."""
-    piq = _piq() if {"fsim", "gmsd", "haarpsi"} & set(names) else None
     functions: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
         "psnr": psnr, "vsi": vsi, "teacher": teacher_distortion, "cast": colour_cast_levels,
-        "fsim": lambda r, x: piq.fsim(x, r, data_range=1.0, reduction="none"),
-        "gmsd": lambda r, x: piq.gmsd(x, r, data_range=1.0, reduction="none"),
-        "haarpsi": lambda r, x: piq.haarpsi(x, r, data_range=1.0, reduction="none"),
+        "fsim": lambda r, x: _piq().fsim(x, r, data_range=1.0, reduction="none"),
+        "gmsd": lambda r, x: _piq().gmsd(x, r, data_range=1.0, reduction="none"),
+        "haarpsi": lambda r, x: _piq().haarpsi(x, r, data_range=1.0, reduction="none"),
     }
-    out = {name: [] for name in names}
+    out: dict[str, list[float]] = {name: [] for name in names}
     with torch.no_grad():
-        for ref, image in zip(refs, images):
+        for ref, image in zip(refs, images, strict=True):
             pair = (ref[None].float().clamp(0, 1), image[None].float().clamp(0, 1))
             for name in names:
                 out[name].append(float(functions[name](*pair)[0]))
@@ -347,7 +348,7 @@ def mean_ranks(table: Mapping[str, Mapping[str, float]],
     for measure, higher_is_better in measures.items():
         values = np.array([float(table[row][measure]) for row in rows])
         ranked = stats.rankdata(-values if higher_is_better else values, method="average")
-        ranks[measure] = {row: float(r) for row, r in zip(rows, ranked)}
+        ranks[measure] = {row: float(r) for row, r in zip(rows, ranked, strict=True)}
     return ranks, {row: float(np.mean([ranks[m][row] for m in measures])) for row in rows}
 
 

@@ -46,11 +46,11 @@ def severity_check(refs: Sequence[Tensor], scorers: Mapping[str, Scorer], *,
                 dists.append(degrade(ref, family, value, seed=derive_seed(seed, r, family, level) % 2**31))
                 keys.append((r, family, level))
     table = score_table(scorers, refs_all, dists)
-    result = {}
+    result: dict[str, dict] = {}
     for name in scorers:
         per_family: dict[str, dict[str, list]] = {f: {"pairs": [], "monotone": []} for f in ladders}
         ladder_scores: dict[tuple[int, str], list[float]] = {}
-        for (r, family, level), value in zip(keys, table[name]):
+        for (r, family, _level), value in zip(keys, table[name], strict=True):
             ladder_scores.setdefault((r, family), []).append(value)
         for (_, family), seq in ladder_scores.items():
             seq_a = np.asarray(seq)
@@ -88,11 +88,11 @@ def correlations(predictions: Mapping[str, np.ndarray], label: np.ndarray,
     if lengths or (groups is not None and len(groups) != len(label)):
         raise ValueError(f"expected as many scores and groups as labels ({len(label)}), got scores {lengths} and "
                          f"{None if groups is None else len(groups)} groups")
-    out = {}
-    for name, pred in predictions.items():
-        pred = np.asarray(pred, dtype=np.float64)
-        entry = {"srocc": float(stats.spearmanr(pred, label)[0]), "krocc": float(stats.kendalltau(pred, label)[0]),
-                 "n": len(label)}
+    out: dict[str, dict] = {}
+    for name, values in predictions.items():
+        pred = np.asarray(values, dtype=np.float64)
+        entry: dict[str, object] = {"srocc": float(stats.spearmanr(pred, label)[0]),
+                                    "krocc": float(stats.kendalltau(pred, label)[0]), "n": len(label)}
         if groups is not None:
             by_group: dict[object, list[int]] = {}
             for i, g in enumerate(groups):
@@ -185,14 +185,16 @@ def identity_check(scorer: Scorer, refs: Sequence[Tensor], dists_per_ref: Sequen
         distorted pairs), ``min_margin`` and ``pixel_identical_left_out``.
 
     Raises:
-        ValueError: ``known_scores`` that do not match ``dists_per_ref`` in length.
+        ValueError: ``dists_per_ref`` or ``known_scores`` that do not match ``refs`` and each other in length.
     """
+    if len(dists_per_ref) != len(refs):
+        raise ValueError(f"expected one list of distorted images per reference ({len(refs)}), got {len(dists_per_ref)}")
     if known_scores is not None and [len(k) for k in known_scores] != [len(d) for d in dists_per_ref]:
         raise ValueError("expected known_scores with one score per distorted image of dists_per_ref, got lengths "
                          f"{[len(k) for k in known_scores]} for {[len(d) for d in dists_per_ref]}")
     ident = score_pairs(scorer, refs, refs)
     below, margins, left_out, lowest = [], [], 0, float(ident.min())
-    for r, (ref, same, dists) in enumerate(zip(refs, ident, dists_per_ref)):
+    for r, (ref, same, dists) in enumerate(zip(refs, ident, dists_per_ref, strict=True)):
         kept = [i for i, d in enumerate(dists) if not torch.equal(d, ref)]
         left_out += len(dists) - len(kept)
         if not kept:

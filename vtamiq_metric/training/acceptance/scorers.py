@@ -10,11 +10,13 @@ batch to every scorer in turn, so the teacher and its three measures cost one co
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..._precision import Precision
 from ...api import score
 from ...model.vtamiq import VTAMIQ
 from ..labels.teacher import SPREADS, teacher_components
@@ -35,13 +37,14 @@ def psnr(ref: Tensor, dist: Tensor) -> Tensor:
 
 
 def model_scorer(model: VTAMIQ, *, num_patches: int | None = None, seed: int = 0, num_repeats: int = 1,
-                 batch_size: int = 16, precision: str = "fp32") -> Scorer:
+                 batch_size: int = 16, precision: Precision = "fp32") -> Scorer:
     """The model's :func:`vtamiq_metric.score` as a scorer (default patch count and seed 0 unless given)."""
 
     def run(ref: Tensor, dist: Tensor) -> Tensor:
         with torch.no_grad():
-            return score(ref, dist, model=model, num_patches=num_patches, seed=seed, num_repeats=num_repeats,
-                         batch_size=batch_size, precision=precision).cpu()
+            scores = score(ref, dist, model=model, num_patches=num_patches, seed=seed, num_repeats=num_repeats,
+                           batch_size=batch_size, precision=precision)
+        return cast(Tensor, scores).cpu()  # one tensor: no return_std
 
     return run
 
@@ -71,7 +74,7 @@ class _TeacherParts:
     def __call__(self, ref: Tensor, dist: Tensor) -> dict[str, Tensor]:
         if self._key is None or self._key[0] is not ref or self._key[1] is not dist:
             parts = teacher_components(ref, dist)
-            parts["teacher"] = sum(parts[name].clamp_min(0.0) / SPREADS[name] for name in SPREADS)
+            parts["teacher"] = torch.stack([parts[name].clamp_min(0.0) / SPREADS[name] for name in SPREADS]).sum(0)
             self._key, self._parts = (ref, dist), parts
         return self._parts
 
@@ -103,7 +106,7 @@ def teacher_scorers(names: Sequence[str] = ("teacher", "vsi", "scielab", "ms_ssi
     return {name: scorer(name) for name in names}
 
 
-def _piq():
+def _piq() -> Any:
     try:
         import piq
     except ImportError as exc:  # piq is a dependency of the train extra
@@ -112,7 +115,7 @@ def _piq():
 
 
 def gmsd_scorer(ref: Tensor, dist: Tensor) -> Tensor:
-    """piq's GMSD (gradient magnitude similarity deviation): 0 = identical, higher = worse."""
+    """GMSD (gradient magnitude similarity deviation, piq's): 0 = identical, higher = worse."""
     return _piq().gmsd(dist.clamp(0, 1), ref.clamp(0, 1), data_range=1.0, reduction="none").float()
 
 
@@ -128,11 +131,11 @@ def ciede2000_scorer(ref: Tensor, dist: Tensor) -> Tensor:
 
     out = [float(np.mean(color.deltaE_ciede2000(color.rgb2lab(r.double().clamp(0, 1).permute(1, 2, 0).numpy()),
                                                 color.rgb2lab(d.double().clamp(0, 1).permute(1, 2, 0).numpy()))))
-           for r, d in zip(ref.expand_as(dist), dist)]
+           for r, d in zip(ref.expand_as(dist), dist, strict=True)]
     return torch.tensor(out, dtype=torch.float32)
 
 
-def reference_scorers(model: VTAMIQ, *, extended: bool = False, **kwargs: object) -> dict[str, Scorer]:
+def reference_scorers(model: VTAMIQ, *, extended: bool = False, **kwargs: Any) -> dict[str, Scorer]:
     """The model and the measures it is reported next to.
 
     Args:

@@ -49,7 +49,7 @@ def _apply_step(image: Tensor, family: str, value: float | Sequence[float], seed
     return degrade(image, family, value, seed=seed)  # type: ignore[arg-type]
 
 
-def _share(values: Sequence[bool]) -> float | None:
+def _share(values: Sequence[bool] | np.ndarray) -> float | None:
     """The share of True values; None (JSON null) for no values."""
     return float(np.mean(values)) if len(values) else None
 
@@ -58,7 +58,7 @@ def stacking_check(photos: Sequence[Tensor], scorers: Mapping[str, Scorer], *, c
                    firsts: Mapping[str, Sequence[float]] = STACK_FIRSTS,
                    seconds: Sequence[tuple[str, str, float | tuple[float, ...]]] = STACK_SECONDS,
                    min_cost_db: float = 1.0, seed: int = 0, log: Callable[[str], None] | None = None) -> dict:
-    """Does a second distortion on top of a first one raise the score? (A stack never scores better than its part.)
+    """The share of stacked distortions that score worse than their first part (a stack must never score better).
 
     On the centred ``crop x crop`` crop of each photograph, every first distortion (:data:`STACK_FIRSTS`: noise,
     blur, JPEG at two strengths) is followed by every second one (:data:`STACK_SECONDS`: colour casts, contrast
@@ -95,7 +95,9 @@ def stacking_check(photos: Sequence[Tensor], scorers: Mapping[str, Scorer], *, c
     candidates = 0
     for p, photo in enumerate(photos):
         ref = centre_crop(photo, crop)
-        first_images, stack_images, owners = [], [], []
+        first_images: list[Tensor] = []
+        stack_images: list[Tensor] = []
+        owners: list[int] = []
         for family, strengths in firsts.items():
             for s, strength in enumerate(strengths):
                 first = degrade(ref, family, strength, seed=derive_seed(seed, p, "first", family, s) % 2**31)
