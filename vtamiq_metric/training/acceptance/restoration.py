@@ -354,7 +354,7 @@ def mean_ranks(table: Mapping[str, Mapping[str, float]],
 
 def partner_comparison(model: VTAMIQ, train_images: Sequence[Tensor], test_images: Sequence[Tensor],
                        task: str = "deblur", *, variants: Sequence[str] = PARTNER_VARIANTS, steps: int = 300,
-                       batch_size: int = 8, crop: int = 64, lr: float = 1e-3, num_patches: int = 64, seed: int = 0,
+                       batch_size: int = 8, crop: int = 176, lr: float = 1e-3, num_patches: int = 64, seed: int = 0,
                        log: Callable[[str], None] | None = None) -> dict:
     """``VTAMIQLoss`` beside the losses a user would pick instead, as a partner of L1 in training a restoration CNN.
 
@@ -365,8 +365,10 @@ def partner_comparison(model: VTAMIQ, train_images: Sequence[Tensor], test_image
     measures none of them trains on: PSNR, and piq's FSIM, GMSD (lower is better) and HaarPSI, ranked across the
     variants (:func:`mean_ranks` over :data:`PARTNER_MEASURES`).
 
-    MS-SSIM's five scales need 161 px; the ``ms_ssim`` term uses as many scales as ``crop`` allows, with the
-    weights of those scales renormalised (the teacher's rule): 3 scales at the default 64 px, 5 from 161 px.
+    MS-SSIM's five scales need 161 px, so the default crop is 176 px: the partner a user picks is the MS-SSIM
+    they know. On smaller crops the ``ms_ssim`` term uses as many scales as fit, the weights of those scales
+    renormalised (the teacher's rule; 3 scales at 64 px). That weakens the partner and can change the ranking, so
+    compare models at one crop size.
 
     Args:
         model: the metric (frozen inside ``VTAMIQLoss``).
