@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..._io import TMP_SUFFIX, atomic_path
+from ..datasets.kadis700k import KADIS_SCORES_FILE
 from .plan import DIST_DIR, RefTask
 
 __all__ = ["JOURNAL_NAME", "SCORES_NAME", "Journal", "journal_path", "read_journals", "remove_stale_temporaries",
@@ -25,7 +26,7 @@ __all__ = ["JOURNAL_NAME", "SCORES_NAME", "Journal", "journal_path", "read_journ
 
 _logger = logging.getLogger(__name__)
 
-SCORES_NAME = "kadis700k_scores.csv"
+SCORES_NAME = KADIS_SCORES_FILE  # defined once, beside the reader of the file
 JOURNAL_NAME = ".kadis_progress.jsonl"
 
 
