@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -68,3 +69,47 @@ def test_threads_writing_into_one_folder_do_not_clash(tmp_path, same_file):
         assert len(lines) == 1  # one writer's whole file, never a mix
         if not same_file:
             assert lines.pop().split()[1] == "24"  # each thread's last write
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_saved_models_get_the_permissions_of_a_new_file_not_the_writers_private_ones(tmp_path, tiny_model):
+    # safetensors' save_file creates its file 0o600; a model saved to share must be readable like any other file.
+    umask = os.umask(0o022)
+    try:
+        directory = tiny_model.save_pretrained(tmp_path / "m")
+    finally:
+        os.umask(umask)
+    assert {p.name: p.stat().st_mode & 0o777 for p in directory.iterdir()} == {"model.safetensors": 0o644,
+                                                                               "config.json": 0o644}
+    target = tmp_path / "kept.txt"
+    target.write_text("old")
+    target.chmod(0o600)
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.stat().st_mode & 0o777 == 0o600  # a replaced file keeps its permissions
+
+
+def test_threads_saving_one_figure_do_not_clash(tmp_path):
+    # _plotting.save_figure named its temporary file by process id only: threads saving one path collided.
+    pytest.importorskip("matplotlib")
+    from vtamiq_metric._plotting import new_figure, save_figure
+
+    errors: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            figure = new_figure(2, 2)
+            figure.add_subplot().plot([0, 1], [0, 1])
+            for _ in range(5):
+                save_figure(figure, tmp_path / "same.png")
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert (tmp_path / "same.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same.png"]

@@ -34,6 +34,30 @@ TMP_SUFFIX = ".tmp"
 """Suffix of every temporary file :func:`atomic_path` creates (the full name is ``.<name>.<token>.tmp``)."""
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux ``/proc``); 0o022 where it cannot be read."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _final_mode(target: Path) -> int:
+    """The permissions the written file gets: the replaced file's, else those of a new file (``0o666 & ~umask``).
+
+    Some writers create their file private (safetensors' ``save_file`` makes it 0o600); a model saved to share would
+    then be unreadable to others, unlike any other file the user writes.
+    """
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def temporary_name(path: Path) -> Path:
     """A fresh temporary file name beside ``path``: ``.<name>.<pid>-<16 random hex digits>.tmp``.
 
@@ -55,7 +79,9 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
 
     Yields:
         The temporary path (in the same folder, a new name for every call, see :func:`temporary_name`). The caller
-        writes the whole file there; when the ``with`` block ends without an exception the file replaces ``path``. On
+        writes the whole file there; when the ``with`` block ends without an exception the file replaces ``path``,
+        with the permissions of the file it replaces, or those of a new file (``0o666 & ~umask``) whatever the
+        writer chose. On
         an exception (or a ``KeyboardInterrupt``) the temporary file is removed and ``path`` is left untouched.
 
     Example:
@@ -73,6 +99,8 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
         if fsync:
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
+        if os.name == "posix":
+            os.chmod(tmp, _final_mode(target))
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(OSError):

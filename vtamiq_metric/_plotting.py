@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._io import atomic_path
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -76,11 +78,7 @@ def save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
     fmt = check_figure_path(path)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:  # a new temporary name per call: threads saving one figure never clash
         figure.savefig(tmp, format=fmt)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     _logger.debug("wrote %s", path)
     return path

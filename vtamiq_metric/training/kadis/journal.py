@@ -141,7 +141,7 @@ def write_scores(tasks: Sequence[RefTask], records: dict[str, dict], labels: Seq
 
 
 def remove_stale_temporaries(out_dir: Path, own: Sequence[RefTask] | None = None) -> None:
-    """Delete temporary files that a killed run left behind (``.<name>.<pid>.tmp``, see :mod:`vtamiq_metric._io`).
+    """Delete temporary files that a killed run left behind (``.<name>.<pid>-<token>.tmp``, see :mod:`vtamiq_metric._io`).
 
     With ``own`` (a shard), only the temporaries of those references' images, so that shards running at the same time
     in the same folder never delete each other's files in flight.
@@ -151,7 +151,7 @@ def remove_stale_temporaries(out_dir: Path, own: Sequence[RefTask] | None = None
         stale_files += out_dir.glob(f".{SCORES_NAME}.*{TMP_SUFFIX}")
     else:
         names = {task.dist_name(t, lv) for task in own for t in task.types for lv in task.levels}
-        # ".<dist name>.<pid>.tmp" -> "<dist name>"
+        # ".<dist name>.<pid>-<token>.tmp" -> "<dist name>"
         stale_files = [p for p in stale_files if p.name[1 : -len(TMP_SUFFIX)].rsplit(".", 1)[0] in names]
     for stale in stale_files:
         with contextlib.suppress(OSError):
