@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
@@ -100,7 +101,14 @@ def test_threads_saving_one_figure_do_not_clash(tmp_path):
         try:
             figure = new_figure(2, 2)
             figure.add_subplot().plot([0, 1], [0, 1])
-            for _ in range(5):
+            write = figure.savefig
+
+            def slow_write(*args, **kwargs):  # widen the window between writing and renaming, so threads overlap
+                write(*args, **kwargs)
+                time.sleep(0.05)
+
+            figure.savefig = slow_write
+            for _ in range(3):
                 save_figure(figure, tmp_path / "same.png")
         except BaseException as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
