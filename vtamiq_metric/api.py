@@ -169,7 +169,9 @@ def estimate_pair_bytes(config: VTAMIQConfig, num_patches: int, height: int, wid
       ``T * (mlp_dim + 6 * D)`` values for ``T`` tokens) plus a materialised float32 ``(heads, T, T)`` attention
       matrix in case no fused SDPA kernel applies, the gathered, cast and normalised patches of both images (six
       float32 copies of ``N * 3 * P * P``) and, with ``config.token_distance``, the tokens of every layer of both
-      images that :class:`~vtamiq_metric.model.distance.TokenDistance` compares (and its float32 working copies).
+      images that :class:`~vtamiq_metric.model.distance.TokenDistance` compares (and its float32 working copies),
+      and with ``config.patch_fidelity`` the float32 copies of the patches that
+      :class:`~vtamiq_metric.model.fidelity.PatchFidelity` compares.
 
     Args:
         config: the model's config.
@@ -190,6 +192,8 @@ def estimate_pair_bytes(config: VTAMIQConfig, num_patches: int, height: int, wid
     model = 2 * (block + attention) + patches
     if config.token_distance:
         model += (config.depth + 1) * 2 * tokens * config.embed_dim * act + 6 * num_patches * config.embed_dim * 4
+    if config.patch_fidelity:  # float32 RGB and opponent copies of both patch sets, and the products it pools
+        model += 8 * num_patches * 3 * config.patch_size**2 * 4
     images = 2 * 3 * 4 * height * width
     factor = 1 if config.downsample_side is None else viewing_factor(height, width, config.downsample_side)
     seen_height, seen_width = height // factor, width // factor

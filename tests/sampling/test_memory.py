@@ -90,10 +90,13 @@ def test_sampler_bytes_grows_with_the_pixels_not_their_shape():
 
 
 @pytest.mark.parametrize(("preset", "height", "width"), [("tiny", 16, 20_000), ("tiny", 700, 500),
-                                                        ("vtamiq_tiny_patch16", 600, 800)])
+                                                        ("vtamiq_tiny_patch16", 600, 800),
+                                                        ("vtamiq_tiny_patch16+patch_fidelity", 600, 800)])
 def test_estimate_pair_bytes_bounds_what_score_needs(preset, height, width):
     torch.manual_seed(0)
-    model = VTAMIQ(get_preset(preset)).eval()
+    name, _, switch = preset.partition("+")
+    config = get_preset(name).replace(**{switch: True}) if switch else get_preset(name)
+    model = VTAMIQ(config).eval()
 
     def run():
         ref, dist = _pair(height, width)  # the pair's images count: the estimate includes them
