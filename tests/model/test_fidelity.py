@@ -120,3 +120,23 @@ def test_a_saved_model_with_fidelity_loads_and_scores_the_same(tmp_path):
     ref, pos = _patches()
     with torch.no_grad():
         assert torch.equal(loaded(ref, ref * 0.8, pos), model(ref, ref * 0.8, pos))
+
+
+def test_near_identical_patches_give_a_finite_non_negative_fidelity():
+    # float32 variances E[x^2] - mu^2 of bright windows that differ by one grey level round so that the structure
+    # term comes out slightly negative (-8e-4 here); its square root was NaN (a validation prediction of a KADIS
+    # "level 1" pair was).
+    gen = torch.Generator().manual_seed(0)
+    base = torch.rand(4096, 3, 1, 1, generator=gen) * 2 - 0.5  # opponent channels span about [-1, 1.5]
+    ref = base + torch.randint(0, 3, (4096, 3, 16, 16), generator=gen).float() / 255
+    dist = ref.clone()
+    dist[:, :, 3, 5] += 1 / 255
+    for window in (8, 16):
+        mean_term, structure_term = PatchFidelity._terms(ref, dist, window)
+        assert bool((structure_term >= 0).all()) and bool((mean_term >= 0).all())
+    fidelity = PatchFidelity(_CONFIG)
+    rgb = torch.rand(2, 64, 3, 1, 1, generator=gen) * 0.8 + 0.1 + torch.zeros(2, 64, 3, 16, 16)
+    near = rgb.clone()
+    near[:, :, :, 3, 5] += 1 / 255
+    out = fidelity((rgb - 0.5) / 0.5, (near - 0.5) / 0.5)
+    assert bool(torch.isfinite(out).all()) and bool((out >= 0).all())

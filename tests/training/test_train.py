@@ -110,3 +110,23 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(kadid, tmp_path,
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
     assert len((resumed.output / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_failing_validation_keeps_the_trained_epoch(kadid, tmp_path, monkeypatch, caplog):
+    # A non-finite validation prediction ended a run after an hour of training and lost the epoch.
+    from vtamiq_metric.training import train
+
+    original = train._validate
+
+    def fail_at_epoch_0(model, items, config, device, *, shard=False):
+        raise ValueError("expected finite pred, got 1 non-finite value(s) out of 2")
+
+    monkeypatch.setattr(train, "_validate", fail_at_epoch_0)
+    with caplog.at_level("ERROR"), pytest.raises(ValueError, match="non-finite"):
+        fit(_config(kadid, tmp_path))
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
+    assert "epoch 0 is trained and checkpointed" in caplog.text
+    monkeypatch.setattr(train, "_validate", original)
+    resumed = fit(_config(kadid, tmp_path), resume=True)
+    assert [json.loads(line)["epoch"] for line in (resumed.output / "metrics.jsonl").read_text().splitlines()] == [1]

@@ -73,7 +73,9 @@ class PatchFidelity(nn.Module):
         var_d = pool(dist * dist) - mu_d * mu_d
         cov = pool(ref * dist) - mu_r * mu_d
         mean_term = (mu_r - mu_d).square()
-        structure_term = 1.0 - (2.0 * cov + _C) / (var_r + var_d + _C)
+        # >= 0 in exact arithmetic (|2 cov| <= var_r + var_d); rounding can leave -1e-7 for near-identical windows,
+        # which would make the square root below NaN.
+        structure_term = (1.0 - (2.0 * cov + _C) / (var_r + var_d + _C)).clamp_min(0.0)
         return mean_term.mean((-2, -1)), structure_term.mean((-2, -1))
 
     def forward(self, ref_patches: torch.Tensor, dist_patches: torch.Tensor) -> torch.Tensor:
@@ -95,6 +97,6 @@ class PatchFidelity(nn.Module):
             for index, window in enumerate((size // 2, size)):
                 mean_term, structure_term = self._terms(ref, dist, window)  # (B * N, 3) each
                 total = total + (mean_term * weights[0, index]).sum(-1) + (structure_term * weights[1, index]).sum(-1)
-            per_pair = total.view(batch, num).mean(-1)  # (B,)
+            per_pair = total.view(batch, num).mean(-1).clamp_min(0.0)  # (B,), >= 0 (see _terms)
             # sqrt(a + eps^2) - eps, written so that a = 0 gives exactly 0.
             return per_pair / (torch.sqrt(per_pair + _EPS**2) + _EPS)

@@ -420,7 +420,19 @@ def fit(config: TrainConfig, *, resume: bool = False, split_seed: int | None = N
                                                         optimizer=optimizer, params=params, sampler=sampler,
                                                         pairwise=pairwise)
             scheduler.step()
-            val = _validate(model, val_items, config, ctx.device, shard=ctx.distributed)
+            try:
+                val = _validate(model, val_items, config, ctx.device, shard=ctx.distributed)
+            except Exception:
+                # The epoch is trained: keep it (an hour of work on a CPU) before the error ends the run. Resuming
+                # goes on with the next epoch; this one is not a candidate for best/, since it was not validated.
+                rng = checkpoint.rng_state(ctx.device if ctx.distributed else None)
+                rng_ranks = _torchrun.all_gather_objects(rng) if ctx.distributed else None
+                if ctx.is_main:
+                    checkpoint.save_checkpoint(last, **state, epoch=epoch, progress=progress, config=config.to_dict(),
+                                               rng=rng, world_size=ctx.world_size, rng_ranks=rng_ranks)
+                    _logger.error("epoch %d is trained and checkpointed in %s, but its validation failed (below); "
+                                  "--resume goes on with epoch %d", epoch, last, epoch + 1)
+                raise
             improved = progress.update(epoch, val["selection"], keep_last=keep_last)
             rng = checkpoint.rng_state(ctx.device if ctx.distributed else None)
             rng_ranks = _torchrun.all_gather_objects(rng) if ctx.distributed else None
