@@ -55,13 +55,17 @@ vtamiq-train make-kadis --refs "$DATA/ref_imgs" --out "$DATA/stage2" --seed $((S
   --skip-types 15 --extra-types 26-32 --extra-types-per-ref 1 --label teacher --workers "$WORKERS" --no-progress
 # 5. Stage 2: grow (patch_fidelity), then round 0 on the teacher's labels and ROUNDS model-in-the-loop rounds.
 [ -f "$RUN/grown/model.safetensors" ] || $ROBUST grow --model "$STAGE1" --out "$RUN/grown" --set patch_fidelity=true
+# Round r >= 1 adds pairs optimised against the model round r - 1 started from (round 1: the grown stage-1 model;
+# round 2: round 0's; ...), so that a round's adversarial set can be generated while the previous round trains.
 previous="$RUN/grown"
+attacked="$RUN/grown"
 adversarial=()
 for round in $(seq 0 "$ROUNDS"); do
   if [ "$round" -gt 0 ]; then
-    [ -f "$DATA/adversarial$round/adversarial.csv" ] || $ROBUST adversarial --model "$previous" \
+    [ -f "$DATA/adversarial$round/adversarial.csv" ] || $ROBUST adversarial --model "$attacked" \
       --refs "$DATA/ref_imgs" --out "$DATA/adversarial$round" --seed "$round"
     adversarial+=("$DATA/adversarial$round")
+    attacked="$previous"
   fi
   $ROBUST merge --kadis "$DATA/stage2" --adversarial "${adversarial[@]}" --out "$DATA/round$round.csv"
   vtamiq-train train --stage bundled-robust --data-root "$DATA/round$round.csv" --init "$previous" \

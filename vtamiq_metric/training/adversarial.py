@@ -66,7 +66,7 @@ class AdversarialSettings:
         seed: seeds the choice of references, crops, degradations and the loss's patch positions.
     """
 
-    starts: int = 500
+    starts: int = 250
     crop: int = 160
     steps: int = 40
     snapshots: tuple[int, ...] = (10, 25, 40)
