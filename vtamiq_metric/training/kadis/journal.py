@@ -141,7 +141,9 @@ def write_scores(tasks: Sequence[RefTask], records: dict[str, dict], labels: Seq
 
 
 def remove_stale_temporaries(out_dir: Path, own: Sequence[RefTask] | None = None) -> None:
-    """Delete temporary files that a killed run left behind (``.<name>.<pid>-<token>.tmp``, see :mod:`vtamiq_metric._io`).
+    """Delete temporary files that a killed run left behind.
+
+    Their names are ``.<name>.<pid>-<token>.tmp`` (see :mod:`vtamiq_metric._io`).
 
     With ``own`` (a shard), only the temporaries of those references' images, so that shards running at the same time
     in the same folder never delete each other's files in flight.
