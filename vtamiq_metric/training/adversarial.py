@@ -17,6 +17,8 @@ reads like any other data set.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -41,6 +43,8 @@ _logger = logging.getLogger(__name__)
 
 #: File name of the CSV that :func:`make_adversarial_set` writes in its output folder.
 ADVERSARIAL_CSV = "adversarial.csv"
+_PARTS_DIR = "parts"  # one CSV per batch of starting points: what a resumed run keeps
+_REQUEST_FILE = "request.json"  # the settings and reference names the folder is generated with
 
 #: Degradations of the starting points besides the KADIS types: (family, parameter) of
 #: :func:`vtamiq_metric.training.acceptance.degrade` (blur, noise and JPEG, the loss checks' degradations).
@@ -138,6 +142,67 @@ def _start(ref: torch.Tensor, rng: np.random.Generator, seed: int) -> tuple[torc
     return degrade(ref, family, value, seed=seed), f"{family}_{value:g}"
 
 
+def _request(settings: AdversarialSettings, refs: Sequence[Path]) -> dict:
+    return {"settings": dataclasses.asdict(settings), "refs": [Path(ref).name for ref in refs]}
+
+
+def _check_same_request(out_dir: Path, settings: AdversarialSettings, refs: Sequence[Path]) -> None:
+    """Record what ``out_dir`` is generated with; refuse to resume a folder generated with something else."""
+    request = json.loads(json.dumps(_request(settings, refs)))  # tuples as lists, as read back
+    record = out_dir / _REQUEST_FILE
+    if record.is_file():
+        try:
+            previous = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"make_adversarial_set: {record} is not readable JSON ({error}); delete the folder to "
+                             f"start again") from error
+        if previous != request:
+            changed = sorted(key for key in {**previous.get("settings", {}), **request["settings"]}
+                             if previous.get("settings", {}).get(key) != request["settings"].get(key))
+            what = f"settings {changed}" if changed else "reference files"
+            raise ValueError(f"make_adversarial_set: {out_dir} holds a set generated with other {what} (see {record});"
+                             f" use another output folder or delete this one")
+        return
+    with atomic_path(record) as tmp:
+        Path(tmp).write_text(json.dumps(request, indent=1) + "\n", encoding="utf-8")
+
+
+def _optimise_batch(model: VTAMIQ, chunk: Sequence[tuple[str, torch.Tensor, torch.Tensor, str]], first: int,
+                    out_dir: Path, label: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                    settings: AdversarialSettings) -> list[list[str]]:
+    """Optimise one batch of starting points, write its PNGs, return its CSV rows."""
+    loss_fn = VTAMIQLoss(model, num_patches=settings.num_patches, reduction="none", precision=settings.precision,
+                         seed=derive_seed(settings.seed, "adversarial-loss", first) % 2**31)
+    ref = torch.stack([item[1] for item in chunk])
+    start = torch.stack([item[2] for item in chunk])
+    images: dict[tuple[float | None, int], torch.Tensor] = {(None, 0): start}
+    for lr in settings.lrs:
+        snaps = optimise_towards_reference(loss_fn, ref, start, steps=settings.steps, lr=lr,
+                                           snapshots=settings.snapshots)
+        images.update({(lr, step): image for step, image in snaps.items()})
+    rows: list[list[str]] = []
+    for (snapshot_lr, step), batch in images.items():
+        quantised = torch.stack([torch.from_numpy(_to_uint8(x)).permute(2, 0, 1).float() / 255 for x in batch])
+        scores = label(ref, quantised)
+        for offset, ((stem, ref_image, _, how), image, value) in enumerate(zip(chunk, quantised, scores.tolist(),
+                                                                              strict=True)):
+            name = f"{stem}_{first + offset:05d}"
+            ref_file = Path("refs") / f"{name}.png"
+            dist_file = Path("images") / (f"{name}_start.png" if snapshot_lr is None
+                                          else f"{name}_lr{snapshot_lr:g}_s{step}.png")
+            if not (out_dir / ref_file).is_file():
+                _save_png(_to_uint8(ref_image), out_dir / ref_file)
+            _save_png(_to_uint8(image), out_dir / dist_file)
+            kind = how if snapshot_lr is None else f"{how} adam lr={snapshot_lr:g}"
+            rows.append([ref_file.as_posix(), dist_file.as_posix(), repr(float(value)), stem, kind, str(step)])
+    return rows
+
+
+def _save_png(array: np.ndarray, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
 def make_adversarial_set(model: VTAMIQ, refs: Sequence[Path], out: str | os.PathLike,
                          label: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
                          settings: AdversarialSettings | None = None,
@@ -149,7 +214,11 @@ def make_adversarial_set(model: VTAMIQ, refs: Sequence[Path], out: str | os.Path
     learning rate). ``ref_id`` is the reference file's stem, so a split by reference keeps every crop of a training
     image (and its KADIS pairs) on the same side. The CSV's ``score`` is ``label(ref, dist)`` as returned: with the
     teacher's similarity (``LABELS["teacher"]``), read the CSV with ``higher_is_better=True``. Written atomically at
-    the end; the PNGs first, under ``out/images/`` and ``out/refs/``.
+    the end; the PNGs first, under ``out/images/`` and ``out/refs/``, and each batch's rows under ``out/parts/``.
+
+    Resumable: rerun with the same arguments after an interruption and the batches already written are kept (a batch's
+    pairs are the same whether or not the run was interrupted). ``out/request.json`` records the settings and the
+    reference names; a folder generated with others is refused.
 
     Args:
         model: the current model (frozen inside a :class:`VTAMIQLoss`).
@@ -163,17 +232,20 @@ def make_adversarial_set(model: VTAMIQ, refs: Sequence[Path], out: str | os.Path
         The CSV path.
 
     Raises:
-        ValueError: no references, or a reference smaller than the crop.
+        ValueError: no references, a reference smaller than the crop, or ``out`` holding a set generated with other
+            settings or references.
     """
     if not refs:
         raise ValueError("make_adversarial_set: expected reference image files, got none")
     settings = AdversarialSettings() if settings is None else settings
     out_dir = Path(out)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    (out_dir / "refs").mkdir(parents=True, exist_ok=True)
+    for folder in ("images", "refs", _PARTS_DIR):
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
+    _check_same_request(out_dir, settings, refs)
     rng = np.random.default_rng(derive_seed(settings.seed, "adversarial") % 2**63)
     crop = settings.crop
-    # 1. starting points: (crop of a reference, degraded crop, what degraded it)
+    # 1. starting points: (crop of a reference, degraded crop, what degraded it); all drawn first, so that a resumed
+    #    run draws the same ones
     items: list[tuple[str, torch.Tensor, torch.Tensor, str]] = []  # (reference stem, crop, start, degradation)
     for index in range(settings.starts):
         path = Path(refs[int(rng.integers(len(refs)))])
@@ -186,33 +258,21 @@ def make_adversarial_set(model: VTAMIQ, refs: Sequence[Path], out: str | os.Path
         ref = image[:, top:top + crop, left:left + crop].contiguous()
         start, how = _start(ref, rng, seed=derive_seed(settings.seed, "adversarial-start", index) % 2**31)
         items.append((path.stem, ref, start, how))
-    # 2. optimise in batches, once per learning rate
+    # 2. optimise in batches, once per learning rate; each batch's rows go to a part file of its own (written last,
+    #    atomically), so an interrupted run redoes at most one batch. Each batch seeds its own loss: a batch's pairs
+    #    do not depend on which batches ran before it in this process.
     rows: list[list[str]] = []
-    loss_fn = VTAMIQLoss(model, num_patches=settings.num_patches, reduction="none", precision=settings.precision,
-                         seed=derive_seed(settings.seed, "adversarial-loss") % 2**31)
     for first in range(0, len(items), settings.batch_size):
-        chunk = items[first:first + settings.batch_size]
-        ref = torch.stack([item[1] for item in chunk])
-        start = torch.stack([item[2] for item in chunk])
-        images: dict[tuple[float | None, int], torch.Tensor] = {(None, 0): start}
-        for lr in settings.lrs:
-            snaps = optimise_towards_reference(loss_fn, ref, start, steps=settings.steps, lr=lr,
-                                               snapshots=settings.snapshots)
-            images.update({(lr, step): image for step, image in snaps.items()})
-        for (snapshot_lr, step), batch in images.items():
-            quantised = torch.stack([torch.from_numpy(_to_uint8(x)).permute(2, 0, 1).float() / 255 for x in batch])
-            scores = label(ref, quantised)
-            rows_of_batch = zip(chunk, quantised, scores.tolist(), strict=True)
-            for offset, ((stem, ref_image, _, how), image, value) in enumerate(rows_of_batch):
-                name = f"{stem}_{first + offset:05d}"
-                ref_file = Path("refs") / f"{name}.png"
-                if not (out_dir / ref_file).exists():
-                    Image.fromarray(_to_uint8(ref_image)).save(out_dir / ref_file)
-                dist_file = Path("images") / (f"{name}_start.png" if snapshot_lr is None
-                                              else f"{name}_lr{snapshot_lr:g}_s{step}.png")
-                Image.fromarray(_to_uint8(image)).save(out_dir / dist_file)
-                kind = how if snapshot_lr is None else f"{how} adam lr={snapshot_lr:g}"
-                rows.append([ref_file.as_posix(), dist_file.as_posix(), repr(float(value)), stem, kind, str(step)])
+        part = out_dir / _PARTS_DIR / f"{first:06d}.csv"
+        if part.is_file():
+            with open(part, newline="", encoding="utf-8") as handle:
+                rows.extend(csv.reader(handle))
+        else:
+            batch_rows = _optimise_batch(model, items[first:first + settings.batch_size], first, out_dir, label,
+                                         settings)
+            with atomic_path(part) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+                csv.writer(handle).writerows(batch_rows)
+            rows.extend(batch_rows)
         if log is not None:
             log(f"adversarial: {min(first + settings.batch_size, len(items))}/{len(items)} starting points")
     csv_path = out_dir / ADVERSARIAL_CSV
