@@ -2,13 +2,14 @@
 
 Last step of ``examples/bundled_model/train.sh``::
 
-    python examples/bundled_model/finalize.py --model RUN/export --run RUN --data DATA --eval RUN/eval.json
+    python examples/bundled_model/finalize.py --model RUN/round2/export --run RUN --data DATA --eval RUN/eval.json
 
-Writes ``vtamiq_metric/weights/vtamiq_tiny_patch16_kadis_photos.safetensors`` (the model exported by
-``vtamiq-train export``, re-saved with this provenance in its safetensors metadata: seed, commit, data list with
-licences and authors, training config, per-epoch validation metrics and the held-out figures of
-``benchmarks/eval_model.py``) and ``vtamiq_metric/weights/MODEL_CARD.md``, then prints the file's sha256 and the
-registry entry for ``vtamiq_metric/hub.py``.
+Writes ``vtamiq_metric/weights/vtamiq_tiny_patch16_kadis_photos_robust.safetensors`` (the last round's model exported
+by ``vtamiq-train export``, re-saved with this provenance in its safetensors metadata: seed, commit, the teacher, the
+data list with licences and authors, stage 1's training, every round's training config, per-epoch validation metrics
+and quick evaluation, and the held-out figures of ``benchmarks/eval_model.py``) and
+``vtamiq_metric/weights/MODEL_CARD.md``, then prints the file's sha256 and the registry entry for
+``vtamiq_metric/hub.py``.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from pathlib import Path
 
 from vtamiq_metric import VTAMIQ
 from vtamiq_metric.hub import AUTHORS_REPOSITORY_URL, AUTHORS_WEIGHTS_URL, load_model, save_pretrained, sha256sum
+from vtamiq_metric.training.adversarial import ADVERSARIAL_CSV
 from vtamiq_metric.training.datasets.kadis700k import KADIS_SCORES_FILE
+from vtamiq_metric.training.labels.teacher import SAMPLES_PER_DEGREE, SPREADS
 
-NAME = "vtamiq_tiny_patch16.kadis_photos"
-FILE_NAME = "vtamiq_tiny_patch16_kadis_photos.safetensors"
+NAME = "vtamiq_tiny_patch16.kadis_photos_robust"
+FILE_NAME = "vtamiq_tiny_patch16_kadis_photos_robust.safetensors"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -299,6 +302,32 @@ column reads the same way; the numbers are issue 20's checks.
 {table}{_partner_section(result)}{_legacy_restoration_section(result)}{families}"""
 
 
+def _epoch_rows(epochs: list[dict]) -> str:
+    return "\n".join(
+        f"| {r['epoch']} | {r['train_loss']:.4f} | {r['lr']:.1e} | {r['val_srocc']:.4f} | {r['val_plcc']:.4f} | "
+        f"{r['pairs_per_second']:.2f} |" for r in epochs)
+
+
+def _round_rows(rounds: list[dict]) -> str:
+    """One line per round: its data, its validation and what it did to checks 1-3 (its quick evaluation)."""
+    lines = []
+    for r in rounds:
+        quick = r.get("quick") or {}
+        pixel = quick.get("pixel_optimisation", {})
+        pix = {lr: "-" if lr not in pixel else (
+            f"{pixel[lr]['improved_psnr'] * pixel[lr].get('pairs', 6):.0f}/{pixel[lr].get('pairs', 6)}, "
+            f"{pixel[lr]['mean_psnr_change']:+.2f} dB") for lr in ("0.05", "0.01")}
+
+        stack = quick.get("stacking", {}).get("model", {}).get("share")
+        alone = quick.get("restoration_alone", {})
+        tasks = "; ".join(f"{task} {v['degraded']['psnr']:.1f} -> {v['restored']['psnr']:.1f} dB"
+                          for task, v in alone.items()) or "-"
+        lines.append(f"| {r['round']} | {r['pairs']} ({r['adversarial_pairs']} optimised) | {r['best_epoch']} | "
+                     f"{r['val'].get('val_srocc', float('nan')):.4f} | {pix['0.05']} | {pix['0.01']} | "
+                     f"{_fig(stack, '.2f')} | {tasks} |")
+    return "\n".join(lines)
+
+
 def _card(provenance: dict, sha: str, eval_result: dict | None, size_mib: float, config: dict) -> str:
     data = provenance["data"]
     by_set: dict[str, list[dict]] = {}
@@ -310,12 +339,14 @@ def _card(provenance: dict, sha: str, eval_result: dict | None, size_mib: float,
     rows = "\n".join(
         f"| {s['name']} | `{s['file']}` | {s['licence']} | {s['attribution'] or '-'} | "
         f"{'held out' if s['held_out'] else 'train'} | {s['crops']} |" for s in data["sources"])
-    epochs = "\n".join(
-        f"| {r['epoch']} | {r['train_loss']:.4f} | {r['lr']:.1e} | {r['val_srocc']:.4f} | {r['val_plcc']:.4f} | "
-        f"{r['pairs_per_second']:.2f} |" for r in provenance["metrics"]["epochs"])
     held = _evaluation_section(eval_result) if eval_result is not None else ""
     dirty = " (+ uncommitted changes)" if provenance.get("commit_dirty") else ""
-    cfg = provenance["training_config"]
+    teacher = provenance["teacher"]
+    spreads = teacher["spreads"]
+    stage1 = provenance["stage1"]
+    cfg1, cfg = stage1.get("training_config", {}), provenance["training_config"]
+    stage1_epochs = stage1.get("metrics", {}).get("epochs", [])
+    rounds = provenance["rounds"]
     return f"""# {NAME}
 
 The default model of vtamiq-metric: `vtamiq_metric.score(ref, dist)` and `VTAMIQLoss()` use it when no model is
@@ -324,14 +355,16 @@ straight after `pip install`.
 
 - **Architecture**: VTAMIQ, preset `vtamiq_tiny_patch16` (ViT width 192, depth 6, 3 heads, patch 16; DiffNet 4x4
   residual channel-attention blocks; 3.8M parameters), trained from scratch (no ImageNet weights), with this
-  package's two options: `zero_identity` (the head scores `|head(diff) - head(0)|`) and `token_distance` (an
-  LPIPS-like distance between the aligned patch tokens of every layer, added to the score; see
-  `vtamiq_metric/model/distance.py`).{_viewing_note(config, provenance)}
-- **Output**: a distortion score, 0 = identical (exactly, up to float rounding), never negative, higher = worse. It
-  approximates histogram-equalised `1 - VSI` on KADIS-style synthetic distortions; it is **not** calibrated to human
-  opinion scores (no human-rated data was used) and is much smaller than the paper's ViT-B/16 model. For
-  research-grade numbers use the paper's weights: the authors' KADIS-700k checkpoint `vtamiq_kadis700k.pth`, linked
-  from the README of {AUTHORS_REPOSITORY_URL} and downloaded from
+  package's three options: `zero_identity` (the head scores `|head(diff) - head(0)|`, and identical patch sets score
+  exactly 0), `token_distance` (an LPIPS-like distance between the aligned patch tokens of every layer, added to the
+  score; `vtamiq_metric/model/distance.py`) and `patch_fidelity` (an SSIM-like colour term on the sampled patches
+  in an opponent colour space, with three learned weights; `vtamiq_metric/model/fidelity.py`), so that a colour
+  cast or lost contrast costs something the optimiser cannot trade away.{_viewing_note(config, provenance)}
+- **Output**: a distortion score, 0 = identical, never negative, higher = worse. It approximates the teacher below
+  on KADIS-style synthetic distortions, colour casts and images optimised against earlier versions of itself; it is
+  **not** calibrated to human opinion scores (no human-rated data was used) and is much smaller than the paper's
+  ViT-B/16 model. For research-grade numbers use the paper's weights: the authors' KADIS-700k checkpoint
+  `vtamiq_kadis700k.pth`, linked from the README of {AUTHORS_REPOSITORY_URL} and downloaded from
   {AUTHORS_WEIGHTS_URL}; pass the file as it is,
   `load_model("vtamiq_kadis700k.pth")` or `vtamiq score --model vtamiq_kadis700k.pth` (converted once, then cached).
 - **Licence of the weights**: Apache-2.0. The training photographs carry their own licences (below: public domain,
@@ -339,13 +372,35 @@ straight after `pip install`.
 - **sha256**: `{sha}`
 - **Seed**: {provenance['seed']}; **code**: commit `{provenance['commit']}`{dirty}.
 
+## The teacher
+
+No single full-reference measure is safe to imitate: VSI barely sees colour casts, a colour difference misses blur,
+a structural index misses hue. The labels of stage 2 come from their sum, each divided by its spread (its standard
+deviation over KADIS-style pairs of the training crops, `SPREADS` of `vtamiq_metric.training.labels.teacher`), so that
+each counts equally on typical distortions:
+
+    D = (1 - VSI) / {spreads['vsi']} + S-CIELAB mean CIEDE2000 / {spreads['scielab']}
+        + (1 - MS-SSIM) / {spreads['ms_ssim']}
+
+VSI (Zhang et al. 2014, this package's port), S-CIELAB (Zhang & Wandell 1997: opponent-colour spatial filtering
+at {teacher['samples_per_degree']:g} samples per degree, then CIEDE2000 from scikit-image) and MS-SSIM (Wang et al.
+2003; equal to piq's to 1e-12), all at the viewing distance of VSI's reference code (images downscaled to about
+256 px first). The training label is the similarity `1 / (1 + D)`. On the 12 TID2013 pairs of the project's fragment
+its SROCC with MOS is 0.839 (VSI 0.825, S-CIELAB 0.573, MS-SSIM 0.594).
+
 ## Training data
 
-{data['train_pairs']} training/validation pairs and {data['heldout_pairs']} held-out pairs, generated by
-`examples/bundled_model/prepare_data.py` (photographs longer than {data.get('max_side', '-')} px downscaled first;
-deterministic crops: random downscale {data['min_scale']}-1, square sides {data['sizes']} px, random flips;
-held-out crops {data['heldout_size']} px) and `vtamiq-train make-kadis` (our Python port of the KADID-10k
-distortions, 24 types, denoise skipped, 5 levels; labels VSI). Held-out photographs never reach training.
+Stage 1: {stage1.get('data', {}).get('train_pairs', '-')} KADIS-style pairs of the training crops (24 KADID types,
+denoise skipped, VSI labels). Stage 2: {data['stage2_pairs']} new KADIS-style pairs of the same crops (another seed;
+2 KADID types and 1 colour type per crop: white-balance and per-channel gain casts, hue rotation, and stacks
+(noise then a gain cast, JPEG then a white-balance cast, lens blur then JPEG or noise), types 26-32 of
+`vtamiq_metric.training.distortions`), labelled by the teacher, plus
+{sum(data['adversarial_pairs'].values())} images optimised against the model (below). {data['heldout_pairs']}
+held-out pairs of crops of the held-out photographs (every type, VSI and teacher labels) serve the checks. All are
+generated by `examples/bundled_model/prepare_data.py` (photographs longer than {data.get('max_side', '-')} px
+downscaled first; deterministic crops: random downscale {data['min_scale']}-1, square sides {data['sizes']} px,
+random flips; held-out crops {data['heldout_size']} px) and `vtamiq-train make-kadis` (our Python port of the
+KADID-10k distortions). Held-out photographs never reach training.
 
 | image set | photographs (train / held out) | licences |
 |---|---|---|
@@ -360,23 +415,48 @@ README, CQ100's `metadata.csv`, Debian's copyright files, the camera-trap README
 
 ## Training
 
-`examples/bundled_model/train.sh` reproduces this file from scratch (see `examples/bundled_model/README.md`):
-stage `bundled-default` of `vtamiq-train`: AdamW lr {cfg['lr']} (x{cfg['lr_gamma']} at epochs
-{cfg['lr_milestones']}), {cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['train_patches']} patches per
-image ({cfg['eval_patches']} at validation), MAE + rank loss on histogram-equalised `1 - VSI`, precision
-{cfg['precision']}; the best epoch by validation SROCC on {cfg['val_fraction']:.0%} of the training references.
+`examples/bundled_model/train.sh` reproduces this file from scratch (see `examples/bundled_model/README.md`).
+
+**Stage 1, a student of VSI** (stage `bundled-default` of `vtamiq-train`, the previous default model's recipe): AdamW
+lr {cfg1.get('lr', '-')} (x{cfg1.get('lr_gamma', '-')} at epochs {cfg1.get('lr_milestones', '-')}),
+{cfg1.get('epochs', '-')} epochs, batch {cfg1.get('batch_size', '-')}, MAE + rank loss on histogram-equalised
+`1 - VSI`.
 
 | epoch | train loss | lr after the epoch | val SROCC | val PLCC | pairs/s |
 |---|---|---|---|---|---|
-{epochs}
+{_epoch_rows(stage1_epochs)}
+
+**Stage 2, a robust student of the teacher** (stage `bundled-robust`): `patch_fidelity` added to the stage-1 model
+(its three weights start at softplus(0)), then rounds of AdamW lr {cfg['lr']} (x{cfg['lr_gamma']} at epochs
+{cfg['lr_milestones']}), {cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['train_patches']} patches per
+image, MAE + rank loss on the teacher's similarity, precision {cfg['precision']}, each round starting from the
+previous one. Round r >= 1 adds images optimised against the model round r - 1 started from: degraded training crops
+(a KADIS type or a blur, noise or JPEG level), Adam at lr 0.05 on their pixels with the model's loss alone,
+snapshots after 10, 25 and 40 steps, each labelled by the teacher
+(`vtamiq_metric.training.adversarial.make_adversarial_set`). Each round was measured on checks 1-3
+(`eval_model.py --quick`, on a subset of the held-out photographs) before the next. Check 1: PSNR raised in how
+many cases, and the mean change; check 2: share of stacks scored worse than their first part; check 3: PSNR of the
+degraded input and of the CNN trained with the loss alone:
+
+| round | training pairs | best epoch | val SROCC | check 1, lr 0.05 | check 1, lr 0.01 | check 2 | check 3 |
+|---|---|---|---|---|---|---|---|
+{_round_rows(rounds)}
+
+Epochs of the last round:
+
+| epoch | train loss | lr after the epoch | val SROCC | val PLCC | pairs/s |
+|---|---|---|---|---|---|
+{_epoch_rows(provenance['metrics']['epochs'])}
 
 Best epoch: {provenance['metrics']['best_epoch']}.
 {held}
 ## Limitations
 
 Trained on crops of {sum(1 for s in data['sources'] if not s['held_out'])} photographs with synthetic distortions
-and a full-reference label (VSI) as the target: expect VSI-like behaviour rather than human judgements, and less
-reliability on content far from these photographs. The TID2013 figure above uses only 12 pairs.
+and a combination of full-reference measures as the target: expect the teacher's behaviour rather than human
+judgements, and less reliability on content far from these photographs. As a loss on its own it is safe at the step
+sizes measured above, not at any step size; pair it with L1 for training (README, "As a loss"). The TID2013 figure
+above uses only 12 pairs.
 """
 
 
@@ -405,10 +485,83 @@ def _write_card(out_dir: Path, provenance: dict, eval_result: dict | None) -> st
     return sha
 
 
+def _run_metrics(folder: Path) -> tuple[dict, list[dict], dict]:
+    """``(config, epochs, best epoch)`` of a ``vtamiq-train train`` output folder."""
+    config = json.loads((folder / "config.json").read_text())
+    epochs = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    if not epochs:
+        raise SystemExit(f"finalize.py: {folder / 'metrics.jsonl'} holds no epoch")
+    return config, epochs, max(epochs, key=lambda r: r["val_srocc"])
+
+
+def _rounds(run: Path, data: Path) -> list[dict]:
+    """Every ``<run>/round<r>/`` folder of train.sh: its data, training figures and quick evaluation."""
+    folders = sorted((f for f in run.glob("round*") if f.name[5:].isdigit() and (f / "metrics.jsonl").is_file()),
+                     key=lambda f: int(f.name[5:]))
+    if not folders:
+        raise SystemExit(f"finalize.py: no trained round under {run} (expected round0/, round1/, ... of train.sh)")
+    rounds = []
+    for folder in folders:
+        index = int(folder.name[5:])
+        config, epochs, best = _run_metrics(folder)
+        adversarial = sum(_count_rows(data / f"adversarial{r}" / ADVERSARIAL_CSV) for r in range(1, index + 1))
+        quick = folder / "quick.json"
+        rounds.append({"round": index, "pairs": _count_rows(Path(config["data_root"])),
+                       "adversarial_pairs": adversarial,
+                       "training_config": _config_record(config), "epochs": epochs, "best_epoch": best["epoch"],
+                       "val": {k: v for k, v in best.items() if k.startswith("val_")},
+                       "quick": _heldout_summary(json.loads(quick.read_text())) if quick.is_file() else None})
+    return rounds
+
+
+def _config_record(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in ("data_root", "output", "progress")}
+
+
+def _provenance(run: Path, data: Path, eval_result: dict | None) -> dict:
+    """What the weights file records: seed, commit, teacher, data with licences, both stages, every round."""
+    rounds = _rounds(run, data)
+    last = rounds[-1]
+    grown = load_model(run / "grown").provenance
+    stage1 = grown.get("parent_provenance", {})
+    manifest = json.loads((data / "sources.json").read_text())
+    commit, dirty = _commit(run)
+    sources = [{k: s.get(k) for k in ("name", "origin", "package", "version", "file", "sha256", "licence",
+                                      "attribution", "held_out")} | {"crops": len(s["crops"])}
+               for s in manifest["sources"]]
+    return {
+        "name": NAME,
+        "license": "Apache-2.0",
+        "seed": last["training_config"]["seed"],
+        "commit": commit,
+        "commit_dirty": dirty,
+        "teacher": {"distortion": "(1 - VSI) / spreads.vsi + S-CIELAB mean CIEDE2000 / spreads.scielab "
+                                  "+ (1 - MS-SSIM) / spreads.ms_ssim",
+                    "label": "1 / (1 + D)", "spreads": dict(SPREADS), "samples_per_degree": SAMPLES_PER_DEGREE},
+        "data": {
+            "generator": "examples/bundled_model/prepare_data.py + vtamiq-train make-kadis (teacher labels) + "
+                         "examples/bundled_model/robust.py adversarial",
+            "crop_seed": manifest["seed"], "sizes": manifest["sizes"], "heldout_size": manifest["heldout_size"],
+            "min_scale": manifest["min_scale"], "max_side": manifest.get("max_side"), "sources": sources,
+            "stage2_pairs": _count_rows(data / "stage2" / KADIS_SCORES_FILE),
+            "adversarial_pairs": {f.parent.name: _count_rows(f)
+                                  for f in sorted(data.glob(f"adversarial*/{ADVERSARIAL_CSV}"))},
+            "heldout_pairs": _count_rows(data / "heldout" / KADIS_SCORES_FILE),
+        },
+        "stage1": {k: stage1.get(k) for k in ("commit", "seed", "training_config", "metrics") if k in stage1}
+                  | {"data": {k: v for k, v in stage1.get("data", {}).items() if k != "sources"}},
+        "grown": {"added": grown.get("added")},
+        "rounds": rounds,
+        "training_config": last["training_config"],
+        "metrics": {"best_epoch": last["best_epoch"], "val": last["val"], "epochs": last["epochs"],
+                    "heldout": _heldout_summary(eval_result) if eval_result else None},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="exported model directory (vtamiq-train export)")
-    parser.add_argument("--run", type=Path, help="training run folder (config.json, metrics.jsonl)")
+    parser.add_argument("--run", type=Path, help="train.sh's RUN folder (grown/, round0/, round1/, ...)")
     parser.add_argument("--data", type=Path, help="data folder of prepare_data.py / make-kadis")
     parser.add_argument("--eval", type=Path, help="JSON written by benchmarks/eval_model.py --output")
     parser.add_argument("--out-dir", type=Path, default=REPO / "vtamiq_metric" / "weights")
@@ -436,31 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{', '.join(missing)} required (unless --card-only)")
 
     model = load_model(args.model)
-    config = json.loads((args.run / "config.json").read_text())
-    epochs = [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    best = max(epochs, key=lambda r: r["val_srocc"])
-    manifest = json.loads((args.data / "sources.json").read_text())
-    commit, dirty = _commit(args.run)
-    sources = [{k: s.get(k) for k in ("name", "origin", "package", "version", "file", "sha256", "licence",
-                                      "attribution", "held_out")} | {"crops": len(s["crops"])}
-               for s in manifest["sources"]]
-    provenance = {
-        "name": NAME,
-        "license": "Apache-2.0",
-        "seed": config["seed"],
-        "commit": commit,
-        "commit_dirty": dirty,
-        "data": {
-            "generator": "examples/bundled_model/prepare_data.py + vtamiq-train make-kadis (VSI labels)",
-            "crop_seed": manifest["seed"], "sizes": manifest["sizes"], "heldout_size": manifest["heldout_size"],
-            "min_scale": manifest["min_scale"], "max_side": manifest.get("max_side"), "sources": sources,
-            "train_pairs": _count_rows(args.data / KADIS_SCORES_FILE),
-            "heldout_pairs": _count_rows(args.data / "heldout" / KADIS_SCORES_FILE),
-        },
-        "training_config": {k: v for k, v in config.items() if k not in ("data_root", "output", "progress")},
-        "metrics": {"best_epoch": best["epoch"], "val": {k: v for k, v in best.items() if k.startswith("val_")},
-                    "epochs": epochs, "heldout": _heldout_summary(eval_result) if eval_result else None},
-    }
+    provenance = _provenance(args.run, args.data, eval_result)
     if args.note:
         provenance["note"] = args.note
     model.provenance = {}
@@ -506,9 +635,10 @@ PRETRAINED entry for vtamiq_metric/hub.py:
         sha256="{sha}",
         license="Apache-2.0",
         bundled_path="weights/{FILE_NAME}",
-        notes="small VTAMIQ (3.8M parameters, token distance, zero at identity) trained from scratch on "
-              "KADIS-style synthetic distortions (VSI labels) of permissively licensed photographs; not the paper's "
-              "model and not calibrated to human scores; see weights/MODEL_CARD.md",
+        notes="small VTAMIQ (3.8M parameters, token distance, patch fidelity, zero at identity) trained from "
+              "scratch on KADIS-style and colour distortions of permissively licensed photographs and on images "
+              "optimised against it, labelled by a teacher (VSI + S-CIELAB + MS-SSIM); not the paper's model and "
+              "not calibrated to human scores; see weights/MODEL_CARD.md",
     ),
 
 DEFAULT_MODEL = "{NAME}"

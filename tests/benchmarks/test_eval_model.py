@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import runpy
-import shutil
 import sys
 from pathlib import Path
 
@@ -141,9 +140,7 @@ def test_eval_model_runs_every_check_and_the_card_renders_them(tmp_path, tiny_mo
                    "**4. With L1", "| 5. level pairs", "| 6. SROCC with the teacher", "| 7. SROCC with MOS",
                    "| 8. weights (file, MiB)"):
         assert needle in card
-    card_dir = tmp_path / "card"  # the whole card, from the bundled weights' provenance and this evaluation
-    card_dir.mkdir()
-    shutil.copyfile(ROOT / "vtamiq_metric" / "weights" / finalize["FILE_NAME"], card_dir / finalize["FILE_NAME"])
+    card_dir = _finalized(tmp_path / "finalize", tiny_model, finalize)  # the whole card: provenance + this evaluation
     assert finalize["main"](["--card-only", "--eval", str(out), "--out-dir", str(card_dir)]) == 0
     assert "| 2. a second distortion raises the score" in (card_dir / "MODEL_CARD.md").read_text()
     quick = tmp_path / "quick.json"
@@ -176,3 +173,72 @@ def test_the_teacher_is_computed_where_the_csv_has_no_teacher_column(tmp_path, t
     teacher = [float(teacher_distortion(r[None], d[None])) for r, d in zip(refs, dists, strict=True)]
     psnr = [float(acc.psnr(r[None], d[None])) for r, d in zip(refs, dists, strict=True)]
     assert result["teacher_label"]["psnr"]["srocc"] == pytest.approx(stats.spearmanr(psnr, teacher)[0] * -1)
+
+
+def _finalized(root: Path, model, finalize) -> Path:
+    """Run finalize.py on a synthetic train.sh output (stage 1, grown, rounds 0 and 1); returns its --out-dir."""
+    data, run, out = root / "data", root / "run", root / "out"
+    for folder in ("stage2", "heldout", "adversarial1", "run"):
+        (data / folder).mkdir(parents=True, exist_ok=True)
+    source = {"name": "coffee", "origin": "package", "package": "scikit-image", "version": "0.26.0",
+              "file": "skimage/data/coffee.png", "sha256": "00", "licence": "CC0-1.0", "attribution": "R. M.",
+              "held_out": False, "crops": [[0, 0, 160]]}
+    (data / "sources.json").write_text(json.dumps({"seed": 0, "sizes": [160], "heldout_size": 256, "min_scale": 0.5,
+                                                   "max_side": 1024, "sources": [source]}))
+    (data / "stage2" / "kadis700k_scores.csv").write_text("dist_img,ref_img,teacher\n" + "a,b,0.5\n" * 3)
+    (data / "heldout" / "kadis700k_scores.csv").write_text("dist_img,ref_img,teacher\n" + "a,b,0.5\n" * 2)
+    (data / "adversarial1" / "adversarial.csv").write_text("ref,dist,score\n" + "a,b,0.5\n" * 4)
+    stage1 = {"commit": "abc", "seed": 0, "data": {"train_pairs": 7, "sources": [source]},
+              "training_config": {"lr": 3e-4, "lr_gamma": 0.3, "lr_milestones": [2, 3], "epochs": 4, "batch_size": 20},
+              "metrics": {"epochs": [{"epoch": 0, "train_loss": 0.2, "lr": 3e-4, "val_srocc": 0.9, "val_plcc": 0.9,
+                                      "pairs_per_second": 9.0}]}}
+    model.save_pretrained(run / "grown", provenance={"added": {"patch_fidelity": True}, "parent_provenance": stage1})
+    for index, rows in ((0, 3), (1, 7)):
+        folder = run / f"round{index}"
+        folder.mkdir()
+        csv_path = data / f"round{index}.csv"
+        csv_path.write_text("ref,dist,score\n" + "a,b,0.5\n" * rows)
+        (folder / "config.json").write_text(json.dumps({
+            "data_root": str(csv_path), "output": str(folder), "seed": 0, "lr": 1e-4, "lr_gamma": 0.3,
+            "lr_milestones": [1], "epochs": 2, "batch_size": 20, "train_patches": 128, "precision": "bf16"}))
+        (folder / "metrics.jsonl").write_text("".join(
+            json.dumps({"epoch": e, "train_loss": 0.1, "lr": 1e-4, "val_srocc": 0.8 + 0.1 * e - 0.05 * index,
+                        "val_plcc": 0.8, "pairs_per_second": 10.0}) + "\n" for e in (0, 1)))
+    (run / "round0" / "quick.json").write_text(json.dumps(QUICK))
+    model.save_pretrained(run / "round1" / "export")
+    (run / "git_commit.txt").write_text("0123abcd\n")
+    assert finalize["main"](["--model", str(run / "round1" / "export"), "--run", str(run), "--data", str(data),
+                             "--out-dir", str(out)]) == 0
+    return out
+
+
+def test_finalize_records_both_stages_and_every_round(tmp_path, tiny_model, finalize, capsys):
+    from vtamiq_metric.hub import load_model
+
+    out = _finalized(tmp_path, tiny_model, finalize)
+    weights = out / finalize["FILE_NAME"]
+    assert f'"{finalize["NAME"]}": PretrainedCfg(' in capsys.readouterr().out
+    loaded = load_model(weights)
+    provenance = loaded.provenance
+    assert [r["round"] for r in provenance["rounds"]] == [0, 1]
+    assert [r["adversarial_pairs"] for r in provenance["rounds"]] == [0, 4]
+    assert [r["pairs"] for r in provenance["rounds"]] == [3, 7]
+    assert provenance["rounds"][0]["quick"]["stacking"]["model"]["share"] == 0.73
+    assert provenance["rounds"][1]["quick"] is None and provenance["rounds"][1]["best_epoch"] == 1
+    assert provenance["data"]["stage2_pairs"] == 3 and provenance["data"]["adversarial_pairs"] == {"adversarial1": 4}
+    assert provenance["stage1"]["training_config"]["epochs"] == 4 and "sources" not in provenance["stage1"]["data"]
+    assert provenance["teacher"]["spreads"] == {"vsi": 0.0503, "scielab": 7.18, "ms_ssim": 0.140}
+    assert provenance["commit"] == "0123abcd"
+    for key, tensor in tiny_model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], tensor), key
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "| 0 | 3 (0 optimised) | 1 | 0.9000 | 0/6, -1.00 dB | - | 0.73 | denoise 22.0 -> 16.0 dB |" in card
+    assert "| 1 | 7 (4 optimised) | 1 | 0.8500 | - | - | - | - |" in card
+    assert "D = (1 - VSI) / 0.0503 + S-CIELAB mean CIEDE2000 / 7.18" in card
+    assert "| coffee | `skimage/data/coffee.png` | CC0-1.0 | R. M. | train | 1 |" in card
+
+
+def test_finalize_says_which_round_folders_it_expected(tmp_path, finalize):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(SystemExit, match="no trained round under"):
+        finalize["_rounds"](tmp_path / "run", tmp_path)
