@@ -335,3 +335,14 @@ def test_score_batch_is_the_core_of_score_and_batch_size_for_its_chunking(tiny_m
     auto = api.auto_batch_size(tiny_model.config, 16, 48, 64, 10, torch.device("cpu"), half_precision=False)
     assert api.batch_size_for(scorer, 48, 64, 10) == auto
     assert api.batch_size_for(api.resolve(tiny_model, api.ScoringOptions(batch_size=3)), 48, 64, 10) == 3
+
+
+def test_the_overloads_of_score_type_every_keyword_of_score():
+    import inspect
+    from typing import get_type_hints
+
+    from vtamiq_metric import api
+
+    keywords = {name for name, p in inspect.signature(api.score).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    typed = set(get_type_hints(api._ScoreOptions, globalns=vars(api)))
+    assert typed == keywords - {"return_std"}

@@ -37,7 +37,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 
 import torch
 
@@ -57,6 +57,9 @@ from .model.config import VTAMIQConfig
 from .model.vtamiq import VTAMIQ
 from .sampling import SamplingConfig, sample_patches, viewing_downsample, viewing_factor
 from .sampling.memory import sampler_bytes
+
+if TYPE_CHECKING:  # annotations only (typing.Unpack is Python >= 3.11; typing_extensions comes with torch)
+    from typing_extensions import Unpack
 
 __all__ = ["DEFAULT_MAX_PIXELS", "Scorer", "ScoringOptions", "auto_batch_size", "batch_size_for", "compiled_forward",
            "default_model_name", "estimate_pair_bytes", "forward_pairs", "pair_flops", "resolve", "resolve_device",
@@ -271,62 +274,35 @@ def auto_batch_size(config: VTAMIQConfig, num_patches: int, height: int, width: 
     return chunk
 
 
-# The return type follows ``return_std`` (the implementation's docstring is below).
-@overload
-def score(
-    ref: ImageLike | Sequence[ImageLike],
-    dist: ImageLike | Sequence[ImageLike],
-    *,
-    model: str | VTAMIQ | None = None,
-    num_patches: int | None = None,
-    num_repeats: int = 1,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    precision: Precision = "auto",
-    batch_size: int | None = None,
-    sampling: SamplingConfig | None = None,
-    return_std: Literal[False] = False,
-    compile: bool = False,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> torch.Tensor: ...
+class _ScoreOptions(TypedDict, total=False):
+    """``score``'s keywords other than ``return_std``, for its overloads (documented on ``score``)."""
+
+    model: str | VTAMIQ | None
+    num_patches: int | None
+    num_repeats: int
+    seed: int
+    device: str | torch.device | None
+    precision: Precision
+    batch_size: int | None
+    sampling: SamplingConfig | None
+    compile: bool
+    max_pixels: int | None
 
 
+# The return type follows ``return_std`` (the implementation's docstring and defaults are below).
 @overload
-def score(
-    ref: ImageLike | Sequence[ImageLike],
-    dist: ImageLike | Sequence[ImageLike],
-    *,
-    model: str | VTAMIQ | None = None,
-    num_patches: int | None = None,
-    num_repeats: int = 1,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    precision: Precision = "auto",
-    batch_size: int | None = None,
-    sampling: SamplingConfig | None = None,
-    return_std: Literal[True],
-    compile: bool = False,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> tuple[torch.Tensor, torch.Tensor]: ...
+def score(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequence[ImageLike], *,
+          return_std: Literal[False] = False, **options: Unpack[_ScoreOptions]) -> torch.Tensor: ...
 
 
 @overload
-def score(
-    ref: ImageLike | Sequence[ImageLike],
-    dist: ImageLike | Sequence[ImageLike],
-    *,
-    model: str | VTAMIQ | None = None,
-    num_patches: int | None = None,
-    num_repeats: int = 1,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    precision: Precision = "auto",
-    batch_size: int | None = None,
-    sampling: SamplingConfig | None = None,
-    return_std: bool,
-    compile: bool = False,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+def score(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequence[ImageLike], *,
+          return_std: Literal[True], **options: Unpack[_ScoreOptions]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def score(ref: ImageLike | Sequence[ImageLike], dist: ImageLike | Sequence[ImageLike], *,
+          return_std: bool, **options: Unpack[_ScoreOptions]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def score(
