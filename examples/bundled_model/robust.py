@@ -12,7 +12,8 @@ of ``VTAMIQLoss`` would), every snapshot labelled by the teacher (``vtamiq_metri
         --out DATA/adversarial1 --seed 1
 
 ``merge``: one CSV in the ``csv`` data-set format (``ref,dist,score,ref_id,dist_type,level``; score = the teacher's
-similarity, higher is better) from ``make-kadis`` folders (their ``teacher`` column) and adversarial folders::
+similarity, higher is better) from ``make-kadis`` folders (their ``teacher`` column) and adversarial folders (each of
+their rows ``--adversarial-repeats`` times, 4 by default, so that the few optimised pairs weigh in an epoch)::
 
     python examples/bundled_model/robust.py merge --kadis DATA DATA/colour --adversarial DATA/adversarial1 \\
         --out DATA/round1.csv
@@ -38,7 +39,9 @@ def grow(args: argparse.Namespace) -> int:
     model = load_model(str(args.model))
     changes = {}
     for item in args.set:
-        key, _, value = item.partition("=")
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"grow: --set expects KEY=JSON, got {item!r}")
         changes[key] = json.loads(value)
     grown = VTAMIQ(model.config.replace(**changes))
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
@@ -76,8 +79,8 @@ def merge(args: argparse.Namespace) -> int:
     for folder in args.adversarial:
         with open(folder / ADVERSARIAL_CSV, newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
-                rows.append([str((folder / row["ref"]).resolve()), str((folder / row["dist"]).resolve()),
-                             row["score"], row["ref_id"], row["dist_type"], row["level"]])
+                rows += [[str((folder / row["ref"]).resolve()), str((folder / row["dist"]).resolve()),
+                          row["score"], row["ref_id"], row["dist_type"], row["level"]]] * args.adversarial_repeats
     tmp = out.with_name(f".{out.name}.tmp")  # written whole, then renamed: a reader never sees half a file
     with open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -86,6 +89,13 @@ def merge(args: argparse.Namespace) -> int:
     os.replace(tmp, out)
     print(f"merge: {len(rows)} pairs -> {out}", file=sys.stderr)
     return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("merge", help="one training CSV from make-kadis and adversarial folders")
     p.add_argument("--kadis", type=Path, nargs="*", default=[])
     p.add_argument("--adversarial", type=Path, nargs="*", default=[])
+    p.add_argument("--adversarial-repeats", type=_positive_int, default=4,
+                   help="rows per optimised pair: 1,000 of them beside 21,600 KADIS-style pairs would be under 5%% of "
+                        "an epoch; repeated 4 times, about 16%% (default: 4)")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(run=merge)
     args = parser.parse_args(argv)

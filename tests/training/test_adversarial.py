@@ -115,3 +115,53 @@ def test_references_smaller_than_the_crop_are_refused(tiny_model, refs, tmp_path
         make_adversarial_set(tiny_model, refs, tmp_path / "adv", _label, settings=small)
     with pytest.raises(ValueError, match="expected reference image files, got none"):
         make_adversarial_set(tiny_model, [], tmp_path / "adv", _label, settings=SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def robust():
+    import runpy
+    from pathlib import Path
+
+    return runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "bundled_model" / "robust.py"))
+
+
+def test_merge_joins_kadis_and_optimised_pairs_repeating_the_optimised_ones(tiny_model, refs, tmp_path, robust):
+    adversarial = tmp_path / "adv"
+    make_adversarial_set(tiny_model, refs, adversarial, _label, settings=SETTINGS)
+    kadis = tmp_path / "kadis"
+    (kadis / "dist_imgs").mkdir(parents=True)
+    for ref, name in zip(refs, ("crop0_27_02.png", "crop1_03_05.png"), strict=True):
+        (kadis / "dist_imgs" / name).write_bytes(ref.read_bytes())
+    (kadis / "kadis700k_scores.csv").write_text(
+        "dist_img,ref_img,dist_type,dist_level,vsi,teacher\n"
+        f"crop0_27_02.png,{refs[0]},27,2,0.99,0.4\ncrop1_03_05.png,{refs[1]},3,5,0.9,0.2\n")
+    out = tmp_path / "round1.csv"
+    assert robust["main"](["merge", "--kadis", str(kadis), "--adversarial", str(adversarial),
+                           "--adversarial-repeats", "3", "--out", str(out)]) == 0
+    with open(out, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    kadis_rows = rows[:2]  # the make-kadis folders' rows come first
+    assert [(row["dist_type"], row["level"], row["score"]) for row in kadis_rows] == [("kadis27", "2", "0.4"),
+                                                                                       ("kadis03", "5", "0.2")]
+    assert kadis_rows[0]["dist"] == str((kadis / "dist_imgs" / "crop0_27_02.png").resolve())
+    assert len(rows) - len(kadis_rows) == 3 * len(_rows(adversarial))
+    assert len(CSVDataset(out, higher_is_better=True, validate_images=False)) == len(rows)
+    with pytest.raises(SystemExit):
+        robust["main"](["merge", "--adversarial-repeats", "0", "--out", str(out)])
+
+
+def test_grow_adds_parameters_and_keeps_every_trained_tensor(tiny_model, tmp_path, robust):
+    from vtamiq_metric.hub import load_model
+
+    tiny_model.save_pretrained(tmp_path / "m", provenance={"seed": 3})
+    assert robust["main"](["grow", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "g"),
+                           "--set", "patch_fidelity=true"]) == 0
+    grown = load_model(tmp_path / "g")
+    assert grown.config.patch_fidelity and not tiny_model.config.patch_fidelity
+    state = grown.state_dict()
+    for key, tensor in tiny_model.state_dict().items():
+        assert torch.equal(state[key], tensor), key
+    assert set(state) > set(tiny_model.state_dict())
+    assert grown.provenance["parent_provenance"]["seed"] == 3
+    with pytest.raises(SystemExit, match="KEY=JSON"):
+        robust["main"](["grow", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "g2"), "--set", "oops"])
