@@ -21,7 +21,7 @@ RUN=${RUN:-runs/bundled/run}            # checkpoints, metrics, exports, evaluat
 SRC=${SRC:-/tmp/imgsrc}                 # throwaway install of the packages holding the package photographs
 SEED=${SEED:-0}
 WORKERS=${WORKERS:-2}                   # make-kadis processes
-ROUNDS=${ROUNDS:-2}                     # model-in-the-loop rounds after round 0
+ROUNDS=${ROUNDS:-1}                     # model-in-the-loop rounds after round 0
 STAGE1=${STAGE1:-}                      # an existing stage-1 model (skips step 4)
 TID2013=${TID2013:-}                    # optional: a folder in TID2013's layout, for the MOS check
 ROBUST="python examples/bundled_model/robust.py"
@@ -68,8 +68,10 @@ for round in $(seq 0 "$ROUNDS"); do
     attacked="$previous"
   fi
   $ROBUST merge --kadis "$DATA/stage2" --adversarial "${adversarial[@]}" --out "$DATA/round$round.csv"
+  # Round 0: the stage's 2 epochs (lr x0.3 after the first); later rounds fine-tune for 1 epoch.
+  epochs=$([ "$round" -eq 0 ] && echo 2 || echo 1)
   vtamiq-train train --stage bundled-robust --data-root "$DATA/round$round.csv" --init "$previous" \
-    --output "$RUN/round$round" --seed "$SEED" --workers 1 --no-progress --resume
+    --output "$RUN/round$round" --seed "$SEED" --workers 1 --no-progress --resume --epochs "$epochs"
   [ -f "$RUN/round$round/export/model.safetensors" ] || \
     vtamiq-train export --model "$RUN/round$round" --out "$RUN/round$round/export"
   [ -f "$RUN/round$round/quick.json" ] || python benchmarks/eval_model.py --quick --model "$RUN/round$round/export" \

@@ -242,3 +242,13 @@ def test_finalize_says_which_round_folders_it_expected(tmp_path, finalize):
     (tmp_path / "run").mkdir()
     with pytest.raises(SystemExit, match="no trained round under"):
         finalize["_rounds"](tmp_path / "run", tmp_path)
+
+
+def test_a_last_round_without_a_quick_evaluation_shows_the_full_one(finalize):
+    rounds = [{"round": 0, "pairs": 3, "adversarial_pairs": 0, "best_epoch": 1, "val": {"val_srocc": 0.9},
+               "quick": None},
+              {"round": 1, "pairs": 7, "adversarial_pairs": 4, "best_epoch": 0, "val": {"val_srocc": 0.95},
+               "quick": None}]
+    rows = finalize["_round_rows"](rounds, finalize["_heldout_summary"](QUICK)).splitlines()
+    assert rows[0] == "| 0 | 3 (0 optimised) | 1 | 0.9000 | - | - | - | - |"
+    assert rows[1].startswith("| 1 (full evaluation) | 7 (4 optimised) | 0 | 0.9500 | 0/6, -1.00 dB | - | 0.73 |")
