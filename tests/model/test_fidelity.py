@@ -131,8 +131,7 @@ def test_near_identical_patches_give_a_finite_non_negative_fidelity():
     ref = base + torch.randint(0, 3, (4096, 3, 16, 16), generator=gen).float() / 255
     dist = ref.clone()
     dist[:, :, 3, 5] += 1 / 255
-    for window in (8, 16):
-        mean_term, structure_term = PatchFidelity._terms(ref, dist, window)
+    for mean_term, structure_term in PatchFidelity._terms(ref, dist):  # quarter windows, whole patch
         assert bool((structure_term >= 0).all()) and bool((mean_term >= 0).all())
     fidelity = PatchFidelity(_CONFIG)
     rgb = torch.rand(2, 64, 3, 1, 1, generator=gen) * 0.8 + 0.1 + torch.zeros(2, 64, 3, 16, 16)
@@ -140,3 +139,18 @@ def test_near_identical_patches_give_a_finite_non_negative_fidelity():
     near[:, :, :, 3, 5] += 1 / 255
     out = fidelity((rgb - 0.5) / 0.5, (near - 0.5) / 0.5)
     assert bool(torch.isfinite(out).all()) and bool((out >= 0).all())
+
+
+def test_the_whole_patch_statistics_equal_pooling_the_whole_patch():
+    """The whole-patch terms come from the quarters' statistics (one pooling pass); they equal pooling directly."""
+    gen = torch.Generator().manual_seed(3)
+    ref = torch.rand(64, 3, 16, 16, generator=gen)
+    dist = (ref + 0.2 * torch.randn(ref.shape, generator=gen)).clamp(0, 1)
+    (_, _), (mean_term, structure_term) = PatchFidelity._terms(ref.double(), dist.double())
+    mu_r, mu_d = ref.double().mean((-2, -1)), dist.double().mean((-2, -1))
+    var_r = (ref.double() ** 2).mean((-2, -1)) - mu_r**2
+    var_d = (dist.double() ** 2).mean((-2, -1)) - mu_d**2
+    cov = (ref.double() * dist.double()).mean((-2, -1)) - mu_r * mu_d
+    torch.testing.assert_close(mean_term, (mu_r - mu_d) ** 2, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(structure_term, 1 - (2 * cov + 0.03**2) / (var_r + var_d + 0.03**2), rtol=1e-10,
+                               atol=1e-12)

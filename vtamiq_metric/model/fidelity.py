@@ -56,27 +56,36 @@ class PatchFidelity(nn.Module):
 
     def _opponent(self, patches: torch.Tensor) -> torch.Tensor:
         """(B, N, 3, P, P) normalised patches -> (B * N, 3, P, P) float32 opponent channels of the [0, 1] pixels."""
-        mean = torch.tensor(self._mean, dtype=torch.float32, device=patches.device).view(3, 1, 1)
-        std = torch.tensor(self._std, dtype=torch.float32, device=patches.device).view(3, 1, 1)
         opponent = torch.tensor(_OPPONENT, dtype=torch.float32, device=patches.device)
-        rgb = patches.float() * std + mean
-        return torch.einsum("oc,bcij->boij", opponent, rgb.flatten(0, 1))
+        std = torch.tensor(self._std, dtype=torch.float32, device=patches.device)
+        mean = torch.tensor(self._mean, dtype=torch.float32, device=patches.device)
+        # opponent @ (std * x + mean), as one affine map of the normalised channels
+        scale, shift = opponent * std, opponent @ mean
+        out = torch.einsum("oc,bcij->boij", scale, patches.flatten(0, 1).float())
+        return out + shift.view(3, 1, 1)
 
     @staticmethod
-    def _terms(ref: torch.Tensor, dist: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and structure terms per window: two (M, 3) tensors, averaged over the windows of each patch."""
-        pool = lambda x: F.avg_pool2d(x, window)  # noqa: E731 - (M, 3, P / window, P / window)
-        mu_r, mu_d = pool(ref), pool(dist)
-        # Not clamped: for identical inputs the three are computed by the same operations, hence equal, and the
-        # structure term is exactly 0 (rounding makes them at most ~1e-7 negative, far below C).
-        var_r = pool(ref * ref) - mu_r * mu_r
-        var_d = pool(dist * dist) - mu_d * mu_d
-        cov = pool(ref * dist) - mu_r * mu_d
-        mean_term = (mu_r - mu_d).square()
-        # >= 0 in exact arithmetic (|2 cov| <= var_r + var_d); rounding can leave -1e-7 for near-identical windows,
-        # which would make the square root below NaN.
-        structure_term = (1.0 - (2.0 * cov + _C) / (var_r + var_d + _C)).clamp_min(0.0)
-        return mean_term.mean((-2, -1)), structure_term.mean((-2, -1))
+    def _terms(ref: torch.Tensor, dist: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Mean and structure terms, each (M, 3) averaged over the windows of each patch, for the quarter windows and
+        for the whole patch.
+
+        One pooling pass: the five window statistics (means of ref, dist, ref^2, dist^2, ref * dist) of the quarters;
+        the whole patch's are the averages of its four quarters'.
+        """
+        size = ref.shape[-1]
+        stats = F.avg_pool2d(torch.cat([ref, dist, ref * ref, dist * dist, ref * dist], dim=1), size // 2)
+        out = []
+        for level in (stats, stats.mean((-2, -1), keepdim=True)):  # (M, 15, 2, 2), then (M, 15, 1, 1)
+            mu_r, mu_d, sq_r, sq_d, prod = level.split(3, dim=1)
+            # Not clamped: for identical inputs the three are computed by the same operations, hence equal, and the
+            # structure term is exactly 0 (rounding makes them at most ~1e-7 negative, far below C).
+            var_r, var_d, cov = sq_r - mu_r * mu_r, sq_d - mu_d * mu_d, prod - mu_r * mu_d
+            mean_term = (mu_r - mu_d).square()
+            # >= 0 in exact arithmetic (|2 cov| <= var_r + var_d); rounding can leave -1e-7 for near-identical
+            # windows, which would make the square root below NaN.
+            structure_term = (1.0 - (2.0 * cov + _C) / (var_r + var_d + _C)).clamp_min(0.0)
+            out.append((mean_term.mean((-2, -1)), structure_term.mean((-2, -1))))
+        return out
 
     def forward(self, ref_patches: torch.Tensor, dist_patches: torch.Tensor) -> torch.Tensor:
         """Fidelity per pair.
@@ -92,10 +101,8 @@ class PatchFidelity(nn.Module):
         weights = F.softplus(self.weight.float())  # (2 terms, 2 windows, 3 channels)
         with torch.autocast(device_type=weights.device.type, enabled=False):
             ref, dist = self._opponent(ref_patches), self._opponent(dist_patches)  # (B * N, 3, P, P)
-            size = ref.shape[-1]
             total = weights.new_zeros(batch * num)
-            for index, window in enumerate((size // 2, size)):
-                mean_term, structure_term = self._terms(ref, dist, window)  # (B * N, 3) each
+            for index, (mean_term, structure_term) in enumerate(self._terms(ref, dist)):  # (B * N, 3) each
                 total = total + (mean_term * weights[0, index]).sum(-1) + (structure_term * weights[1, index]).sum(-1)
             per_pair = total.view(batch, num).mean(-1).clamp_min(0.0)  # (B,), >= 0 (see _terms)
             # sqrt(a + eps^2) - eps, written so that a = 0 gives exactly 0.
