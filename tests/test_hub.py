@@ -189,3 +189,12 @@ def test_without_a_network_a_cached_hub_model_still_loads(tmp_path, tiny_model, 
     _fill_hub_cache(tmp_path / "cache", "org/vtamiq-tiny", {"model.safetensors": tmp_path / "m" / "model.safetensors"})
     _same_weights(tiny_model, load_model("hf-hub:org/vtamiq-tiny", cache_dir=tmp_path / "cache"))
     assert calls and all(call["local_files_only"] for call in calls)
+
+
+def test_retired_names_say_what_became_of_them(monkeypatch):
+    assert not set(hub.RETIRED) & set(hub.PRETRAINED)  # a retired name is never also registered
+    monkeypatch.setitem(hub.RETIRED, "vtamiq_old.tag", "it was replaced; use the default model")
+    with pytest.raises(ValueError, match="model 'vtamiq_old.tag' is no longer registered: it was replaced"):
+        hub.load_model("vtamiq_old.tag")
+    with pytest.raises(ValueError, match="'vtamiq_tiny_patch16.kadis_photos' is no longer registered: .* git show"):
+        hub.load_model("vtamiq_tiny_patch16.kadis_photos")  # the first bundled default

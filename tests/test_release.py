@@ -31,7 +31,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-WEIGHTS = "vtamiq_metric/weights/vtamiq_tiny_patch16_kadis_photos.safetensors"
+WEIGHTS = "vtamiq_metric/weights/vtamiq_tiny_patch16_kadis_photos_robust.safetensors"
 
 
 def test_the_version_has_one_source():

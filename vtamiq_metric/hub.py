@@ -45,6 +45,7 @@ __all__ = [
     "CHECKPOINT_SUFFIXES",
     "DEFAULT_MODEL",
     "PRETRAINED",
+    "RETIRED",
     "PretrainedCfg",
     "WeightsError",
     "converted_cache_dir",
@@ -94,19 +95,29 @@ PRETRAINED: dict[str, PretrainedCfg] = {
     cfg.name: cfg
     for cfg in (
         PretrainedCfg(
-            name="vtamiq_tiny_patch16.kadis_photos",
-            sha256="b0c9f3deb116cae4c286436abccbea6630669e2758ee8a19296d288a34ca36ab",
+            name="vtamiq_tiny_patch16.kadis_photos_robust",
+            sha256="b23577ea9db417228a0f672817763ea4e18b4ad21577af8cdfb8bf7c281e8915",
             license="Apache-2.0",
-            bundled_path="weights/vtamiq_tiny_patch16_kadis_photos.safetensors",
-            notes="small VTAMIQ (3.8M parameters, token distance, 0 at identity) trained from scratch on KADIS-style "
-                  "synthetic distortions (VSI labels) of permissively licensed photographs; not the paper's model "
-                  "and not calibrated to human scores; see weights/MODEL_CARD.md",
+            bundled_path="weights/vtamiq_tiny_patch16_kadis_photos_robust.safetensors",
+            notes="small VTAMIQ (3.8M parameters, token distance, patch fidelity, zero at identity) trained from "
+                  "scratch on KADIS-style and colour distortions of permissively licensed photographs and on images "
+                  "optimised against it, labelled by a teacher (VSI + S-CIELAB + MS-SSIM); not the paper's model and "
+                  "not calibrated to human scores; see weights/MODEL_CARD.md",
         ),
     )
 }
 
+#: Names that were registered once and no longer ship, with what became of them (``load_model`` says it).
+RETIRED: dict[str, str] = {
+    "vtamiq_tiny_patch16.kadis_photos": (
+        "it was the bundled default model of vtamiq-metric 0.1.0 (sha256 b0c9f3de...), a student of VSI alone that "
+        "optimisation as a loss could game (colour casts, lower PSNR); vtamiq_tiny_patch16.kadis_photos_robust "
+        "replaced it. Its file is in the project repository's history: git show 08e91bc:vtamiq_metric/weights/"
+        "vtamiq_tiny_patch16_kadis_photos.safetensors > old.safetensors, then load_model('old.safetensors')"),
+}
+
 #: The model ``score()`` and ``VTAMIQLoss`` use when none is named: the small bundled model (works offline).
-DEFAULT_MODEL: str | None = "vtamiq_tiny_patch16.kadis_photos"
+DEFAULT_MODEL: str | None = "vtamiq_tiny_patch16.kadis_photos_robust"
 
 
 def list_pretrained() -> list[str]:
@@ -294,6 +305,8 @@ def load_model(name_or_path: str | Path, device: str | torch.device | None = Non
             model = _load_checkpoint(path, cache_dir)
         elif path.is_file():
             model = load_file(path)
+        elif spec in RETIRED:  # before the path test: registry names have a dot, like a file name's suffix
+            raise ValueError(f"model {spec!r} is no longer registered: {RETIRED[spec]}")
         elif path.suffix or "/" in spec or "\\" in spec:
             hint = (f" (the authors' weights are downloaded from {AUTHORS_WEIGHTS_URL})"
                     if path.suffix.lower() in CHECKPOINT_SUFFIXES else "")

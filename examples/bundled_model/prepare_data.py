@@ -1,6 +1,6 @@
 """Reference crops for the bundled default model, from permissively licensed photographs.
 
-The bundled model (``vtamiq_tiny_patch16.kadis_photos``) is trained only on images whose licence allows
+The bundled model (``vtamiq_tiny_patch16.kadis_photos_robust``) is trained only on images whose licence allows
 redistributing a model trained on them. Two kinds of sources:
 
 - **package photographs**: sample data inside the scikit-image and scikit-learn wheels; the licence of each is the one

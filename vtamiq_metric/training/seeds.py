@@ -15,7 +15,7 @@ writes, which are the published generator's data. The additional types of ``make
 are drawn from a stream of their own, :func:`kadis_extra_type_rng` (a :func:`derive_seed` label), so adding them
 never moves the draws of the 25.
 
-**Frozen outputs.** The bundled default model (``vtamiq_tiny_patch16.kadis_photos``) was trained on
+**Frozen outputs.** The bundled default model (``vtamiq_tiny_patch16.kadis_photos_robust``) was trained on
 ``make-kadis`` output and with the data order and CAPS draws of :func:`derive_seed`. Changing any formula here moves
 that model's recipe: ``examples/bundled_model/train.sh`` would no longer reproduce the shipped weights. The test
 ``tests/training/test_seeds.py`` pins values of each function so that this cannot happen by accident.
