@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from vtamiq_metric import VTAMIQ
+from vtamiq_metric._io import atomic_path, atomic_write_text
 from vtamiq_metric.hub import AUTHORS_REPOSITORY_URL, AUTHORS_WEIGHTS_URL, load_model, save_pretrained, sha256sum
 from vtamiq_metric.training.adversarial import ADVERSARIAL_CSV
 from vtamiq_metric.training.datasets.kadis700k import KADIS_SCORES_FILE
@@ -494,7 +495,7 @@ def _write_card(out_dir: Path, provenance: dict, eval_result: dict | None) -> st
     sha = sha256sum(target)
     size_mib = target.stat().st_size / 2**20
     config = load_model(target).config.to_dict()
-    (out_dir / "MODEL_CARD.md").write_text(_card(provenance, sha, eval_result, size_mib, config))
+    atomic_write_text(out_dir / "MODEL_CARD.md", _card(provenance, sha, eval_result, size_mib, config))
     print(f"wrote {out_dir / 'MODEL_CARD.md'} for {target} ({size_mib:.1f} MiB, sha256 {sha})")
     return sha
 
@@ -610,7 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         save_pretrained(model, tmp, provenance=provenance)
-        shutil.copyfile(Path(tmp) / "model.safetensors", target)
+        with atomic_path(target) as partial:  # the package's weights file is replaced whole or not at all
+            shutil.copyfile(Path(tmp) / "model.safetensors", partial)
     sha = _write_card(args.out_dir, provenance, eval_result)
     _print_entry(sha)
     return 0
@@ -635,7 +637,8 @@ def _refresh(target: Path, settings: list[str], eval_result: dict | None, out_di
         provenance["metrics"]["heldout"] = _heldout_summary(eval_result)
     with tempfile.TemporaryDirectory() as tmp:
         save_pretrained(model, tmp, provenance=provenance)
-        shutil.copyfile(Path(tmp) / "model.safetensors", target)
+        with atomic_path(target) as partial:  # the package's weights file is replaced whole or not at all
+            shutil.copyfile(Path(tmp) / "model.safetensors", partial)
     _print_entry(_write_card(out_dir, provenance, eval_result))
     return 0
 

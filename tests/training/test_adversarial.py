@@ -1,6 +1,8 @@
 """Model-in-the-loop pairs: what make_adversarial_set writes, that it resumes, and that it refuses mixed folders."""
 
 import csv
+import runpy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,8 +121,6 @@ def test_references_smaller_than_the_crop_are_refused(tiny_model, refs, tmp_path
 
 @pytest.fixture(scope="module")
 def robust():
-    import runpy
-    from pathlib import Path
 
     return runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "bundled_model" / "robust.py"))
 
