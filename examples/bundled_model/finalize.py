@@ -17,14 +17,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from vtamiq_metric import VTAMIQ
-from vtamiq_metric._io import atomic_path, atomic_write_text
 from vtamiq_metric.hub import AUTHORS_REPOSITORY_URL, AUTHORS_WEIGHTS_URL, load_model, save_pretrained, sha256sum
 from vtamiq_metric.training.adversarial import ADVERSARIAL_CSV
 from vtamiq_metric.training.datasets.kadis700k import KADIS_SCORES_FILE
@@ -54,6 +55,13 @@ def _commit(run: Path) -> tuple[str, bool]:
 def _current_commit() -> tuple[str, bool]:
     """The checked-out commit and whether tracked files differ from it."""
     return _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
+
+
+def _replace(target: Path, write: Callable[[Path], object]) -> None:
+    """Write ``target`` through a temporary sibling and a rename: it is replaced whole or not at all."""
+    partial = target.with_name(f".{target.name}.partial")
+    write(partial)
+    os.replace(partial, target)
 
 
 def _count_rows(path: Path) -> int:
@@ -495,7 +503,8 @@ def _write_card(out_dir: Path, provenance: dict, eval_result: dict | None) -> st
     sha = sha256sum(target)
     size_mib = target.stat().st_size / 2**20
     config = load_model(target).config.to_dict()
-    atomic_write_text(out_dir / "MODEL_CARD.md", _card(provenance, sha, eval_result, size_mib, config))
+    card = _card(provenance, sha, eval_result, size_mib, config)
+    _replace(out_dir / "MODEL_CARD.md", lambda partial: partial.write_text(card, encoding="utf-8"))
     print(f"wrote {out_dir / 'MODEL_CARD.md'} for {target} ({size_mib:.1f} MiB, sha256 {sha})")
     return sha
 
@@ -611,8 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         save_pretrained(model, tmp, provenance=provenance)
-        with atomic_path(target) as partial:  # the package's weights file is replaced whole or not at all
-            shutil.copyfile(Path(tmp) / "model.safetensors", partial)
+        _replace(target, lambda partial: shutil.copyfile(Path(tmp) / "model.safetensors", partial))
     sha = _write_card(args.out_dir, provenance, eval_result)
     _print_entry(sha)
     return 0
@@ -637,8 +645,7 @@ def _refresh(target: Path, settings: list[str], eval_result: dict | None, out_di
         provenance["metrics"]["heldout"] = _heldout_summary(eval_result)
     with tempfile.TemporaryDirectory() as tmp:
         save_pretrained(model, tmp, provenance=provenance)
-        with atomic_path(target) as partial:  # the package's weights file is replaced whole or not at all
-            shutil.copyfile(Path(tmp) / "model.safetensors", partial)
+        _replace(target, lambda partial: shutil.copyfile(Path(tmp) / "model.safetensors", partial))
     _print_entry(_write_card(out_dir, provenance, eval_result))
     return 0
 

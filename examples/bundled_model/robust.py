@@ -25,10 +25,10 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
-from vtamiq_metric._io import atomic_path
 from vtamiq_metric.hub import load_model
 from vtamiq_metric.model.vtamiq import VTAMIQ
 from vtamiq_metric.training.adversarial import ADVERSARIAL_CSV, AdversarialSettings, make_adversarial_set
@@ -81,10 +81,12 @@ def merge(args: argparse.Namespace) -> int:
             for row in csv.DictReader(handle):
                 rows += [[str((folder / row["ref"]).resolve()), str((folder / row["dist"]).resolve()),
                           row["score"], row["ref_id"], row["dist_type"], row["level"]]] * args.adversarial_repeats
-    with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:  # a reader never sees half
+    tmp = out.with_name(f".{out.name}.tmp")  # written whole, then renamed: a reader never sees half a file
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["ref", "dist", "score", "ref_id", "dist_type", "level"])
         writer.writerows(rows)
+    os.replace(tmp, out)
     print(f"merge: {len(rows)} pairs -> {out}", file=sys.stderr)
     return 0
 
